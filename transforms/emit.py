@@ -1,0 +1,192 @@
+"""Terminal stages: each record leaves as one sanitized record or one dead letter, plus
+its audit events, all as ``KafkaWrite``s for one sink.
+
+Keys are deterministic (the record id, or the source coordinates when the id is
+unknown), and headers carry the record id and source coordinates, so a replay can be
+de-duplicated downstream.
+
+Example::
+
+    writes = text.records | PublishSanitized(topics, policy_version="p1")
+    writes | WriteToKafka(producer_config)
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+
+from veil.pipelines import __version__ as PIPELINE_VERSION
+from veil.schemas import AUDIT_EVENT, DEAD_LETTER, SANITIZED_RECORD, catalog
+from veil.transforms.audit import audit_events
+from veil.transforms.kafkaio import MAX_MESSAGE_BYTES
+from veil.transforms.records import AuditStep, ErrorCode, Failure, KafkaWrite, Source, WorkItem
+
+_LOGGER = logging.getLogger(__name__)
+
+STAGE = "emit"
+
+
+class TopicNames:
+    """The topic layout: ``<prefix>.raw``, ``<prefix>.sanitized.<modality>``, ..."""
+
+    def __init__(self, prefix: str = "veil"):
+        self.prefix = prefix
+        self.raw = f"{prefix}.raw"
+        self.audit = f"{prefix}.audit"
+        self.dead_letter = f"{prefix}.dead-letter"
+        self.erasure = f"{prefix}.erasure"
+
+    def sanitized(self, modality: str) -> str:
+        return f"{self.prefix}.sanitized.{modality}"
+
+
+def _headers(record_id: str | None, source: Source, subject: str) -> tuple:
+    headers = [
+        ("veil-source", source.dedup_key().encode()),
+        ("veil-schema", subject.encode()),
+    ]
+    if record_id:
+        headers.insert(0, ("veil-record-id", record_id.encode()))
+    return tuple(headers)
+
+
+def _key(record_id: str | None, source: Source) -> bytes:
+    return (record_id or f"src:{source.dedup_key()}").encode()
+
+
+class _Emitter(beam.DoFn):
+    def __init__(self, topics: TopicNames, policy_version: str):
+        self._topics = topics
+        self._policy_version = policy_version
+
+    def setup(self):
+        self._catalog = catalog()
+
+    def _audit_writes(self, source, record_id, modality, trail) -> list[KafkaWrite]:
+        writes = []
+        for event in audit_events(
+            source, record_id, modality, trail, self._policy_version, PIPELINE_VERSION
+        ):
+            writes.append(
+                KafkaWrite(
+                    self._topics.audit,
+                    event["event_id"].encode(),
+                    self._catalog.encode(AUDIT_EVENT, event),
+                    _headers(record_id, source, AUDIT_EVENT),
+                )
+            )
+        return writes
+
+    def _dead_letter_writes(self, failure: Failure) -> list[KafkaWrite]:
+        now = int(time.time() * 1000)
+        record = {
+            "record_id": failure.record_id,
+            "source": failure.source.as_dict(),
+            "stage": failure.stage,
+            "error_code": failure.error_code,
+            "error_class": failure.error_class,
+            "modality": failure.modality,
+            "error_time": now,
+            "policy_version": self._policy_version,
+            "pipeline_version": PIPELINE_VERSION,
+            # Originals are kept only as an envelope under the dead-letter key; until a
+            # key service is configured they are not kept at all.
+            "original": None,
+            "original_key_id": None,
+        }
+        Metrics.counter("veil.dead_letter", failure.error_code).inc()
+        if failure.modality:
+            Metrics.counter(f"veil.{failure.modality}", "dead_letters").inc()
+        trail = list(failure.trail)
+        trail.append(
+            AuditStep(
+                stage=STAGE,
+                action="DEAD_LETTERED",
+                outcome="FAILED",
+                reason_code=f"{failure.stage}:{failure.error_code}",
+                at_ms=now,
+            )
+        )
+        return [
+            KafkaWrite(
+                self._topics.dead_letter,
+                _key(failure.record_id, failure.source),
+                self._catalog.encode(DEAD_LETTER, record),
+                _headers(failure.record_id, failure.source, DEAD_LETTER),
+            )
+        ] + self._audit_writes(failure.source, failure.record_id, failure.modality, trail)
+
+
+class PublishDeadLettersFn(_Emitter):
+    def process(self, failure: Failure):
+        yield from self._dead_letter_writes(failure)
+
+
+class PublishSanitizedFn(_Emitter):
+    def process(self, item: WorkItem):
+        if item.sanitized_payload is None or item.classification is None:
+            # A branch that did not sanitize must never publish: fail closed.
+            yield from self._dead_letter_writes(
+                Failure.of(item, STAGE, ErrorCode.PRIVACY_STEP_FAILED)
+            )
+            return
+        record = {
+            "record_id": item.record_id,
+            "modality": item.modality,
+            "content_type": item.sanitized_content_type or item.record["content_type"],
+            "payload": item.sanitized_payload,
+            "classification": item.classification.as_dict(),
+            "protected": list(item.protected),
+            "policy_version": self._policy_version,
+            "pipeline_version": PIPELINE_VERSION,
+            "source": item.source.as_dict(),
+        }
+        try:
+            value = self._catalog.encode(SANITIZED_RECORD, record)
+        except Exception as exc:  # fastavro validation; its text is not kept
+            yield from self._dead_letter_writes(
+                Failure.of(item, STAGE, ErrorCode.ENCODE_ERROR, type(exc).__name__)
+            )
+            return
+        if len(value) > MAX_MESSAGE_BYTES:
+            yield from self._dead_letter_writes(
+                Failure.of(item, STAGE, ErrorCode.PAYLOAD_TOO_LARGE)
+            )
+            return
+        Metrics.counter(f"veil.{item.modality}", "sanitized").inc()
+        Metrics.counter("veil.emit", f"sensitivity_{item.classification.sensitivity}").inc()
+        trail = list(item.trail)
+        trail.append(AuditStep(stage=STAGE, action="PUBLISHED"))
+        yield KafkaWrite(
+            self._topics.sanitized(item.modality),
+            _key(item.record_id, item.source),
+            value,
+            _headers(item.record_id, item.source, SANITIZED_RECORD),
+        )
+        yield from self._audit_writes(item.source, item.record_id, item.modality, trail)
+
+
+class PublishSanitized(beam.PTransform):
+    """``WorkItem``s to sanitized-record and audit ``KafkaWrite``s (or dead letters)."""
+
+    def __init__(self, topics: TopicNames, policy_version: str):
+        super().__init__()
+        self._fn = PublishSanitizedFn(topics, policy_version)
+
+    def expand(self, items):
+        return items | "EncodeSanitized" >> beam.ParDo(self._fn)
+
+
+class PublishDeadLetters(beam.PTransform):
+    """``Failure``s to dead-letter and audit ``KafkaWrite``s."""
+
+    def __init__(self, topics: TopicNames, policy_version: str):
+        super().__init__()
+        self._fn = PublishDeadLettersFn(topics, policy_version)
+
+    def expand(self, failures):
+        return failures | "EncodeDeadLetters" >> beam.ParDo(self._fn)

@@ -1,0 +1,379 @@
+"""``ReadFromKafka``: a splittable DoFn over Kafka topic-partitions, with kafka-python.
+
+One restriction per topic-partition, an ``OffsetRange`` of Kafka offsets:
+
+* bounded mode: ``[start, end)`` with ``end`` the partition's end offset when the
+  restriction was created (tests, backfills, the demo);
+* unbounded mode: ``[start, inf)``, self-checkpointing every few hundred records or
+  seconds, with a manual watermark that follows record timestamps and moves to
+  processing time when the partition is caught up.
+
+``start`` is the consumer group's committed offset, or the earliest/latest offset for a
+partition the group never committed. Offsets are committed to the group only when the
+runner finalizes a bundle, i.e. after everything the bundle produced downstream (fused
+into the same stage, see ``veil.pipelines.sanitize``) was acknowledged by the broker. A
+crash between the write and the commit replays records: delivery is at-least-once and
+every output carries a deterministic key.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import time
+
+import apache_beam as beam
+from apache_beam.io.restriction_trackers import OffsetRange, OffsetRestrictionTracker
+from apache_beam.io.watermark_estimators import ManualWatermarkEstimator
+from apache_beam.metrics import Metrics
+from apache_beam.transforms.core import RestrictionProvider
+from apache_beam.utils.timestamp import Timestamp
+
+from veil.transforms.kafkaio import client
+from veil.transforms.kafkaio.sink import MAX_MESSAGE_BYTES
+from veil.transforms.records import KafkaMessage
+
+_LOGGER = logging.getLogger(__name__)
+
+UNBOUNDED_STOP = sys.maxsize
+
+
+def _consumer(config: dict, group_id: str | None):
+    from kafka import KafkaConsumer
+
+    return KafkaConsumer(
+        group_id=group_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_partition_fetch_bytes=MAX_MESSAGE_BYTES,
+        fetch_max_bytes=4 * MAX_MESSAGE_BYTES,
+        **client.resolve(config),
+    )
+
+
+class _UnboundedOffsetTracker(OffsetRestrictionTracker):
+    """An offset tracker over ``[start, inf)`` that only splits to checkpoint."""
+
+    def is_bounded(self):
+        return self.current_restriction().stop != UNBOUNDED_STOP
+
+    def try_split(self, fraction_of_remainder):
+        if fraction_of_remainder != 0 and not self.is_bounded():
+            return None
+        return super().try_split(fraction_of_remainder)
+
+
+class _PartitionOffsets(RestrictionProvider):
+    """Creates each partition's offset range from the group's committed offsets."""
+
+    def __init__(self, consumer_config: dict, group_id: str, bounded: bool, start: str):
+        self._config = consumer_config
+        self._group_id = group_id
+        self._bounded = bounded
+        self._start = start
+        self._client = None
+        self._lock = threading.Lock()
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_client"] = None
+        state["_lock"] = None
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    def initial_restriction(self, element):
+        from kafka import TopicPartition
+
+        tp = TopicPartition(*element)
+        with self._lock:
+            if self._client is None:
+                self._client = _consumer(self._config, self._group_id)
+            client = self._client
+            first = client.beginning_offsets([tp])[tp]
+            end = client.end_offsets([tp])[tp]
+            committed = client.committed(tp)
+        if committed is not None:
+            start = min(max(committed, first), end)
+        else:
+            start = first if self._start == "earliest" else end
+        stop = end if self._bounded else UNBOUNDED_STOP
+        _LOGGER.info(
+            "Partition %s-%d: reading offsets [%d, %s)",
+            tp.topic,
+            tp.partition,
+            start,
+            stop if self._bounded else "inf",
+        )
+        return OffsetRange(start, stop)
+
+    def create_tracker(self, restriction):
+        if self._bounded:
+            return OffsetRestrictionTracker(restriction)
+        return _UnboundedOffsetTracker(restriction)
+
+    def split(self, element, restriction):
+        # One restriction per partition keeps offsets in order, so commits only advance.
+        yield restriction
+
+    def restriction_size(self, element, restriction):
+        if restriction.stop == UNBOUNDED_STOP:
+            return 1
+        return max(0, restriction.stop - restriction.start)
+
+    def truncate(self, element, restriction):
+        # On drain, an unbounded partition stops where it is; a bounded one finishes.
+        if restriction.stop == UNBOUNDED_STOP:
+            return None
+        return restriction
+
+
+class _ReadPartitionFn(beam.DoFn, RestrictionProvider):
+    """Reads one topic-partition's offset range; commits offsets on finalization.
+
+    The DoFn is its own restriction provider (``RestrictionParam()`` without argument),
+    delegating to ``_PartitionOffsets``, since the provider needs the consumer config.
+    """
+
+    def __init__(
+        self,
+        consumer_config: dict,
+        group_id: str,
+        bounded: bool,
+        start: str,
+        max_records_per_bundle: int,
+        max_bundle_seconds: float,
+        idle_stop_seconds: float,
+        poll_timeout_ms: int,
+    ):
+        self._config = consumer_config
+        self._group_id = group_id
+        self._bounded = bounded
+        self._offsets = _PartitionOffsets(consumer_config, group_id, bounded, start)
+        self._max_records = max_records_per_bundle
+        self._max_seconds = max_bundle_seconds
+        self._idle_stop = idle_stop_seconds
+        self._poll_timeout_ms = poll_timeout_ms
+        self._records = Metrics.counter("veil.kafka", "records_read")
+        self._bytes = Metrics.counter("veil.kafka", "bytes_read")
+        self._commits = Metrics.counter("veil.kafka", "offset_commits")
+
+    def initial_restriction(self, element):
+        return self._offsets.initial_restriction(element)
+
+    def create_tracker(self, restriction):
+        return self._offsets.create_tracker(restriction)
+
+    def split(self, element, restriction):
+        return self._offsets.split(element, restriction)
+
+    def restriction_size(self, element, restriction):
+        return self._offsets.restriction_size(element, restriction)
+
+    def truncate(self, element, restriction):
+        return self._offsets.truncate(element, restriction)
+
+    def setup(self):
+        self._fetcher = _consumer(self._config, None)
+        self._committer = _consumer(self._config, self._group_id)
+        self._commit_lock = threading.Lock()
+        self._last_record_at = {}
+
+    def teardown(self):
+        for client in (getattr(self, "_fetcher", None), getattr(self, "_committer", None)):
+            if client is not None:
+                client.close(autocommit=False)
+
+    def _commit(self, tp, next_offset: int) -> None:
+        from kafka.structs import OffsetAndMetadata
+
+        with self._commit_lock:
+            self._committer.commit({tp: OffsetAndMetadata(next_offset, "", -1)})
+        self._commits.inc()
+
+    def process(
+        self,
+        element,
+        bundle_finalizer=beam.DoFn.BundleFinalizerParam,
+        watermark_estimator=beam.DoFn.WatermarkEstimatorParam(
+            ManualWatermarkEstimator.default_provider()
+        ),
+        tracker=beam.DoFn.RestrictionParam(),
+    ):
+        # Beam binds this signature positionally: the tracker must come last here.
+        from kafka import TopicPartition
+
+        tp = TopicPartition(*element)
+        restriction = tracker.current_restriction()
+        if restriction.start >= restriction.stop:
+            return
+        fetcher = self._fetcher
+        fetcher.assign([tp])
+        fetcher.seek(tp, restriction.start)
+        started = time.monotonic()
+        self._last_record_at.setdefault(tp, started)
+        emitted = 0
+        next_offset = None
+        try:
+            while True:
+                batch = fetcher.poll(
+                    timeout_ms=self._poll_timeout_ms, max_records=self._max_records
+                )
+                records = batch.get(tp, [])
+                now = time.monotonic()
+                if not records:
+                    position = fetcher.position(tp)
+                    if position >= restriction.stop:
+                        tracker.try_claim(restriction.stop)  # done: nothing is left
+                        return
+                    if not self._bounded:
+                        _advance(watermark_estimator, Timestamp.now())
+                        idle = now - self._last_record_at[tp]
+                        if self._idle_stop and idle >= self._idle_stop:
+                            _LOGGER.info(
+                                "Partition %s-%d idle for %.0f s: stopping",
+                                tp.topic,
+                                tp.partition,
+                                idle,
+                            )
+                            tracker.try_claim(restriction.stop)
+                            return
+                    if now - started >= self._max_seconds:
+                        tracker.defer_remainder()
+                        return
+                    continue
+                self._last_record_at[tp] = now
+                for rec in records:
+                    if not tracker.try_claim(rec.offset):
+                        return
+                    next_offset = rec.offset + 1
+                    size = len(rec.value or b"")
+                    self._records.inc()
+                    self._bytes.inc(size)
+                    ts = Timestamp(micros=max(0, rec.timestamp) * 1000)
+                    _advance(watermark_estimator, ts)
+                    yield beam.window.TimestampedValue(
+                        KafkaMessage(
+                            topic=rec.topic,
+                            partition=rec.partition,
+                            offset=rec.offset,
+                            timestamp_ms=rec.timestamp,
+                            key=rec.key,
+                            value=rec.value,
+                            headers=tuple(rec.headers or ()),
+                        ),
+                        ts,
+                    )
+                    emitted += 1
+                if next_offset is not None and next_offset >= restriction.stop:
+                    tracker.try_claim(restriction.stop)
+                    return
+                if emitted >= self._max_records or now - started >= self._max_seconds:
+                    tracker.defer_remainder()
+                    return
+        finally:
+            if next_offset is not None:
+                bundle_finalizer.register(
+                    lambda tp=tp, offset=next_offset: self._commit(tp, offset)
+                )
+
+
+def _advance(estimator, ts: Timestamp) -> None:
+    current = estimator.current_watermark()
+    if current is None or ts > current:
+        estimator.set_watermark(ts)
+
+
+class _ListPartitionsFn(beam.DoFn):
+    """Expands a topic name into its ``(topic, partition)`` pairs at run time."""
+
+    def __init__(self, consumer_config: dict):
+        self._config = consumer_config
+
+    def setup(self):
+        self._client = _consumer(self._config, None)
+
+    def teardown(self):
+        if getattr(self, "_client", None) is not None:
+            self._client.close(autocommit=False)
+
+    def process(self, topic):
+        partitions = None
+        deadline = time.monotonic() + 30
+        while not partitions and time.monotonic() < deadline:
+            partitions = self._client.partitions_for_topic(topic)
+            if not partitions:
+                time.sleep(0.5)
+        if not partitions:
+            raise RuntimeError(f"topic {topic!r} does not exist or has no partitions")
+        for partition in sorted(partitions):
+            yield (topic, partition)
+
+
+class ReadFromKafka(beam.PTransform):
+    """Reads Kafka topics into ``KafkaMessage`` elements, one restriction per partition.
+
+    Example::
+
+        messages = pipeline | ReadFromKafka(
+            {"bootstrap_servers": "127.0.0.1:9092"}, ["veil.raw"], group_id="veil",
+            bounded=True)
+
+    Args:
+        consumer_config: kafka-python consumer settings (bootstrap servers, security).
+        topics: topics to read.
+        group_id: the consumer group whose committed offsets set where to start, and
+            which receives commits on bundle finalization.
+        bounded: read to the end offsets seen at start, then finish.
+        start: ``earliest`` or ``latest``, for partitions the group never committed.
+        idle_stop_seconds: unbounded mode only; finish a partition after this long
+            without records (0: never, the streaming default).
+    """
+
+    def __init__(
+        self,
+        consumer_config: dict,
+        topics: list[str],
+        group_id: str,
+        bounded: bool = False,
+        start: str = "earliest",
+        max_records_per_bundle: int = 500,
+        max_bundle_seconds: float = 2.0,
+        idle_stop_seconds: float = 0.0,
+        poll_timeout_ms: int = 250,
+    ):
+        super().__init__()
+        if start not in ("earliest", "latest"):
+            raise ValueError("start must be 'earliest' or 'latest'")
+        self._config = dict(consumer_config)
+        self._topics = list(topics)
+        self._group_id = group_id
+        self._bounded = bounded
+        self._start = start
+        self._fn_args = (
+            max_records_per_bundle,
+            max_bundle_seconds,
+            idle_stop_seconds,
+            poll_timeout_ms,
+        )
+
+    def expand(self, pbegin):
+        fn_class = _ReadPartitionFn
+        if not self._bounded:
+            fn_class = beam.DoFn.unbounded_per_element()(_UnboundedReadPartitionFn)
+        read_fn = fn_class(
+            self._config, self._group_id, self._bounded, self._start, *self._fn_args
+        )
+        return (
+            pbegin
+            | "Topics" >> beam.Create(self._topics)
+            | "Partitions" >> beam.ParDo(_ListPartitionsFn(self._config))
+            | "ReadPartitions" >> beam.ParDo(read_fn)
+        )
+
+
+class _UnboundedReadPartitionFn(_ReadPartitionFn):
+    """The same reader, declared unbounded per element for streaming runners."""

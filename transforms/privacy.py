@@ -1,0 +1,186 @@
+"""One generic transform for every modality's classify-and-anonymize step.
+
+Modeled on Beam's RunInference: a small typed plug-in interface (``PrivacyHandler``:
+load the model once, process one record, name the detectors and their versions) and one
+transform (``ApplyPrivacyStep``) that shares the loaded model per worker process, times
+each record, counts, and routes failures to a typed dead-letter output.
+
+Fail closed: an exception, or a record that took longer than the step's time limit,
+becomes a dead letter (``PRIVACY_STEP_FAILED`` / ``PRIVACY_STEP_TIMEOUT``) and never
+reaches a sanitized topic. Only the exception's class name is kept; its text may hold
+content and is neither logged nor stored.
+
+Example::
+
+    text = routed.branches["text"] | ApplyPrivacyStep(TextHandler(policy), time_limit_s=10)
+    text.records, text.dead_letters
+"""
+
+from __future__ import annotations
+
+import abc
+import logging
+import time
+from typing import Callable, Generic, NamedTuple, TypeVar
+
+import apache_beam as beam
+from apache_beam import pvalue
+from apache_beam.metrics import Metrics
+from apache_beam.utils.shared import Shared
+
+from veil.transforms.records import AuditStep, ErrorCode, Failure, WorkItem
+
+_LOGGER = logging.getLogger(__name__)
+
+DEAD_LETTER = "dead_letter"
+ModelT = TypeVar("ModelT")
+
+
+class PrivacyError(Exception):
+    """A handler's known, content-free failure, with a stable dead-letter code."""
+
+    def __init__(self, code: str):
+        super().__init__(code)
+        self.code = code
+
+
+class PrivacyHandler(abc.ABC, Generic[ModelT]):
+    """What a modality plugs into ``ApplyPrivacyStep``."""
+
+    #: Stage name in audit events, metrics and dead letters (e.g. ``"text"``).
+    stage: str = "privacy"
+
+    @abc.abstractmethod
+    def load(self) -> ModelT:
+        """Loads detectors and models; called once per worker process, in ``setup``."""
+
+    @abc.abstractmethod
+    def share_key(self) -> str:
+        """Identifies what ``load`` builds, so equal handlers share one model."""
+
+    @abc.abstractmethod
+    def detectors(self, model: ModelT) -> dict:
+        """Detector or model name to version, for audit events."""
+
+    @abc.abstractmethod
+    def process(self, model: ModelT, item: WorkItem) -> dict:
+        """Classifies and anonymizes ``item`` in place; returns entity counts by type.
+
+        Sets ``item.sanitized_payload``, ``item.sanitized_content_type`` and
+        ``item.classification``. Raises ``PrivacyError`` for known failures.
+        """
+
+
+class _ModelHolder:
+    """Weak-referenceable wrapper so ``Shared`` can hold any model object."""
+
+    def __init__(self, model):
+        self.model = model
+
+
+class PrivacyStepFn(beam.DoFn):
+    def __init__(
+        self,
+        handler: PrivacyHandler,
+        shared: Shared,
+        time_limit_s: float,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self._handler = handler
+        self._shared = shared
+        self._time_limit_s = time_limit_s
+        self._clock = clock
+        ns = f"veil.{handler.stage}"
+        self._in = Metrics.counter(ns, "records_in")
+        self._out = Metrics.counter(ns, "records_out")
+        self._latency = Metrics.distribution(ns, "latency_ms")
+        self._bytes = Metrics.counter(ns, "bytes_in")
+
+    def setup(self):
+        handler = self._handler
+        holder = self._shared.acquire(lambda: _ModelHolder(handler.load()), handler.share_key())
+        self._holder = holder
+        self._detectors = handler.detectors(holder.model)
+
+    def process(self, item: WorkItem):
+        stage = self._handler.stage
+        self._in.inc()
+        self._bytes.inc(len(item.record["payload"]))
+        started = self._clock()
+        try:
+            counts = self._handler.process(self._holder.model, item)
+        except PrivacyError as exc:
+            yield self._fail(item, exc.code, None)
+            return
+        except Exception as exc:  # fail closed; keep the class name only
+            _LOGGER.warning(
+                "%s step failed for record at %s: %s",
+                stage,
+                item.source.dedup_key(),
+                type(exc).__name__,
+            )
+            yield self._fail(item, ErrorCode.PRIVACY_STEP_FAILED, type(exc).__name__)
+            return
+        elapsed_ms = (self._clock() - started) * 1000
+        self._latency.update(int(elapsed_ms))
+        if elapsed_ms > self._time_limit_s * 1000:
+            yield self._fail(item, ErrorCode.PRIVACY_STEP_TIMEOUT, None)
+            return
+        for entity, count in counts.items():
+            Metrics.counter(f"veil.{stage}", f"entities_{entity}").inc(count)
+        item.trail.append(
+            AuditStep(
+                stage=stage,
+                action="ANONYMIZED",
+                detectors=dict(self._detectors),
+                entity_counts=dict(counts),
+                duration_ms=round(elapsed_ms, 3),
+            )
+        )
+        self._out.inc()
+        yield item
+
+    def _fail(self, item: WorkItem, code: str, error_class: str | None):
+        Metrics.counter(f"veil.{self._handler.stage}", f"dead_letter_{code}").inc()
+        return pvalue.TaggedOutput(
+            DEAD_LETTER, Failure.of(item, self._handler.stage, code, error_class)
+        )
+
+
+class PrivacyResult(NamedTuple):
+    records: beam.PCollection
+    dead_letters: beam.PCollection
+
+
+class ApplyPrivacyStep(beam.PTransform):
+    """Runs a ``PrivacyHandler`` over ``WorkItem``s; returns ``PrivacyResult``."""
+
+    _shared = Shared()
+
+    def __init__(self, handler: PrivacyHandler, time_limit_s: float = 10.0):
+        super().__init__()
+        self._handler = handler
+        self._time_limit_s = time_limit_s
+
+    def expand(self, items):
+        out = items | "ClassifyAndAnonymize" >> beam.ParDo(
+            PrivacyStepFn(self._handler, ApplyPrivacyStep._shared, self._time_limit_s)
+        ).with_outputs(DEAD_LETTER, main="records")
+        return PrivacyResult(out.records, out[DEAD_LETTER])
+
+
+def entity_counts(types: list[str]) -> dict:
+    counts: dict[str, int] = {}
+    for entity_type in types:
+        counts[entity_type] = counts.get(entity_type, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+__all__ = [
+    "ApplyPrivacyStep",
+    "PrivacyError",
+    "PrivacyHandler",
+    "PrivacyResult",
+    "PrivacyStepFn",
+    "entity_counts",
+]

@@ -1,0 +1,165 @@
+"""The element types that flow between Veil's stages, and the stable error codes.
+
+A ``WorkItem`` carries one decoded input record through routing and its modality branch,
+collecting an audit trail (content-free ``AuditStep`` entries) on the way. A terminal
+stage turns it into exactly one sanitized record or one dead letter, plus its audit
+events; see ``veil.transforms.emit``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import NamedTuple
+
+
+class Modality:
+    TEXT = "text"
+    STRUCTURED = "structured"
+    IMAGE = "image"
+    AUDIO = "audio"
+    VIDEO = "video"
+    ALL = (TEXT, STRUCTURED, IMAGE, AUDIO, VIDEO)
+
+
+class ErrorCode:
+    """Stable dead-letter codes. Never rename one: consumers alert on them."""
+
+    BAD_FRAMING = "BAD_FRAMING"
+    UNKNOWN_SCHEMA_ID = "UNKNOWN_SCHEMA_ID"
+    UNEXPECTED_SCHEMA = "UNEXPECTED_SCHEMA"
+    AVRO_DECODE_ERROR = "AVRO_DECODE_ERROR"
+    INVALID_RECORD = "INVALID_RECORD"
+    EMPTY_PAYLOAD = "EMPTY_PAYLOAD"
+    PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
+    UNKNOWN_MODALITY = "UNKNOWN_MODALITY"
+    UNSUPPORTED_MODALITY = "UNSUPPORTED_MODALITY"
+    MODALITY_MISMATCH = "MODALITY_MISMATCH"
+    TEXT_DECODE_ERROR = "TEXT_DECODE_ERROR"
+    PRIVACY_STEP_FAILED = "PRIVACY_STEP_FAILED"
+    PRIVACY_STEP_TIMEOUT = "PRIVACY_STEP_TIMEOUT"
+    ENCODE_ERROR = "ENCODE_ERROR"
+
+
+class Source(NamedTuple):
+    """Where an input record came from (Kafka coordinates, or a file and line)."""
+
+    topic: str
+    partition: int
+    offset: int
+
+    def as_dict(self) -> dict:
+        return {"topic": self.topic, "partition": self.partition, "offset": self.offset}
+
+    def dedup_key(self) -> str:
+        return f"{self.topic}/{self.partition}/{self.offset}"
+
+
+class KafkaMessage(NamedTuple):
+    """One consumed Kafka record, as the source hands it to the pipeline."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int
+    key: bytes | None
+    value: bytes | None
+    headers: tuple = ()
+
+    @property
+    def source(self) -> Source:
+        return Source(self.topic, self.partition, self.offset)
+
+
+class KafkaWrite(NamedTuple):
+    """One record to produce. Keys are deterministic so replays can be de-duplicated."""
+
+    topic: str
+    key: bytes
+    value: bytes
+    headers: tuple = ()
+
+
+@dataclasses.dataclass
+class AuditStep:
+    """One stage's content-free account of what it did to a record."""
+
+    stage: str
+    action: str
+    outcome: str = "OK"
+    reason_code: str | None = None
+    detectors: dict = dataclasses.field(default_factory=dict)
+    entity_counts: dict = dataclasses.field(default_factory=dict)
+    duration_ms: float | None = None
+    at_ms: int = dataclasses.field(default_factory=lambda: int(time.time() * 1000))
+
+
+@dataclasses.dataclass
+class Classification:
+    sensitivity: str = "RESTRICTED"
+    regimes: list = dataclasses.field(default_factory=list)
+    entity_counts: dict = dataclasses.field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return {
+            "sensitivity": self.sensitivity,
+            "regimes": sorted(self.regimes),
+            "entity_counts": dict(sorted(self.entity_counts.items())),
+        }
+
+
+@dataclasses.dataclass
+class WorkItem:
+    """A decoded input record on its way through the pipeline."""
+
+    source: Source
+    record: dict
+    modality: str | None = None
+    sanitized_payload: bytes | None = None
+    sanitized_content_type: str | None = None
+    classification: Classification | None = None
+    protected: list = dataclasses.field(default_factory=list)
+    trail: list = dataclasses.field(default_factory=list)
+
+    @property
+    def record_id(self) -> str:
+        return self.record["record_id"]
+
+
+@dataclasses.dataclass
+class Failure:
+    """A record that leaves the pipeline as a dead letter.
+
+    Holds only ids, coordinates, codes and class names: nothing built from content.
+    ``raw`` is the original value, kept for the dead-letter envelope (encrypted or left
+    out, never written in clear).
+    """
+
+    source: Source
+    stage: str
+    error_code: str
+    error_class: str | None = None
+    record_id: str | None = None
+    modality: str | None = None
+    raw: bytes | None = None
+    trail: list = dataclasses.field(default_factory=list)
+
+    @classmethod
+    def of(
+        cls,
+        item: WorkItem,
+        stage: str,
+        error_code: str,
+        error_class: str | None = None,
+        raw: bytes | None = None,
+    ) -> "Failure":
+        return cls(
+            source=item.source,
+            stage=stage,
+            error_code=error_code,
+            error_class=error_class,
+            record_id=item.record.get("record_id"),
+            modality=item.modality,
+            raw=raw,
+            trail=list(item.trail),
+        )
