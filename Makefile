@@ -32,7 +32,7 @@ broker-fetch: prereqs
 	@bash deploy/kafka/kafka.sh fetch
 
 demo: venv broker-fetch
-	$(VENV)/bin/veil demo
+	bash deploy/demo.sh
 
 test: venv broker-fetch
 	$(PY) -m pytest

@@ -14,7 +14,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 
 from veil.transforms.emit import TopicNames
 
-LOCAL_RUNNER = "FnApiRunner"
+LOCAL_RUNNER = "apache_beam.runners.portability.fn_api_runner.FnApiRunner"
 
 
 class ConfigError(ValueError):

@@ -70,6 +70,8 @@ def build_analyzer():
     from presidio_analyzer.nlp_engine import NlpEngineProvider
     from presidio_analyzer.predefined_recognizers import EmailRecognizer
 
+    # Presidio warns about every non-English recognizer it skips; Veil runs English only.
+    logging.getLogger("presidio-analyzer").setLevel(logging.ERROR)
     model_path = spacy_model_path()
     nlp_engine = NlpEngineProvider(
         nlp_configuration={

@@ -64,6 +64,7 @@ class _WriteFn(beam.DoFn):
         self._pending.append(future)
         self._written.inc()
         self._bytes.inc(len(write.value))
+        return ()
 
     def finish_bundle(self):
         if not self._pending:
