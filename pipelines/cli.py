@@ -301,6 +301,8 @@ def main(argv=None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # kafka-python narrates every connection at INFO; keep its warnings only.
+    logging.getLogger("kafka").setLevel(logging.WARNING)
     handler = {
         "run": cmd_run,
         "produce": cmd_produce,

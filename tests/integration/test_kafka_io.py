@@ -1,0 +1,109 @@
+"""ReadFromKafka / WriteToKafka against the real broker."""
+
+from __future__ import annotations
+
+import apache_beam as beam
+import pytest
+from apache_beam.testing.util import assert_that, equal_to
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+from veil.pipelines.cli import consume
+from veil.transforms.kafkaio import ReadFromKafka, TopicSpec, WriteToKafka, ensure_topics
+from veil.transforms.records import KafkaWrite
+from veil_testing import beam_pipeline
+
+pytestmark = pytest.mark.integration
+
+
+def _produce(bootstrap, topic, n, partitions=3):
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+    for i in range(n):
+        producer.send(topic, key=f"k{i}".encode(), value=f"v{i}".encode(), partition=i % partitions)
+    producer.flush()
+    producer.close()
+
+
+def _committed(bootstrap, group, topic, partitions=3):
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    try:
+        return {p: consumer.committed(TopicPartition(topic, p)) for p in range(partitions)}
+    finally:
+        consumer.close()
+
+
+@pytest.mark.parametrize("bounded", [True, False], ids=["bounded", "unbounded-idle-stop"])
+def test_read_reads_every_offset_once_and_commits_on_finalization(
+    kafka_bootstrap, topic_prefix, bounded
+):
+    client = {"bootstrap_servers": kafka_bootstrap}
+    topic = f"{topic_prefix}.in"
+    ensure_topics(client, [TopicSpec(topic, 3)])
+    _produce(kafka_bootstrap, topic, 45)
+    group = f"{topic_prefix}-group"
+
+    with beam_pipeline() as p:
+        messages = p | ReadFromKafka(
+            client,
+            [topic],
+            group_id=group,
+            bounded=bounded,
+            max_records_per_bundle=4,  # forces several self-checkpoints per partition
+            idle_stop_seconds=3,
+        )
+        assert_that(
+            messages | "Values" >> beam.Map(lambda m: m.value.decode()),
+            equal_to([f"v{i}" for i in range(45)]),
+        )
+
+    assert _committed(kafka_bootstrap, group, topic) == {0: 15, 1: 15, 2: 15}
+
+
+def test_read_resumes_from_committed_offsets(kafka_bootstrap, topic_prefix):
+    client = {"bootstrap_servers": kafka_bootstrap}
+    topic = f"{topic_prefix}.in"
+    ensure_topics(client, [TopicSpec(topic, 3)])
+    group = f"{topic_prefix}-group"
+    _produce(kafka_bootstrap, topic, 9)
+    with beam_pipeline() as p:
+        first = p | ReadFromKafka(client, [topic], group_id=group, bounded=True)
+        assert_that(first | beam.Map(lambda m: m.value), equal_to([f"v{i}".encode() for i in range(9)]))
+
+    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap)
+    for i in range(9, 12):
+        producer.send(topic, value=f"v{i}".encode(), partition=i % 3)
+    producer.flush()
+    producer.close()
+    with beam_pipeline() as p:
+        second = p | ReadFromKafka(client, [topic], group_id=group, bounded=True)
+        assert_that(second | beam.Map(lambda m: m.value), equal_to([b"v9", b"v10", b"v11"]))
+
+
+def test_write_produces_keys_values_and_headers(kafka_bootstrap, topic_prefix):
+    client = {"bootstrap_servers": kafka_bootstrap}
+    topic = f"{topic_prefix}.out"
+    ensure_topics(client, [TopicSpec(topic, 2)])
+    writes = [
+        KafkaWrite(topic, f"key-{i}".encode(), f"value-{i}".encode(), (("veil-record-id", f"r{i}".encode()),))
+        for i in range(20)
+    ]
+    with beam_pipeline() as p:
+        p | beam.Create(writes) | WriteToKafka(client)
+
+    consumer = KafkaConsumer(bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest",
+                             consumer_timeout_ms=5000)
+    consumer.subscribe([topic])
+    got = {(r.key, r.value, tuple(r.headers)) for r in consumer}
+    consumer.close()
+    assert got == {(w.key, w.value, w.headers) for w in writes}
+
+
+def test_write_fails_the_bundle_when_the_broker_refuses(kafka_bootstrap, topic_prefix):
+    """A record the broker rejects fails the bundle (so offsets are never committed)."""
+    client = {"bootstrap_servers": kafka_bootstrap}
+    topic = f"{topic_prefix}.small"
+    ensure_topics(client, [TopicSpec(topic, 1, {"max.message.bytes": 1024})])
+    with pytest.raises(Exception) as caught:
+        with beam_pipeline() as p:
+            p | beam.Create([KafkaWrite(topic, b"k", b"x" * 4096)]) | WriteToKafka(client)
+    assert "not acknowledged" in str(caught.value) or "MessageSizeTooLarge" in str(caught.value)
+    assert list(consume(client, topic, idle_timeout_s=1)) == []
