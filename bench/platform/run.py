@@ -1,0 +1,197 @@
+"""Platform benchmark: Veil's Kafka IO and full pipeline against their ceilings, in one run.
+
+    .venv/bin/python bench/platform/run.py [--records 20000] [--text-records 400]
+
+Starts its own broker (deploy/kafka/kafka.sh) unless --bootstrap is given. Measures, on
+this machine and in the same run:
+
+A. kafka-python copy loop (consume N, produce N with acks=all + idempotence): the
+   ceiling for any Python Kafka -> Kafka job.
+B. Veil's ReadFromKafka -> WriteToKafka on the FnApiRunner, same N records.
+C. Presidio analyze + redact alone, in a loop over the text records: the ceiling for the
+   text stage.
+D. The whole Veil pipeline (veil run, bounded) over the same text records, Kafka to Kafka.
+
+Prints records/s and the ratios B/A and D/C. Machines here have 2 noisy cores: compare
+ratios, not absolute numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+NAMES = ["John Smith", "Maria Garcia", "Robert Johnson", "Emily Chen", "David Brown"]
+TEMPLATES = [
+    "Customer {name} can be reached at {email} or {phone}.",
+    "Please charge card 4111 1111 1111 1111 for {name}; receipt to {email}.",
+    "Call {name} back on {phone} about the refund for order {i}.",
+    "The quarterly report {i} is attached. No changes to the schedule this week.",
+]
+
+
+def text_corpus(n):
+    out = []
+    for i in range(n):
+        name = NAMES[i % len(NAMES)]
+        email = name.lower().replace(" ", ".") + "@example.com"
+        phone = f"212-555-{i % 10000:04d}"
+        out.append(TEMPLATES[i % len(TEMPLATES)].format(name=name, email=email, phone=phone, i=i))
+    return out
+
+
+def start_broker():
+    directory = tempfile.mkdtemp(prefix="veil-bench-kafka-")
+    out = subprocess.run(
+        ["bash", str(REPO / "deploy/kafka/kafka.sh"), "start", directory, "90"],
+        check=True, capture_output=True, text=True,
+    )
+    return directory, out.stdout.strip().splitlines()[-1]
+
+
+def produce(bootstrap, topic, values, keys=None):
+    from kafka import KafkaProducer
+
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True,
+                             linger_ms=5)
+    for i, value in enumerate(values):
+        producer.send(topic, key=keys[i] if keys else None, value=value)
+    producer.flush()
+    producer.close()
+
+
+def bench_copy_loop(bootstrap, src, dst, n):
+    from kafka import KafkaConsumer, KafkaProducer
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=f"bench-{uuid.uuid4().hex}",
+                             auto_offset_reset="earliest", enable_auto_commit=False)
+    consumer.subscribe([src])
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True,
+                             linger_ms=5)
+    started = time.perf_counter()
+    copied = 0
+    while copied < n:
+        for records in consumer.poll(timeout_ms=500, max_records=500).values():
+            for rec in records:
+                producer.send(dst, key=rec.key, value=rec.value)
+                copied += 1
+        producer.flush()
+        consumer.commit()
+    elapsed = time.perf_counter() - started
+    consumer.close()
+    producer.close()
+    return elapsed
+
+
+def bench_veil_io(bootstrap, src, dst, n):
+    import apache_beam as beam
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from veil.pipelines.options import LOCAL_RUNNER
+    from veil.transforms.kafkaio import ReadFromKafka, WriteToKafka
+    from veil.transforms.records import KafkaWrite
+
+    client = {"bootstrap_servers": bootstrap}
+    started = time.perf_counter()
+    with beam.Pipeline(options=PipelineOptions([f"--runner={LOCAL_RUNNER}"])) as p:
+        (
+            p
+            | ReadFromKafka(client, [src], group_id=f"bench-{uuid.uuid4().hex}", bounded=True)
+            | beam.Map(lambda m: KafkaWrite(dst, m.key or b"", m.value))
+            | WriteToKafka(client)
+        )
+    return time.perf_counter() - started
+
+
+def bench_presidio_alone(texts):
+    from veil.transforms.text import build_analyzer, merge_spans, redact
+
+    analyzer, _ = build_analyzer()
+    analyzer.analyze(text="warm up John Smith", language="en")
+    started = time.perf_counter()
+    for text in texts:
+        results = analyzer.analyze(text=text, language="en", score_threshold=0.3)
+        redact(text, merge_spans([(r.start, r.end, r.entity_type, r.score) for r in results]))
+    return time.perf_counter() - started
+
+
+def bench_veil_pipeline(bootstrap, prefix):
+    veil = str(Path(sys.executable).with_name("veil"))
+    started = time.perf_counter()
+    subprocess.run(
+        [veil, "run", f"--veil_bootstrap_servers={bootstrap}", f"--veil_topic_prefix={prefix}",
+         "--veil_read_mode=bounded", f"--veil_consumer_group={prefix}-bench"],
+        check=True, capture_output=True,
+    )
+    return time.perf_counter() - started
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--records", type=int, default=20000)
+    parser.add_argument("--text-records", type=int, default=400)
+    parser.add_argument("--bootstrap", default=None)
+    args = parser.parse_args()
+
+    from veil.pipelines.topics import topic_specs
+    from veil.transforms.emit import TopicNames
+    from veil.transforms.kafkaio import TopicSpec, ensure_topics
+    from veil.schemas import MEDIA_RECORD, catalog
+
+    broker_dir = None
+    bootstrap = args.bootstrap
+    if bootstrap is None:
+        broker_dir, bootstrap = start_broker()
+    try:
+        client = {"bootstrap_servers": bootstrap}
+        run = uuid.uuid4().hex[:8]
+        src, dst_a, dst_b = f"b{run}.src", f"b{run}.a", f"b{run}.b"
+        ensure_topics(client, [TopicSpec(t, 3) for t in (src, dst_a, dst_b)])
+        values = [b"x" * 200 for _ in range(args.records)]
+        produce(bootstrap, src, values)
+
+        a = bench_copy_loop(bootstrap, src, dst_a, args.records)
+        b = bench_veil_io(bootstrap, src, dst_b, args.records)
+
+        texts = text_corpus(args.text_records)
+        c = bench_presidio_alone(texts)
+        names = TopicNames(f"p{run}")
+        ensure_topics(client, topic_specs(names))
+        cat = catalog()
+        records = [
+            {"record_id": f"r{i}", "subject_key": f"s{i % 50}", "modality": None,
+             "content_type": "text/plain", "payload": t.encode(), "attributes": {},
+             "event_time": None}
+            for i, t in enumerate(texts)
+        ]
+        produce(bootstrap, names.raw, [cat.encode(MEDIA_RECORD, r) for r in records],
+                [r["subject_key"].encode() for r in records])
+        d = bench_veil_pipeline(bootstrap, names.prefix)
+    finally:
+        if broker_dir:
+            subprocess.run(["bash", str(REPO / "deploy/kafka/kafka.sh"), "stop", broker_dir],
+                           capture_output=True)
+
+    n, t = args.records, args.text_records
+    print(f"{'case':58} {'records':>8} {'seconds':>8} {'rec/s':>9}")
+    for label, count, secs in (
+        ("A kafka-python copy loop (ceiling)", n, a),
+        ("B Veil ReadFromKafka -> WriteToKafka (FnApiRunner)", n, b),
+        ("C Presidio analyze + redact alone (text ceiling)", t, c),
+        ("D Veil pipeline, text, Kafka -> Kafka (incl. start-up)", t, d),
+    ):
+        print(f"{label:58} {count:8d} {secs:8.2f} {count / secs:9.0f}")
+    print(f"ratio B/A (Kafka IO vs copy loop): {a / b:.2f}")
+    print(f"ratio D/C (whole pipeline vs Presidio alone): {c / d:.2f}")
+
+
+if __name__ == "__main__":
+    main()
