@@ -125,7 +125,7 @@ class VeilConfig:
     def from_options(cls, options: PipelineOptions) -> "VeilConfig":
         o = options.view_as(VeilOptions)
         servers = (o.veil_bootstrap_servers or "").strip()
-        if not servers or any(":" not in s for s in servers.split(",")):
+        if not servers or not all(_is_host_port(s) for s in servers.split(",")):
             raise ConfigError("--veil_bootstrap_servers must be host:port[,host:port]")
         topics = TopicNames(o.veil_topic_prefix)
         inputs = tuple(
@@ -170,6 +170,11 @@ class VeilConfig:
         config = {"bootstrap_servers": self.bootstrap_servers.split(",")}
         config.update({k: v for k, v in self.security.items() if v is not None})
         return config
+
+
+def _is_host_port(value: str) -> bool:
+    host, sep, port = value.strip().rpartition(":")
+    return bool(sep and host and port.isdigit() and 0 < int(port) < 65536)
 
 
 def check_runner(options: PipelineOptions) -> None:

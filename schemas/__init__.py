@@ -167,10 +167,19 @@ def _samples(schema: Any) -> list[Any]:
 
 
 def _branch_count(schema: Any) -> int:
+    """How many samples it takes to reach every union branch and enum symbol."""
     if isinstance(schema, list):
-        return len(schema)
-    if isinstance(schema, dict) and schema.get("type") == "record":
-        return max([_branch_count(f["type"]) for f in schema["fields"]] or [1])
+        return max([len(schema)] + [_branch_count(b) for b in schema])
+    if isinstance(schema, dict):
+        kind = schema.get("type")
+        if kind == "record":
+            return max([_branch_count(f["type"]) for f in schema["fields"]] or [1])
+        if kind == "enum":
+            return len(schema["symbols"])
+        if kind == "array":
+            return _branch_count(schema["items"])
+        if kind == "map":
+            return _branch_count(schema["values"])
     return 1
 
 

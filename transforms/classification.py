@@ -96,6 +96,10 @@ def parse_policy(raw, where: str = "policy") -> Policy:
     rules = []
     for level in reversed(SENSITIVITY_LEVELS):
         members = rules_raw.get(level, [])
+        if not isinstance(members, list) or not all(isinstance(m, str) for m in members):
+            raise PolicyError(
+                f"{where}: classification.sensitivity.{level} must be a list of regimes"
+            )
         unknown = set(members) - set(regimes)
         if unknown:
             raise PolicyError(

@@ -155,16 +155,22 @@ class PrivacyResult(NamedTuple):
 class ApplyPrivacyStep(beam.PTransform):
     """Runs a ``PrivacyHandler`` over ``WorkItem``s; returns ``PrivacyResult``."""
 
-    _shared = Shared()
+    # One Shared per model key: Beam's Shared keeps one object per handle and rebuilds
+    # it when asked with another tag, so each kind of model needs its own handle.
+    _shared: dict = {}
 
     def __init__(self, handler: PrivacyHandler, time_limit_s: float = 10.0):
         super().__init__()
         self._handler = handler
         self._time_limit_s = time_limit_s
 
+    @classmethod
+    def shared_for(cls, handler: PrivacyHandler) -> Shared:
+        return cls._shared.setdefault(handler.share_key(), Shared())
+
     def expand(self, items):
         out = items | "ClassifyAndAnonymize" >> beam.ParDo(
-            PrivacyStepFn(self._handler, ApplyPrivacyStep._shared, self._time_limit_s)
+            PrivacyStepFn(self._handler, self.shared_for(self._handler), self._time_limit_s)
         ).with_outputs(DEAD_LETTER, main="records")
         return PrivacyResult(out.records, out[DEAD_LETTER])
 

@@ -31,8 +31,10 @@ def sniff_magic(payload: bytes) -> str | None:
     head = payload[:16]
     if head.startswith(b"\xff\xd8\xff") or head.startswith(b"\x89PNG\r\n\x1a\n"):
         return Modality.IMAGE
-    if head[:6] in (b"GIF87a", b"GIF89a") or head[:2] == b"BM":
+    if head[:6] in (b"GIF87a", b"GIF89a"):
         return Modality.IMAGE
+    if head[:2] == b"BM" and len(head) >= 14 and head[6:10] == b"\x00\x00\x00\x00":
+        return Modality.IMAGE  # BMP: "BM", file size, then four reserved zero bytes
     if head[:4] in (b"II*\x00", b"MM\x00*"):
         return Modality.IMAGE
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":

@@ -125,7 +125,7 @@ def merge_spans(findings) -> list[tuple[int, int, str]]:
 
 
 def _neg(text: str) -> tuple:
-    return tuple(-ord(c) for c in text)
+    return tuple(-ord(c) for c in text) + (0,)  # the 0 ranks "A" above "AB"
 
 
 def redact(text: str, spans: list[tuple[int, int, str]]) -> str:

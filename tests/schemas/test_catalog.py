@@ -124,9 +124,7 @@ def test_catalog_knows_every_subject():
     assert catalog().subjects() == sorted(
         [AUDIT_EVENT, DEAD_LETTER, MEDIA_RECORD, SANITIZED_RECORD]
     )
-    assert {s: catalog().latest(s).schema_id for s in catalog().subjects()} == (
-        _catalog_json_ids()
-    )
+    assert {s: catalog().latest(s).schema_id for s in catalog().subjects()} == _catalog_json_ids()
 
 
 GOOD_MEDIA = catalog().encode(MEDIA_RECORD, MEDIA)

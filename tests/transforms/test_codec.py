@@ -99,7 +99,13 @@ BAD_MESSAGES = [
         "UNEXPECTED_SCHEMA",
     ),
     ("truncated-avro", framed(media_record())[:-2], None, None, "AVRO_DECODE_ERROR"),
-    ("empty-payload", framed(media_record("r-empty", payload=b"")), None, "r-empty", "EMPTY_PAYLOAD"),
+    (
+        "empty-payload",
+        framed(media_record("r-empty", payload=b"")),
+        None,
+        "r-empty",
+        "EMPTY_PAYLOAD",
+    ),
     (
         "payload-too-large",
         framed(media_record("r-big", payload=b"x" * (MAX_PAYLOAD + 1))),
@@ -116,7 +122,13 @@ BAD_MESSAGES = [
     ),
     ("empty-record-id", framed(media_record("")), None, None, "INVALID_RECORD"),
     ("long-record-id", framed(media_record("i" * 300)), None, None, "INVALID_RECORD"),
-    ("empty-subject", framed(media_record("r-nosub", subject="")), None, "r-nosub", "INVALID_RECORD"),
+    (
+        "empty-subject",
+        framed(media_record("r-nosub", subject="")),
+        None,
+        "r-nosub",
+        "INVALID_RECORD",
+    ),
     (
         "long-subject",
         framed(media_record("r-longsub", subject="s" * 300)),
@@ -124,7 +136,13 @@ BAD_MESSAGES = [
         "r-longsub",
         "INVALID_RECORD",
     ),
-    ("key-mismatch", framed(media_record("r-key", subject="alice")), b"mallory", "r-key", "INVALID_RECORD"),
+    (
+        "key-mismatch",
+        framed(media_record("r-key", subject="alice")),
+        b"mallory",
+        "r-key",
+        "INVALID_RECORD",
+    ),
 ]
 
 

@@ -174,7 +174,9 @@ def test_route_by_modality_splits_supported_and_dead_letters():
         assert_that(
             routed.branches["text"]
             | "TextView"
-            >> beam.Map(lambda i: (i.record_id, i.modality, [(s.stage, s.action) for s in i.trail])),
+            >> beam.Map(
+                lambda i: (i.record_id, i.modality, [(s.stage, s.action) for s in i.trail])
+            ),
             equal_to(
                 [
                     ("t1", "text", [("decode", "ACCEPTED"), ("route", "ROUTED")]),
@@ -199,7 +201,15 @@ def test_route_by_modality_splits_supported_and_dead_letters():
             ),
             equal_to(
                 [
-                    ("i1", "route", "UNSUPPORTED_MODALITY", "image", 2, None, [("decode", "ACCEPTED")]),
+                    (
+                        "i1",
+                        "route",
+                        "UNSUPPORTED_MODALITY",
+                        "image",
+                        2,
+                        None,
+                        [("decode", "ACCEPTED")],
+                    ),
                     ("m1", "route", "MODALITY_MISMATCH", None, 3, None, [("decode", "ACCEPTED")]),
                     ("u1", "route", "UNKNOWN_MODALITY", None, 4, None, [("decode", "ACCEPTED")]),
                     ("h1", "route", "UNKNOWN_MODALITY", None, 5, None, [("decode", "ACCEPTED")]),
@@ -230,17 +240,13 @@ def test_route_by_modality_one_branch_per_supported_modality():
             label="text",
         )
         assert_that(
-            routed.dead_letters | "Dead" >> beam.Map(lambda f: (f.record_id, f.error_code, f.modality)),
+            routed.dead_letters
+            | "Dead" >> beam.Map(lambda f: (f.record_id, f.error_code, f.modality)),
             equal_to([("v1", "UNSUPPORTED_MODALITY", "video")]),
             label="dead_letters",
         )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="source bug: sniff_magic treats any payload starting with b'BM' as a BMP "
-    "image, so text such as 'BMW ...' is dead-lettered (see report)",
-)
 @pytest.mark.parametrize(
     "declared, payload",
     [(None, b"BMW called about the recall."), ("text", b"BMI 23.4, see notes.")],

@@ -14,5 +14,7 @@ def resolve(config: dict) -> dict:
     resolved = dict(config)
     env_name = resolved.pop("sasl_password_env", None)
     if env_name:
-        resolved["sasl_plain_password"] = os.environ.get(env_name, "")
+        if env_name not in os.environ:
+            raise KeyError(f"environment variable {env_name} (the SASL password) is not set")
+        resolved["sasl_plain_password"] = os.environ[env_name]
     return resolved

@@ -1,0 +1,186 @@
+"""VeilConfig validation, secret-free client configs and the runner check."""
+
+from __future__ import annotations
+
+import pytest
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+
+from veil.pipelines.options import LOCAL_RUNNER, ConfigError, VeilConfig, check_runner
+from veil.transforms.kafkaio.client import resolve
+
+PASSWORD = "hunter2-s3cret"
+
+
+def config(*flags: str) -> VeilConfig:
+    return VeilConfig.from_options(PipelineOptions(list(flags)))
+
+
+def test_defaults(monkeypatch):
+    monkeypatch.delenv("VEIL_BOOTSTRAP_SERVERS", raising=False)
+    cfg = config()
+    assert cfg.bootstrap_servers == "127.0.0.1:9092"
+    assert cfg.input_topics == ("veil.raw",)
+    assert cfg.topics.audit == "veil.audit"
+    assert cfg.topics.sanitized("text") == "veil.sanitized.text"
+    assert cfg.bounded is False
+    assert cfg.policy_path is None
+    assert cfg.client_config() == {
+        "bootstrap_servers": ["127.0.0.1:9092"],
+        "security_protocol": "PLAINTEXT",
+    }
+
+
+def test_flags_are_parsed(tmp_path):
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("version: x\n")
+    cfg = config(
+        "--veil_bootstrap_servers=a:1, b:2",
+        "--veil_topic_prefix=p",
+        "--veil_input_topics=in1, ,in2",
+        "--veil_read_mode=bounded",
+        f"--veil_policy={policy}",
+        "--veil_max_payload_bytes=10",
+    )
+    assert cfg.bootstrap_servers == "a:1, b:2"
+    assert cfg.input_topics == ("in1", "in2")
+    assert cfg.topics.dead_letter == "p.dead-letter"
+    assert cfg.bounded is True
+    assert cfg.policy_path == str(policy)
+    assert cfg.max_payload_bytes == 10
+
+
+@pytest.mark.parametrize(
+    "flag, flag_name",
+    [
+        ("--veil_bootstrap_servers=nohostport", "--veil_bootstrap_servers"),
+        ("--veil_bootstrap_servers=", "--veil_bootstrap_servers"),
+        ("--veil_bootstrap_servers=a:1,b", "--veil_bootstrap_servers"),
+        ("--veil_input_topics= , ", "--veil_input_topics"),
+        ("--veil_max_payload_bytes=-1", "--veil_max_payload_bytes"),
+        ("--veil_max_payload_bytes=0", "--veil_max_payload_bytes"),
+        ("--veil_step_time_limit_s=-0.5", "--veil_step_time_limit_s"),
+        ("--veil_step_time_limit_s=0", "--veil_step_time_limit_s"),
+        ("--veil_max_records_per_bundle=-3", "--veil_max_records_per_bundle"),
+        ("--veil_idle_stop_s=-1", "--veil_idle_stop_s"),
+        ("--veil_policy=/nonexistent/policy.yaml", "--veil_policy"),
+    ],
+    ids=[
+        "bootstrap-no-port",
+        "bootstrap-empty",
+        "bootstrap-second-no-port",
+        "no-input-topic",
+        "payload-negative",
+        "payload-zero",
+        "time-limit-negative",
+        "time-limit-zero",
+        "bundle-negative",
+        "idle-negative",
+        "missing-policy",
+    ],
+)
+def test_invalid_options_name_the_flag(flag, flag_name):
+    with pytest.raises(ConfigError) as caught:
+        config(flag)
+    assert str(caught.value).startswith(flag_name)
+
+
+@pytest.mark.parametrize("servers", ["a:x", "a:", ":9092"], ids=["port-x", "no-port", "no-host"])
+def test_bootstrap_host_and_port_are_checked(servers):
+    with pytest.raises(ConfigError, match="^--veil_bootstrap_servers"):
+        config(f"--veil_bootstrap_servers={servers}")
+
+
+def _sasl_config(monkeypatch) -> dict:
+    monkeypatch.setenv("VEIL_TEST_SASL_PASSWORD", PASSWORD)
+    return config(
+        "--veil_bootstrap_servers=k1:9093,k2:9093",
+        "--veil_security_protocol=SASL_SSL",
+        "--veil_ssl_cafile=/etc/ca.pem",
+        "--veil_sasl_mechanism=SCRAM-SHA-512",
+        "--veil_sasl_username=veil",
+        "--veil_sasl_password_env=VEIL_TEST_SASL_PASSWORD",
+    ).client_config()
+
+
+def test_client_config_names_the_password_env_never_the_value(monkeypatch):
+    client = _sasl_config(monkeypatch)
+    assert client == {
+        "bootstrap_servers": ["k1:9093", "k2:9093"],
+        "security_protocol": "SASL_SSL",
+        "ssl_cafile": "/etc/ca.pem",
+        "sasl_mechanism": "SCRAM-SHA-512",
+        "sasl_plain_username": "veil",
+        "sasl_password_env": "VEIL_TEST_SASL_PASSWORD",
+    }
+    assert PASSWORD not in repr(client)
+    assert "sasl_plain_password" not in client
+
+
+def test_resolve_reads_the_password_where_the_client_is_built(monkeypatch):
+    client = _sasl_config(monkeypatch)
+    resolved = resolve(client)
+    assert resolved["sasl_plain_password"] == PASSWORD
+    assert "sasl_password_env" not in resolved
+    assert "sasl_password_env" in client, "resolve must not mutate its input"
+    assert PASSWORD not in repr(client)
+
+
+@pytest.mark.parametrize(
+    "config_in, expected",
+    [
+        ({"bootstrap_servers": ["a:1"]}, {"bootstrap_servers": ["a:1"]}),
+        ({"bootstrap_servers": ["a:1"], "sasl_password_env": None}, {"bootstrap_servers": ["a:1"]}),
+    ],
+    ids=["no-sasl", "env-name-none"],
+)
+def test_resolve_without_password_env(config_in, expected):
+    assert resolve(config_in) == expected
+
+
+def test_client_config_without_sasl_has_no_password_keys():
+    client = config(
+        "--veil_bootstrap_servers=k:1", "--veil_security_protocol=SSL", "--veil_ssl_cafile=/ca.pem"
+    ).client_config()
+    assert client == {
+        "bootstrap_servers": ["k:1"],
+        "security_protocol": "SSL",
+        "ssl_cafile": "/ca.pem",
+    }
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [
+        ["--runner=DirectRunner"],
+        ["--runner=SwitchingDirectRunner"],
+        ["--runner=TestDirectRunner"],
+        ["--runner=PrismRunner"],
+        ["--runner=apache_beam.runners.direct.direct_runner.DirectRunner"],
+    ],
+    ids=["direct", "switching", "test-direct", "prism-no-location", "direct-dotted"],
+)
+def test_check_runner_refuses_downloading_runners(flags):
+    with pytest.raises(ConfigError, match="Prism"):
+        check_runner(PipelineOptions(flags))
+
+
+@pytest.mark.parametrize(
+    "flags, runner",
+    [
+        ([], LOCAL_RUNNER),
+        ([f"--runner={LOCAL_RUNNER}"], LOCAL_RUNNER),
+        (["--runner=PrismRunner", "--prism_location=/opt/prism"], "PrismRunner"),
+        (["--runner=FlinkRunner"], "FlinkRunner"),
+    ],
+    ids=["default-local", "explicit-local", "prism-with-local-binary", "flink"],
+)
+def test_check_runner_accepts(flags, runner):
+    options = PipelineOptions(flags)
+    check_runner(options)
+    assert options.view_as(StandardOptions).runner == runner
+
+
+def test_resolve_refuses_a_missing_password_variable(monkeypatch):
+    monkeypatch.delenv("VEIL_TEST_MISSING_PASSWORD", raising=False)
+    with pytest.raises(KeyError, match="VEIL_TEST_MISSING_PASSWORD"):
+        resolve({"bootstrap_servers": ["a:1"], "sasl_password_env": "VEIL_TEST_MISSING_PASSWORD"})
