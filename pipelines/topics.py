@@ -29,4 +29,10 @@ def topic_specs(names: TopicNames, partitions: int = 3) -> list[TopicSpec]:
             TopicSpec(names.sanitized(modality), partitions,
                       {**common, "cleanup.policy": "delete", "retention.ms": 30 * DAY_MS})
         )
+    # Sanitized records the policy routes away from analysts (routing.quarantine).
+    for modality in Modality.ALL:
+        specs.append(
+            TopicSpec(names.quarantine(modality), partitions,
+                      {**common, "cleanup.policy": "delete", "retention.ms": 30 * DAY_MS})
+        )
     return specs

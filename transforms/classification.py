@@ -2,7 +2,19 @@
 
 The policy is versioned YAML, validated when the graph is built: a bad policy fails the
 build with a message that names the field. Every output record and audit event carries
-``policy.version``.
+``policy.version``. Sections (see ``pipelines/data/policy-default.yaml``):
+
+* ``text``: language, score threshold, entity types, size limit, allow- and deny-lists,
+  extra context words per entity type, whether spaCy's NER runs.
+* ``anonymize``: operators per modality (``text``, ``structured``) and entity type,
+  with a per-modality ``default``, and per-regime overrides (``regimes``) that win when
+  a record falls under that regime (e.g. HIPAA PHI: dates to year).
+* ``structured``: field-name rules (regex on the field name -> entity type).
+* ``classification``: regimes (entity types that imply them, optionally only together
+  with a required entity type) and the sensitivity rules.
+* ``keys``: where the pseudonym key file is found on the worker (a path or the name of
+  an environment variable; never a key value).
+* ``routing``: sensitivity levels whose records go to the quarantine topic.
 
 Example::
 
@@ -14,11 +26,13 @@ Example::
 from __future__ import annotations
 
 import dataclasses
+import re
 from importlib import resources
 from pathlib import Path
 
 import yaml
 
+from veil.transforms.operators import OperatorError, OperatorSpec, parse_operator
 from veil.transforms.records import Classification
 
 SENSITIVITY_LEVELS = ("PUBLIC", "INTERNAL", "CONFIDENTIAL", "RESTRICTED")
@@ -29,12 +43,27 @@ class PolicyError(ValueError):
     """The policy file is missing, malformed or inconsistent."""
 
 
+MODALITY_SECTIONS = ("text", "structured")
+DEFAULT_OPERATOR = OperatorSpec.of("replace")
+
+
 @dataclasses.dataclass(frozen=True)
 class TextPolicy:
     language: str
     score_threshold: float
     entities: tuple  # empty: every entity the analyzer knows
     max_chars: int
+    allow_list: frozenset = frozenset()  # values never anonymized (case-insensitive)
+    deny_list: tuple = ()  # ((entity type, (value, ...)), ...): always anonymized
+    context_words: tuple = ()  # ((entity type, (word, ...)), ...): extra context
+    ner: bool = True  # spaCy NER for names, places and organisations
+
+
+@dataclasses.dataclass(frozen=True)
+class StructuredPolicy:
+    field_rules: tuple = ()  # ((compiled regex on the field name, entity type), ...)
+    scan_values: bool = True  # run the text detectors on string values too
+    max_depth: int = 32
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,6 +74,29 @@ class Policy:
     sensitivity_rules: tuple  # ((level, frozenset of regimes), ...) most sensitive first
     default_sensitivity: str
     no_entity_sensitivity: str
+    # modality -> (default OperatorSpec, {entity type: OperatorSpec})
+    operators: dict = dataclasses.field(default_factory=dict)
+    # ((regime, {entity type: OperatorSpec}), ...) in policy order; first match wins
+    regime_operators: tuple = ()
+    regime_requires: dict = dataclasses.field(default_factory=dict)  # regime -> frozenset
+    structured: StructuredPolicy = StructuredPolicy()
+    key_file: str | None = None
+    key_env: str | None = None
+    quarantine_levels: frozenset = frozenset()
+
+    def operator_for(self, modality: str, entity_type: str, regimes=()) -> OperatorSpec:
+        """The operator for ``entity_type`` in a record of ``modality`` under ``regimes``."""
+        for regime, table in self.regime_operators:
+            if regime in regimes and entity_type in table:
+                return table[entity_type]
+        default, table = self.operators.get(modality, (DEFAULT_OPERATOR, {}))
+        return table.get(entity_type, default)
+
+    @property
+    def uses_keys(self) -> bool:
+        specs = [s for _, (d, t) in self.operators.items() for s in (d, *t.values())]
+        specs += [s for _, t in self.regime_operators for s in t.values()]
+        return any(s.keyed for s in specs)
 
 
 def default_policy_path() -> Path:
@@ -82,6 +134,12 @@ def parse_policy(raw, where: str = "policy") -> Policy:
     language = text.get("language", "en")
     if language != "en":
         raise PolicyError(f"{where}: text.language {language!r} is not supported (only 'en')")
+    allow = _strings(text.get("allow_list", []), f"{where}: text.allow_list")
+    deny = _string_table(text.get("deny_list", {}), f"{where}: text.deny_list")
+    context = _string_table(text.get("context_words", {}), f"{where}: text.context_words")
+    ner = text.get("ner", True)
+    if not isinstance(ner, bool):
+        raise PolicyError(f"{where}: text.ner must be true or false")
 
     classification = _mapping(raw, "classification", where)
     regimes_raw = _mapping(classification, "regimes", f"{where}: classification")
@@ -92,6 +150,16 @@ def parse_policy(raw, where: str = "policy") -> Policy:
                 f"{where}: classification.regimes.{regime} must be a list of entity types"
             )
         regimes[regime] = frozenset(members)
+    requires = {}
+    requires_raw = classification.get("requires") or {}
+    if not isinstance(requires_raw, dict):
+        raise PolicyError(f"{where}: classification.requires must be a mapping of regime to types")
+    for regime, members in requires_raw.items():
+        if regime not in regimes:
+            raise PolicyError(f"{where}: classification.requires names unknown regime {regime!r}")
+        requires[regime] = frozenset(
+            _strings(members, f"{where}: classification.requires.{regime}")
+        )
     rules_raw = _mapping(classification, "sensitivity", f"{where}: classification")
     rules = []
     for level in reversed(SENSITIVITY_LEVELS):
@@ -118,14 +186,144 @@ def parse_policy(raw, where: str = "policy") -> Policy:
             raise PolicyError(
                 f"{where}: classification.{name} must be one of {list(SENSITIVITY_LEVELS)}"
             )
+    operators, regime_operators = _parse_anonymize(raw.get("anonymize", {}), regimes, where)
+    structured = _parse_structured(raw.get("structured", {}), where)
+    keys = raw.get("keys", {}) or {}
+    if not isinstance(keys, dict) or set(keys) - {"pseudonym_key_file", "pseudonym_key_env"}:
+        raise PolicyError(
+            f"{where}: 'keys' may only name pseudonym_key_file or pseudonym_key_env "
+            "(a path or an environment variable; never a key value)"
+        )
+    key_file = keys.get("pseudonym_key_file")
+    key_env = keys.get("pseudonym_key_env", "VEIL_PSEUDONYM_KEY_FILE")
+    for name, value in (("pseudonym_key_file", key_file), ("pseudonym_key_env", key_env)):
+        if value is not None and (not isinstance(value, str) or not value.strip()):
+            raise PolicyError(f"{where}: keys.{name} must be a non-empty string")
+    routing = raw.get("routing", {}) or {}
+    if not isinstance(routing, dict) or set(routing) - {"quarantine"}:
+        raise PolicyError(f"{where}: 'routing' may only hold 'quarantine'")
+    quarantine = _strings(routing.get("quarantine", []), f"{where}: routing.quarantine")
+    bad_levels = set(quarantine) - set(SENSITIVITY_LEVELS)
+    if bad_levels:
+        raise PolicyError(f"{where}: routing.quarantine names unknown levels {sorted(bad_levels)}")
     return Policy(
         version=version.strip(),
-        text=TextPolicy(language, float(threshold), tuple(entities), max_chars),
+        text=TextPolicy(
+            language,
+            float(threshold),
+            tuple(entities),
+            max_chars,
+            allow_list=frozenset(v.casefold() for v in allow),
+            deny_list=deny,
+            context_words=context,
+            ner=ner,
+        ),
         regimes=regimes,
         sensitivity_rules=tuple(rules),
         default_sensitivity=default,
         no_entity_sensitivity=no_entities,
+        operators=operators,
+        regime_operators=regime_operators,
+        regime_requires=requires,
+        structured=structured,
+        key_file=key_file,
+        key_env=key_env,
+        quarantine_levels=frozenset(quarantine),
     )
+
+
+def _strings(value, where: str) -> tuple:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise PolicyError(f"{where} must be a list of non-empty strings")
+    return tuple(value)
+
+
+def _string_table(value, where: str) -> tuple:
+    if not isinstance(value, dict):
+        raise PolicyError(f"{where} must be a mapping of entity type to a list of strings")
+    return tuple(
+        (str(key), _strings(members, f"{where}.{key}")) for key, members in sorted(value.items())
+    )
+
+
+def _operator_table(raw, where: str) -> dict:
+    if not isinstance(raw, dict):
+        raise PolicyError(f"{where} must be a mapping of entity type to operator")
+    table = {}
+    for entity_type, spec in raw.items():
+        try:
+            table[str(entity_type)] = parse_operator(spec, f"{where}.{entity_type}")
+        except OperatorError as exc:
+            raise PolicyError(str(exc)) from None
+    return table
+
+
+def _parse_anonymize(raw, regimes: dict, where: str) -> tuple[dict, tuple]:
+    if not isinstance(raw, dict):
+        raise PolicyError(f"{where}: 'anonymize' must be a mapping")
+    extra = set(raw) - {"default", "regimes", *MODALITY_SECTIONS}
+    if extra:
+        raise PolicyError(f"{where}: anonymize has unknown sections {sorted(extra)}")
+    try:
+        default = parse_operator(raw.get("default", "replace"), f"{where}: anonymize.default")
+    except OperatorError as exc:
+        raise PolicyError(str(exc)) from None
+    operators = {}
+    for modality in MODALITY_SECTIONS:
+        section = raw.get(modality, {}) or {}
+        if not isinstance(section, dict):
+            raise PolicyError(f"{where}: anonymize.{modality} must be a mapping")
+        unknown = set(section) - {"default", "entities"}
+        if unknown:
+            raise PolicyError(f"{where}: anonymize.{modality} has unknown keys {sorted(unknown)}")
+        try:
+            modality_default = (
+                parse_operator(section["default"], f"{where}: anonymize.{modality}.default")
+                if "default" in section
+                else default
+            )
+        except OperatorError as exc:
+            raise PolicyError(str(exc)) from None
+        table = _operator_table(
+            section.get("entities", {}), f"{where}: anonymize.{modality}.entities"
+        )
+        operators[modality] = (modality_default, table)
+    regime_operators = []
+    regimes_raw = raw.get("regimes", {}) or {}
+    if not isinstance(regimes_raw, dict):
+        raise PolicyError(f"{where}: anonymize.regimes must be a mapping")
+    for regime, table in regimes_raw.items():
+        if regime not in regimes:
+            raise PolicyError(f"{where}: anonymize.regimes names unknown regime {regime!r}")
+        regime_operators.append(
+            (regime, _operator_table(table, f"{where}: anonymize.regimes.{regime}"))
+        )
+    return operators, tuple(regime_operators)
+
+
+def _parse_structured(raw, where: str) -> StructuredPolicy:
+    if not isinstance(raw, dict):
+        raise PolicyError(f"{where}: 'structured' must be a mapping")
+    rules = []
+    for index, rule in enumerate(raw.get("fields", []) or []):
+        if not isinstance(rule, dict) or set(rule) != {"match", "entity"}:
+            raise PolicyError(
+                f"{where}: structured.fields[{index}] must be {{match: REGEX, entity: TYPE}}"
+            )
+        try:
+            pattern = re.compile(str(rule["match"]), re.IGNORECASE)
+        except re.error:
+            raise PolicyError(
+                f"{where}: structured.fields[{index}].match is not a valid regex"
+            ) from None
+        rules.append((pattern, str(rule["entity"])))
+    scan = raw.get("scan_values", True)
+    if not isinstance(scan, bool):
+        raise PolicyError(f"{where}: structured.scan_values must be true or false")
+    depth = raw.get("max_depth", 32)
+    if not isinstance(depth, int) or isinstance(depth, bool) or not 1 <= depth <= 256:
+        raise PolicyError(f"{where}: structured.max_depth must be an integer in [1, 256]")
+    return StructuredPolicy(tuple(rules), scan, depth)
 
 
 def _mapping(raw: dict, key: str, where: str) -> dict:
@@ -136,9 +334,19 @@ def _mapping(raw: dict, key: str, where: str) -> dict:
 
 
 def classify(entity_counts: dict, policy: Policy) -> Classification:
-    """Sensitivity and regimes from the entity types found (never their values)."""
+    """Sensitivity and regimes from the entity types found (never their values).
+
+    A regime applies when the record holds one of its entity types and, if the policy
+    gives ``classification.requires`` for it, also one of the required types (e.g.
+    HIPAA PHI: an identifier together with health information).
+    """
     found = {entity for entity, count in entity_counts.items() if count > 0}
-    regimes = sorted(regime for regime, members in policy.regimes.items() if found & members)
+    regimes = sorted(
+        regime
+        for regime, members in policy.regimes.items()
+        if found & members
+        and (regime not in policy.regime_requires or found & policy.regime_requires[regime])
+    )
     if not found:
         level = policy.no_entity_sensitivity
     else:

@@ -43,6 +43,10 @@ class TopicNames:
     def sanitized(self, modality: str) -> str:
         return f"{self.prefix}.sanitized.{modality}"
 
+    def quarantine(self, modality: str) -> str:
+        """Sanitized records whose sensitivity the policy routes away from analysts."""
+        return f"{self.prefix}.quarantine.{modality}"
+
 
 def _headers(record_id: str | None, source: Source, subject: str) -> tuple:
     headers = [
@@ -59,9 +63,10 @@ def _key(record_id: str | None, source: Source) -> bytes:
 
 
 class _Emitter(beam.DoFn):
-    def __init__(self, topics: TopicNames, policy_version: str):
+    def __init__(self, topics: TopicNames, policy_version: str, quarantine=frozenset()):
         self._topics = topics
         self._policy_version = policy_version
+        self._quarantine = frozenset(quarantine)
 
     def setup(self):
         self._catalog = catalog()
@@ -134,6 +139,13 @@ class PublishSanitizedFn(_Emitter):
                 Failure.of(item, STAGE, ErrorCode.PRIVACY_STEP_FAILED)
             )
             return
+        if item.pending_protection:
+            # Originals an encrypt operator set aside, and no protection stage ran: never
+            # publish the record (its originals must not be lost silently either).
+            yield from self._dead_letter_writes(
+                Failure.of(item, STAGE, ErrorCode.PROTECTION_UNAVAILABLE)
+            )
+            return
         record = {
             "record_id": item.record_id,
             "modality": item.modality,
@@ -160,9 +172,11 @@ class PublishSanitizedFn(_Emitter):
         Metrics.counter(f"veil.{item.modality}", "sanitized").inc()
         Metrics.counter("veil.emit", f"sensitivity_{item.classification.sensitivity}").inc()
         trail = list(item.trail)
-        trail.append(AuditStep(stage=STAGE, action="PUBLISHED"))
+        quarantined = item.classification.sensitivity in self._quarantine
+        trail.append(AuditStep(stage=STAGE, action="QUARANTINED" if quarantined else "PUBLISHED"))
+        topic = (self._topics.quarantine if quarantined else self._topics.sanitized)(item.modality)
         yield KafkaWrite(
-            self._topics.sanitized(item.modality),
+            topic,
             _key(item.record_id, item.source),
             value,
             _headers(item.record_id, item.source, SANITIZED_RECORD),
@@ -171,11 +185,15 @@ class PublishSanitizedFn(_Emitter):
 
 
 class PublishSanitized(beam.PTransform):
-    """``WorkItem``s to sanitized-record and audit ``KafkaWrite``s (or dead letters)."""
+    """``WorkItem``s to sanitized-record and audit ``KafkaWrite``s (or dead letters).
 
-    def __init__(self, topics: TopicNames, policy_version: str):
+    Records whose sensitivity is in ``quarantine`` go to ``<prefix>.quarantine.<modality>``
+    instead of the sanitized topic (the policy's ``routing.quarantine``).
+    """
+
+    def __init__(self, topics: TopicNames, policy_version: str, quarantine=frozenset()):
         super().__init__()
-        self._fn = PublishSanitizedFn(topics, policy_version)
+        self._fn = PublishSanitizedFn(topics, policy_version, quarantine)
 
     def expand(self, items):
         return items | "EncodeSanitized" >> beam.ParDo(self._fn)

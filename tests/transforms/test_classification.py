@@ -187,3 +187,151 @@ def test_classify_with_default_policy():
 def test_empty_sensitivity_level_is_a_policy_error():
     with pytest.raises(PolicyError, match="classification.sensitivity.RESTRICTED"):
         parse_policy(_with("classification.sensitivity.RESTRICTED", None))
+
+
+# --- operators, regimes, structured rules, keys and routing ---------------------------
+
+from pathlib import Path  # noqa: E402
+
+from veil.transforms.operators import OperatorSpec  # noqa: E402
+
+DATA = Path(__file__).resolve().parents[2] / "pipelines" / "data"
+FULL = _with(
+    "classification.regimes",
+    {
+        "GDPR": ["PERSON", "DATE_TIME", "HEALTH"],
+        "HIPAA_PHI": ["PERSON", "DATE_TIME"],
+        "GDPR_SPECIAL_CATEGORY": ["HEALTH", "RELIGION"],
+        "PCI": ["CREDIT_CARD"],
+        "CREDENTIALS": ["CREDENTIAL"],
+    },
+)
+FULL["classification"]["requires"] = {"HIPAA_PHI": ["HEALTH", "MEDICAL_RECORD_NUMBER"]}
+FULL["classification"]["sensitivity"] = {
+    "RESTRICTED": ["PCI", "CREDENTIALS", "GDPR_SPECIAL_CATEGORY", "HIPAA_PHI"],
+    "CONFIDENTIAL": ["GDPR"],
+}
+FULL["anonymize"] = {
+    "default": "redact",
+    "text": {"default": "replace", "entities": {"CREDIT_CARD": {"operator": "mask"}}},
+    "structured": {"entities": {"AGE": {"operator": "generalize", "kind": "age_band"}}},
+    "regimes": {"HIPAA_PHI": {"DATE_TIME": {"operator": "generalize", "kind": "date_year"}}},
+}
+FULL["structured"] = {"fields": [{"match": "^e?mail$", "entity": "EMAIL_ADDRESS"}]}
+FULL["keys"] = {"pseudonym_key_env": "MY_KEY_FILE"}
+FULL["routing"] = {"quarantine": ["RESTRICTED"]}
+
+
+def _full(path: str, value):
+    raw = copy.deepcopy(FULL)
+    *parents, leaf = path.split(".")
+    node = raw
+    for key in parents:
+        node = node[key]
+    if value is ...:
+        del node[leaf]
+    else:
+        node[leaf] = value
+    return raw
+
+
+def test_operator_resolution_per_modality_entity_and_regime():
+    policy = parse_policy(FULL)
+    assert policy.operator_for("text", "CREDIT_CARD") == OperatorSpec.of("mask")
+    assert policy.operator_for("text", "PERSON") == OperatorSpec.of("replace")
+    assert policy.operator_for("structured", "PERSON") == OperatorSpec.of("redact")  # default
+    assert policy.operator_for("structured", "AGE").param("kind") == "age_band"
+    assert policy.operator_for("text", "DATE_TIME") == OperatorSpec.of("replace")
+    year = policy.operator_for("text", "DATE_TIME", ["HIPAA_PHI"])
+    assert year.param("kind") == "date_year"
+    assert policy.operator_for("image", "PERSON") == OperatorSpec.of("replace")
+    assert policy.structured.field_rules[0][1] == "EMAIL_ADDRESS"
+    assert policy.key_env == "MY_KEY_FILE" and policy.key_file is None
+    assert policy.quarantine_levels == frozenset({"RESTRICTED"})
+    assert not policy.uses_keys
+    assert parse_policy(_full("anonymize.text.default", "pseudonym")).uses_keys
+
+
+@pytest.mark.parametrize(
+    "counts, sensitivity, regimes",
+    [
+        ({"PERSON": 1}, "CONFIDENTIAL", ["GDPR"]),  # no health: not PHI
+        ({"PERSON": 1, "HEALTH": 1}, "RESTRICTED",
+         ["GDPR", "GDPR_SPECIAL_CATEGORY", "HIPAA_PHI"]),
+        ({"DATE_TIME": 1}, "CONFIDENTIAL", ["GDPR"]),  # a PHI type, but no health type
+        ({"DATE_TIME": 1, "MEDICAL_RECORD_NUMBER": 1}, "RESTRICTED", ["GDPR", "HIPAA_PHI"]),
+        ({"RELIGION": 1}, "RESTRICTED", ["GDPR_SPECIAL_CATEGORY"]),
+        ({"CREDENTIAL": 2}, "RESTRICTED", ["CREDENTIALS"]),
+        ({"CREDIT_CARD": 1}, "RESTRICTED", ["PCI"]),
+    ],
+    ids=["gdpr", "hipaa-with-health", "requires-unmet", "requires-met", "special-category",
+         "credentials", "pci"],
+)  # fmt: skip
+def test_regime_rules(counts, sensitivity, regimes):
+    result = classify(counts, parse_policy(FULL))
+    assert (result.sensitivity, result.regimes) == (sensitivity, regimes)
+
+
+@pytest.mark.parametrize(
+    "path, value, names",
+    [
+        ("anonymize", [], "'anonymize' must be a mapping"),
+        ("anonymize.video", {}, "anonymize has unknown sections ['video']"),
+        ("anonymize.default", "shred", "anonymize.default: unknown operator 'shred'"),
+        ("anonymize.text.entities.PERSON", {"operator": "mask", "keep_last": 99},
+         "anonymize.text.entities.PERSON: mask.keep_last"),
+        ("anonymize.text.bogus", 1, "anonymize.text has unknown keys"),
+        ("anonymize.regimes.SOX", {}, "unknown regime 'SOX'"),
+        ("anonymize.structured.entities", ["AGE"], "anonymize.structured.entities"),
+        ("structured.fields", [{"match": "("}], "structured.fields[0]"),
+        ("structured.fields", [{"match": "(", "entity": "X"}], "not a valid regex"),
+        ("structured.max_depth", 0, "structured.max_depth"),
+        ("structured.scan_values", "yes", "structured.scan_values"),
+        ("keys", {"pseudonym_key": "deadbeef"}, "never a key value"),
+        ("keys.pseudonym_key_env", "", "keys.pseudonym_key_env"),
+        ("routing.quarantine", ["SECRET"], "routing.quarantine names unknown levels"),
+        ("routing.topic", "x", "'routing' may only hold"),
+        ("classification.requires", ["HEALTH"], "classification.requires must be a mapping"),
+        ("classification.requires.SOX", ["HEALTH"], "unknown regime 'SOX'"),
+        ("text.allow_list", "Ada", "text.allow_list"),
+        ("text.deny_list", ["x"], "text.deny_list"),
+        ("text.deny_list", {"PROJECT": [""]}, "text.deny_list.PROJECT"),
+        ("text.context_words", {"PERSON": "dr"}, "text.context_words.PERSON"),
+        ("text.ner", "on", "text.ner"),
+    ],
+    ids=lambda v: v if isinstance(v, str) and "." in v and len(v) < 40 else None,
+)  # fmt: skip
+def test_bad_policy_sections_are_named(path, value, names):
+    with pytest.raises(PolicyError) as caught:
+        parse_policy(_full(path, value), "p.yaml")
+    assert names in str(caught.value)
+    assert str(caught.value).startswith("p.yaml")
+
+
+@pytest.mark.parametrize("name", ["policy-default.yaml", "policy-hipaa-safe-harbor.yaml"])
+def test_shipped_policies_load_and_cover_the_special_categories(name):
+    policy = load_policy(DATA / name)
+    assert policy.version
+    special = policy.regimes["GDPR_SPECIAL_CATEGORY"]
+    assert {"HEALTH", "RELIGION", "POLITICAL_AFFILIATION", "SEXUAL_ORIENTATION", "NRP"} <= special
+    assert "CREDENTIAL" in policy.regimes["CREDENTIALS"]
+    assert not policy.uses_keys  # shipped policies run without a pseudonym key
+
+
+def test_hipaa_policy_covers_the_18_identifier_classes():
+    policy = load_policy(DATA / "policy-hipaa-safe-harbor.yaml")
+    phi = policy.regimes["HIPAA_PHI"]
+    classes = [
+        {"PERSON"}, {"STREET_ADDRESS", "LOCATION", "ZIP_CODE"}, {"DATE_TIME", "AGE"},
+        {"PHONE_NUMBER"}, {"PHONE_NUMBER"}, {"EMAIL_ADDRESS"}, {"US_SSN"},
+        {"MEDICAL_RECORD_NUMBER"}, {"HEALTH_PLAN_ID"}, {"ACCOUNT_NUMBER"},
+        {"LICENSE_NUMBER"}, {"VEHICLE_ID"}, {"DEVICE_ID"}, {"URL"}, {"IP_ADDRESS"},
+        {"BIOMETRIC_ID"}, {"BIOMETRIC_ID"}, {"ID_NUMBER"},
+    ]  # fmt: skip
+    assert len(classes) == 18 and all(c <= phi for c in classes)
+    for entity in ("DATE_TIME", "ZIP_CODE", "AGE"):
+        for modality in ("text", "structured"):
+            assert policy.operator_for(modality, entity, ["HIPAA_PHI"]).name == "generalize"
+    assert all(policy.operator_for("text", e).name == "replace" for e in phi - {
+        "DATE_TIME", "ZIP_CODE", "AGE"})
+    assert classify({"PERSON": 1}, policy).regimes == ["GDPR", "HIPAA_PHI"]

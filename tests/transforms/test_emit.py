@@ -328,3 +328,31 @@ def test_audit_and_dead_letter_values_hold_no_content():
             equal_to([]),
             label="no_content",
         )
+
+
+def test_quarantined_sensitivity_goes_to_the_quarantine_topic():
+    restricted = _finished("r-restricted")
+    restricted.classification = Classification("RESTRICTED", ["PCI"], {"CREDIT_CARD": 1})
+    confidential = _finished("r-confidential")
+    pipeline = beam_pipeline()
+    writes = (
+        pipeline
+        | beam.Create([restricted, confidential], reshuffle=False)
+        | PublishSanitized(TOPICS, POLICY, quarantine=frozenset({"RESTRICTED"}))
+    )
+    assert_that(
+        writes
+        | beam.Map(lambda w: (w.topic, catalog().decode(w.value)[1]))
+        | beam.Map(lambda tr: (tr[0], tr[1]["record_id"], tr[1].get("action"))),
+        equal_to(
+            [
+                (f"{PREFIX}.quarantine.text", "r-restricted", None),
+                (f"{PREFIX}.sanitized.text", "r-confidential", None),
+            ]
+            + [(f"{PREFIX}.audit", "r-restricted", a) for a in ("ACCEPTED", "ROUTED",
+                                                                  "ANONYMIZED", "QUARANTINED")]
+            + [(f"{PREFIX}.audit", "r-confidential", a) for a in ("ACCEPTED", "ROUTED",
+                                                                    "ANONYMIZED", "PUBLISHED")]
+        ),
+    )  # fmt: skip
+    pipeline.run()

@@ -1,0 +1,114 @@
+"""The one door to secret key material for Veil's keyed transforms.
+
+Keyed pseudonyms, per-subject date shifts and per-subject pseudo-voices all need a
+secret: without one, anyone could recompute the mapping from a subject key or a value.
+``SecretKeys.key_for(scope)`` is the whole interface (the shape of the key service's
+client). ``FileKeys`` is the local implementation: a key file on the worker (at least 32
+random bytes, hex or raw, no group or other permissions), named by a path or by an
+environment variable and read on the worker, never carried in pipeline options. Each
+scope gets its own key, HMAC-SHA256(file key, "veil-key:" + scope), so one file never
+reuses the same key for two purposes. ``key_id`` identifies a key in audit events
+without revealing it. With no key, callers fail closed.
+
+Example::
+
+    write_key_file("/etc/veil/pseudonym.key")           # 0600, once, at set-up
+    keys = keys_from_config(None, "VEIL_PSEUDONYM_KEY_FILE")
+    key = keys.key_for("pseudonym")
+"""
+
+from __future__ import annotations
+
+import abc
+import hashlib
+import hmac
+import logging
+import os
+import re
+import secrets
+import stat
+from pathlib import Path
+
+_LOGGER = logging.getLogger(__name__)
+
+KEY_BYTES = 32
+
+
+class KeyUnavailable(Exception):
+    """No usable key: not configured, unreadable, too short or too widely readable."""
+
+
+class SecretKeys(abc.ABC):
+    """Where keyed transforms get their secret keys."""
+
+    @abc.abstractmethod
+    def key_for(self, scope: str) -> bytes:
+        """The secret key for ``scope``; raises ``KeyUnavailable``."""
+
+    @property
+    def key_id(self) -> str:
+        """A non-secret identifier of the key, for audit events."""
+        return "none"
+
+
+class NoKeys(SecretKeys):
+    """No key configured: every keyed transform fails closed."""
+
+    def key_for(self, scope: str) -> bytes:
+        raise KeyUnavailable()
+
+
+class FileKeys(SecretKeys):
+    """A local key file with owner-only permissions; one derived key per scope."""
+
+    def __init__(self, path: str | Path):
+        self._path = Path(path)
+        self._master: bytes | None = None
+
+    def _load(self) -> bytes:
+        if self._master is None:
+            try:
+                info = self._path.stat()
+                if not stat.S_ISREG(info.st_mode):
+                    raise KeyUnavailable()
+                if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+                    _LOGGER.error("Key file is readable by others; refusing it")
+                    raise KeyUnavailable()
+                raw = self._path.read_bytes()
+            except OSError:
+                raise KeyUnavailable() from None
+            text = raw.strip()
+            if re.fullmatch(rb"(?:[0-9a-fA-F]{2})+", text):  # hex text (what write_key_file writes)
+                raw = bytes.fromhex(text.decode())
+            if len(raw) < KEY_BYTES:
+                _LOGGER.error("Key file holds fewer than %d bytes; refusing it", KEY_BYTES)
+                raise KeyUnavailable()
+            self._master = raw
+        return self._master
+
+    def key_for(self, scope: str) -> bytes:
+        return hmac.new(self._load(), f"veil-key:{scope}".encode(), hashlib.sha256).digest()
+
+    @property
+    def key_id(self) -> str:
+        return "file:" + hashlib.sha256(b"veil-key-id" + self._load()).hexdigest()[:12]
+
+
+def keys_from_config(key_file: str | None, key_env: str | None) -> SecretKeys:
+    """The configured key source, resolved on the worker (``NoKeys`` if none)."""
+    path = key_file or (os.environ.get(key_env) if key_env else None)
+    return FileKeys(path) if path else NoKeys()
+
+
+def write_key_file(path: str | Path, overwrite: bool = False) -> Path:
+    """Creates a new random key file (hex, mode 0600); returns its path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if overwrite else os.O_EXCL)
+    fd = os.open(path, flags, 0o600)
+    try:
+        os.write(fd, secrets.token_hex(KEY_BYTES).encode() + b"\n")
+    finally:
+        os.close(fd)
+    os.chmod(path, 0o600)
+    return path
