@@ -1,0 +1,216 @@
+"""The audio branch's ``PrivacyHandler``: decode, find spoken PII, change the voice,
+blank the PII, re-encode.
+
+Per record (``AudioHandler.process``):
+
+1. the voice key must be there (else ``AUDIO_KEY_UNAVAILABLE``: fail closed);
+2. header checks, then bounded decoding (``AUDIO_FORMAT_UNSUPPORTED``,
+   ``AUDIO_TOO_LONG``, ``AUDIO_DECODE_ERROR``);
+3. spoken PII: PocketSphinx transcribes the original audio (16 kHz mono mix) with word
+   times; the text branch's detectors run on the normalized transcript; the PII words
+   become time spans. The transcript stays in this function;
+4. the voice changes with the subject's parameters (HMAC of the subject key);
+5. the PII spans are blanked (silence or tone) in the transformed audio;
+6. the samples are re-encoded without any metadata; classification comes from the
+   spoken entities found.
+
+Everything heavy (the recognizer, the text detectors, numba and librosa JIT) loads once
+per worker process in ``load``, which ``ApplyPrivacyStep`` calls from ``DoFn.setup``.
+
+Example::
+
+    audio = items | "Audio" >> ApplyPrivacyStep(AudioHandler(policy, AudioConfig()))
+    audio.records, audio.dead_letters
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+import numpy as np
+
+from veil.transforms.audio import voice
+from veil.transforms.audio.codec import (
+    AudioError,
+    AudioLimits,
+    decode_audio,
+    encode_audio,
+    output_container,
+)
+from veil.transforms.audio.keys import DEFAULT_KEY_ENV, VOICE_SCOPE, voice_params
+from veil.transforms.audio.spoken_pii import blank, normalize, time_spans
+from veil.transforms.classification import Policy, classify
+from veil.transforms.keys import KeyUnavailable, keys_from_config
+from veil.transforms.privacy import PrivacyError, PrivacyHandler, entity_counts
+from veil.transforms.records import ErrorCode, WorkItem
+
+_LOGGER = logging.getLogger(__name__)
+
+REPLACEMENTS = ("silence", "tone")
+OUTPUTS = ("auto", "wav", "flac", "ogg")
+
+
+@dataclasses.dataclass(frozen=True)
+class AudioConfig:
+    """How the audio branch works. Holds no secret: the key is named, never given.
+
+    Attributes:
+        mode: ``"mcadams"`` (default) or ``"pitch_shift"``.
+        alpha_range: the McAdams coefficients subjects are spread over.
+        semitone_range: the size of the pitch shift in ``pitch_shift`` mode (its
+            direction is per subject too).
+        spoken_pii: transcribe and blank spoken PII (on by default).
+        replacement: ``"silence"`` or ``"tone"`` for spoken PII.
+        pad_s: extra time blanked on both sides of each PII word.
+        output: ``"auto"`` (WAV and FLAC kept, lossy formats become OGG Vorbis) or a
+            fixed ``"wav"``, ``"flac"`` or ``"ogg"``.
+        limits: header and decode limits.
+        key_file: the voice key file on the worker, or None to use ``key_env``.
+        key_env: the environment variable naming the key file on the worker.
+    """
+
+    mode: str = "mcadams"
+    alpha_range: tuple = (0.6, 0.8)
+    semitone_range: tuple = (5.0, 8.0)
+    spoken_pii: bool = True
+    replacement: str = "silence"
+    pad_s: float = 0.15
+    output: str = "auto"
+    limits: AudioLimits = AudioLimits()
+    key_file: str | None = None
+    key_env: str = DEFAULT_KEY_ENV
+
+    def __post_init__(self):
+        if self.mode not in voice.MODES:
+            raise ValueError(f"audio mode must be one of {voice.MODES}")
+        low, high = self.alpha_range
+        if not 0.3 <= low <= high <= 1.0:
+            raise ValueError("alpha_range must satisfy 0.3 <= low <= high <= 1.0")
+        low, high = self.semitone_range
+        if not 0.0 < low <= high <= 12.0:
+            raise ValueError("semitone_range must satisfy 0 < low <= high <= 12")
+        if self.replacement not in REPLACEMENTS:
+            raise ValueError(f"replacement must be one of {REPLACEMENTS}")
+        if self.output not in OUTPUTS:
+            raise ValueError(f"output must be one of {OUTPUTS}")
+        if not 0.0 <= self.pad_s <= 1.0:
+            raise ValueError("pad_s must be in [0, 1] seconds")
+
+
+@dataclasses.dataclass
+class AudioModel:
+    key: bytes | None
+    transcriber: object | None
+    text_model: object | None
+    versions: dict
+    key_reported: bool = False
+
+
+class AudioHandler(PrivacyHandler[AudioModel]):
+    """Anonymizes voices and blanks spoken PII in ``audio`` records (see the module).
+
+    Args:
+        policy: the validated policy (text section for the spoken-PII detectors,
+            classification rules).
+        config: modes, ranges, limits and where the voice key file is named.
+
+    Example::
+
+        audio = routed.branches["audio"] | "Audio" >> ApplyPrivacyStep(
+            AudioHandler(policy, AudioConfig(mode="mcadams", replacement="tone")),
+            time_limit_s=30,
+        )
+        audio.records | PublishSanitized(topics, policy.version)
+        audio.dead_letters | PublishDeadLetters(topics, policy.version)
+    """
+
+    stage = "audio"
+
+    def __init__(self, policy: Policy, config: AudioConfig = AudioConfig()):
+        self._policy = policy
+        self._config = config
+
+    def share_key(self) -> str:
+        c = self._config
+        return f"audio:{c.mode}:pii={c.spoken_pii}:key={c.key_file or '$' + c.key_env}"
+
+    def load(self) -> AudioModel:
+        from veil.transforms.audio.asr import Transcriber
+
+        config = self._config
+        keys = keys_from_config(config.key_file, config.key_env)
+        try:
+            key, key_id = keys.key_for(VOICE_SCOPE), keys.key_id
+        except KeyUnavailable:
+            key, key_id = None, "none"  # reported on the first audio record, not here
+        versions = {"voice-key": key_id, **voice.versions(config.mode)}
+        transcriber = text_model = None
+        if config.spoken_pii:
+            transcriber = Transcriber.load()
+            text_model, text_versions = _text_model(self._policy)
+            versions.update(transcriber.versions)
+            versions.update(text_versions)
+        voice.warm_up(config.mode)
+        _LOGGER.info("Audio handler loaded: %s", sorted(versions))
+        return AudioModel(key, transcriber, text_model, versions)
+
+    def detectors(self, model: AudioModel) -> dict:
+        return dict(model.versions)
+
+    def process(self, model: AudioModel, item: WorkItem) -> dict:
+        config = self._config
+        if model.key is None:
+            if not model.key_reported:
+                model.key_reported = True
+                _LOGGER.error(
+                    "No usable voice key (key file %s, $%s): audio records are dead-lettered %s",
+                    "configured" if config.key_file else "not configured",
+                    config.key_env,
+                    ErrorCode.AUDIO_KEY_UNAVAILABLE,
+                )
+            raise PrivacyError(ErrorCode.AUDIO_KEY_UNAVAILABLE)
+        try:
+            audio = decode_audio(item.record["payload"], config.limits)
+        except AudioError as exc:
+            raise PrivacyError(exc.code) from None
+        params = voice_params(
+            model.key, item.record["subject_key"], config.alpha_range, config.semitone_range
+        )
+        spans, counts = [], {}
+        if config.spoken_pii:
+            spans, counts = self._spoken_pii(model, audio.samples, audio.sample_rate)
+        out = voice.anonymize_voice(audio.samples, audio.sample_rate, params, config.mode)
+        blank(out, audio.sample_rate, spans, config.replacement)
+        container = output_container(audio.container, config.output)
+        item.sanitized_payload, item.sanitized_content_type = encode_audio(
+            out, audio.sample_rate, container
+        )
+        item.classification = classify(counts, self._policy)
+        return counts
+
+    def _spoken_pii(self, model: AudioModel, samples: np.ndarray, rate: int):
+        """Time spans of spoken PII and entity counts; the transcript stays here."""
+        mono = samples.mean(axis=1)
+        mono16 = voice.resample(mono, rate, voice.WORK_RATE)
+        words = model.transcriber.transcribe(mono16)
+        text, pieces = normalize(words)
+        merged = _detect(model.text_model, text, self._policy) if text else []
+        counts = entity_counts([entity for _, _, entity in merged])
+        return time_spans(pieces, merged, words, self._config.pad_s), counts
+
+
+# The text branch's detectors (``veil.transforms.text.detect``, the entry point other
+# modalities call). These two small functions are the only call sites.
+def _text_model(policy: Policy):
+    from veil.transforms.text import load_text_model
+
+    model = load_text_model(policy.text.ner)
+    return model, dict(model.versions)
+
+
+def _detect(model, text: str, policy: Policy) -> list[tuple[int, int, str]]:
+    """Merged ``(start, end, entity type)`` spans at or above the policy's threshold."""
+    from veil.transforms.text import detect, select_spans
+
+    return select_spans(detect(model, text, policy.text), policy.text.score_threshold)
