@@ -1,0 +1,93 @@
+"""Runner set-up: the flags Veil adds so each runner works here out of the box.
+
+``prepare_argv`` is applied to ``veil run``'s arguments before Beam parses them. It
+never overrides a flag the user gave; it fills what Veil needs:
+
+* no ``--runner``: the local ``FnApiRunner`` (Beam's DirectRunner would first download
+  the Prism binary at run time, which Veil refuses — see ``check_runner``);
+* ``FlinkRunner``:
+  - ``--flink_job_server_jar``: the job server built by ``deploy/flink/flink.sh jar``
+    (Maven Central serves no prebuilt one), found through ``$VEIL_FLINK_JOB_SERVER_JAR``
+    or ``$VEIL_CACHE/flink``;
+  - ``--environment_type=LOOPBACK`` (no Docker engine; use EXTERNAL/PROCESS on a cluster);
+  - ``--streaming`` with checkpointing: Beam's portable Flink runner finalizes bundles
+    (and so commits source offsets) only in streaming mode, on completed checkpoints;
+  - ``--finish_bundle_before_checkpointing``: without it the first checkpoint can hold
+    the partition-listing step's output forever;
+  - ``--shutdown_sources_after_idle_ms`` in bounded mode or with ``--veil_idle_stop_s``,
+    so a drained job finishes instead of idling with its checkpoints.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+
+from veil.pipelines.options import LOCAL_RUNNER, ConfigError, VeilOptions, check_runner
+
+_LOGGER = logging.getLogger(__name__)
+
+FLINK_VERSION = "1.19"
+FLINK_JOB_SERVER_JAR = "beam-runners-flink-1.19-job-server-veil-2.62.0.jar"
+FLINK_CHECKPOINT_MS = 10_000
+FLINK_IDLE_SHUTDOWN_MS = 5_000
+
+
+def _has(argv: list[str], flag: str) -> bool:
+    return any(a == f"--{flag}" or a.startswith(f"--{flag}=") for a in argv)
+
+
+def flink_job_server_jar() -> Path | None:
+    """The locally built job-server jar, if there is one."""
+    explicit = os.environ.get("VEIL_FLINK_JOB_SERVER_JAR")
+    candidates = [Path(explicit)] if explicit else []
+    cache = os.environ.get("VEIL_CACHE")
+    if cache:
+        candidates.append(Path(cache) / "flink" / FLINK_JOB_SERVER_JAR)
+    candidates.append(Path(__file__).resolve().parents[1] / ".cache" / "flink" / FLINK_JOB_SERVER_JAR)
+    return next((c for c in candidates if c.is_file()), None)
+
+
+def prepare_argv(argv) -> list[str]:
+    """Returns ``argv`` with the runner defaults above; raises ``ConfigError``."""
+    argv = list(argv or [])
+    options = PipelineOptions(argv)
+    runner = options.view_as(StandardOptions).runner
+    if runner is None:
+        argv.append(f"--runner={LOCAL_RUNNER}")
+    check_runner(PipelineOptions(argv))
+    if str(runner or "").rsplit(".", 1)[-1] == "FlinkRunner":
+        argv = _flink_defaults(argv, options)
+    return argv
+
+
+def _flink_defaults(argv: list[str], options: PipelineOptions) -> list[str]:
+    added = []
+
+    def add(flag: str, value=None):
+        if not _has(argv, flag):
+            added.append(f"--{flag}" if value is None else f"--{flag}={value}")
+
+    add("flink_version", FLINK_VERSION)
+    if not _has(argv, "flink_job_server_jar") and not _has(argv, "flink_submit_uber_jar"):
+        jar = flink_job_server_jar()
+        if jar is None:
+            raise ConfigError(
+                "--runner FlinkRunner needs the Beam Flink job server: build it with "
+                "'deploy/flink/flink.sh jar' (or pass --flink_job_server_jar)"
+            )
+        added.append(f"--flink_job_server_jar={jar}")
+    add("environment_type", "LOOPBACK")
+    add("streaming")
+    add("checkpointing_interval", FLINK_CHECKPOINT_MS)
+    add("finish_bundle_before_checkpointing")
+    veil = options.view_as(VeilOptions)
+    if veil.veil_read_mode == "bounded" or veil.veil_idle_stop_s:
+        idle_ms = max(FLINK_IDLE_SHUTDOWN_MS, int(veil.veil_idle_stop_s * 1000))
+        add("shutdown_sources_after_idle_ms", idle_ms)
+    if added:
+        _LOGGER.info("FlinkRunner defaults added: %s", " ".join(added))
+    return argv + added
