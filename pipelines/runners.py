@@ -5,6 +5,7 @@ never overrides a flag the user gave; it fills what Veil needs:
 
 * no ``--runner``: the local ``FnApiRunner`` (Beam's DirectRunner would first download
   the Prism binary at run time, which Veil refuses — see ``check_runner``);
+* ``DataflowRunner``: ``--streaming`` when the read is unbounded;
 * ``FlinkRunner``:
   - ``--flink_job_server_jar``: the job server built by ``deploy/flink/flink.sh jar``
     (Maven Central serves no prebuilt one), found through ``$VEIL_FLINK_JOB_SERVER_JAR``
@@ -59,8 +60,12 @@ def prepare_argv(argv) -> list[str]:
     if runner is None:
         argv.append(f"--runner={LOCAL_RUNNER}")
     check_runner(PipelineOptions(argv))
-    if str(runner or "").rsplit(".", 1)[-1] == "FlinkRunner":
+    name = str(runner or "").rsplit(".", 1)[-1]
+    if name == "FlinkRunner":
         argv = _flink_defaults(argv, options)
+    elif name == "DataflowRunner" and not _has(argv, "streaming"):
+        if options.view_as(VeilOptions).veil_read_mode == "unbounded":
+            argv.append("--streaming")  # an unbounded read is a streaming job
     return argv
 
 

@@ -20,7 +20,9 @@ from typing import NamedTuple
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from veil.pipelines.options import VeilConfig, check_runner
+from veil.pipelines.options import VeilConfig
+from veil.pipelines.runners import prepare_argv
+from veil.transforms.audio import AudioHandler
 from veil.transforms.classification import load_policy
 from veil.transforms.codec import DecodeRecords
 from veil.transforms.emit import PublishDeadLetters, PublishSanitized
@@ -28,12 +30,26 @@ from veil.transforms.kafkaio import MAX_MESSAGE_BYTES, ReadFromKafka, WriteToKaf
 from veil.transforms.privacy import ApplyPrivacyStep
 from veil.transforms.records import Modality
 from veil.transforms.routing import RouteByModality
+from veil.transforms.structured import StructuredHandler
 from veil.transforms.text import TextHandler
 
 _LOGGER = logging.getLogger(__name__)
 
 # Modalities whose branch has landed; the others are dead-lettered UNSUPPORTED_MODALITY.
-SUPPORTED_MODALITIES = (Modality.TEXT,)
+SUPPORTED_MODALITIES = (Modality.TEXT, Modality.STRUCTURED, Modality.AUDIO)
+
+
+def _handlers(policy) -> dict:
+    """One privacy handler per supported modality (models load later, in setup).
+
+    Audio's voice key is named on the worker ($VEIL_AUDIO_KEY_FILE); without one every
+    audio record is dead-lettered AUDIO_KEY_UNAVAILABLE.
+    """
+    return {
+        Modality.TEXT: TextHandler(policy),
+        Modality.STRUCTURED: StructuredHandler(policy),
+        Modality.AUDIO: AudioHandler(policy),
+    }
 
 
 class VeilGraph(NamedTuple):
@@ -84,24 +100,31 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions, source=None, sink=N
     writes["RouteFailures"] = routed.dead_letters | "DeadLetterRoute" >> PublishDeadLetters(
         topics, version
     )
-    text = routed.branches[Modality.TEXT] | "Text" >> ApplyPrivacyStep(
-        TextHandler(policy), time_limit_s=config.step_time_limit_s
-    )
-    writes["TextSanitized"] = text.records | "PublishText" >> PublishSanitized(topics, version)
-    writes["TextFailures"] = text.dead_letters | "DeadLetterText" >> PublishDeadLetters(
-        topics, version
-    )
+    quarantine = policy.quarantine_levels
+    for modality, handler in _handlers(policy).items():
+        name = modality.capitalize()
+        limit = config.audio_time_limit_s if modality == Modality.AUDIO else config.step_time_limit_s
+        branch = routed.branches[modality] | name >> ApplyPrivacyStep(handler, time_limit_s=limit)
+        writes[f"{name}Sanitized"] = branch.records | f"Publish{name}" >> PublishSanitized(
+            topics, version, quarantine
+        )
+        writes[f"{name}Failures"] = branch.dead_letters | f"DeadLetter{name}" >> (
+            PublishDeadLetters(topics, version)
+        )
     for label, pcoll in writes.items():
         pcoll | f"Write{label}" >> sink
     return VeilGraph(writes, config, version)
 
 
-def run(argv=None) -> beam.runners.runner.PipelineResult:
-    """Parses ``argv`` (Beam and ``--veil_*`` flags), builds and runs the pipeline."""
-    options = PipelineOptions(argv)
-    check_runner(options)
+def run(argv=None, wait: bool = True) -> beam.runners.runner.PipelineResult:
+    """Parses ``argv`` (Beam and ``--veil_*`` flags), builds and runs the pipeline.
+
+    ``wait=False`` returns once the job is submitted (Dataflow's Flex Template launcher).
+    """
+    options = PipelineOptions(prepare_argv(argv))
     pipeline = beam.Pipeline(options=options)
     build(pipeline, options)
     result = pipeline.run()
-    result.wait_until_finish()
+    if wait:
+        result.wait_until_finish()
     return result

@@ -78,8 +78,11 @@ def finish(proc: subprocess.Popen, timeout_s: float) -> tuple[int, bytes]:
     try:
         proc.wait(timeout=timeout_s)
     except subprocess.TimeoutExpired:
-        kill_group(proc) if proc.pid == os.getpgid(proc.pid) else proc.kill()
-        proc.wait()
+        if os.getpgid(proc.pid) == proc.pid:  # its own session: take its children too
+            kill_group(proc)
+        else:
+            proc.kill()
+            proc.wait()
     proc.log.seek(0)
     logs = proc.log.read()
     proc.log.close()

@@ -1,14 +1,14 @@
 """Dataflow Flex Template entry point (``FLEX_TEMPLATE_PYTHON_PY_FILE``).
 
 The template launcher runs ``python main.py --veil_...=... --runner=DataflowRunner ...``
-with the job's parameters. ``run`` is ``veil.pipelines.sanitize.run`` without the final
-``wait_until_finish``: a Flex Template launcher must exit once the job is submitted
-(Google's Flex Template docs: do not call ``wait_until_finish``), and a streaming job
-never finishes.
+with the job's parameters. It calls ``veil.pipelines.sanitize.run`` with ``wait=False``:
+a Flex Template launcher must exit once the job is submitted (Google's Flex Template
+docs: do not call ``wait_until_finish``), and a streaming job never finishes.
 
-Streaming follows ``--veil_read_mode``: an unbounded read is submitted as a streaming
-job. (Beam's ``--streaming`` is a bare switch; a template parameter ``streaming=true``
-would reach Beam as ``--streaming=true``, which its parser rejects.)
+Streaming follows ``--veil_read_mode`` (``veil.pipelines.runners``): an unbounded read
+is submitted as a streaming job. (Beam's ``--streaming`` is a bare switch; a template
+parameter ``streaming=true`` would reach Beam as ``--streaming=true``, which its parser
+rejects.)
 """
 
 from __future__ import annotations
@@ -16,23 +16,9 @@ from __future__ import annotations
 import logging
 import sys
 
-import apache_beam as beam
-from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
-
-from veil.pipelines.options import ConfigError, VeilOptions, check_runner
-from veil.pipelines.sanitize import build
+from veil.pipelines.options import ConfigError
+from veil.pipelines.sanitize import run
 from veil.transforms.classification import PolicyError
-
-
-def run(argv=None) -> beam.runners.runner.PipelineResult:
-    """Parses ``argv``, builds Veil's graph and submits it; does not wait."""
-    options = PipelineOptions(argv)
-    check_runner(options)
-    if options.view_as(VeilOptions).veil_read_mode == "unbounded":
-        options.view_as(StandardOptions).streaming = True
-    pipeline = beam.Pipeline(options=options)
-    build(pipeline, options)
-    return pipeline.run()
 
 
 def main(argv=None) -> int:
@@ -40,7 +26,7 @@ def main(argv=None) -> int:
     # kafka-python narrates every connection at INFO; keep its warnings only.
     logging.getLogger("kafka").setLevel(logging.WARNING)
     try:
-        run(sys.argv[1:] if argv is None else argv)
+        run(sys.argv[1:] if argv is None else argv, wait=False)
     except (ConfigError, PolicyError) as exc:
         # One line, shown in the launcher log: the message names the flag.
         print(f"veil: error: {exc}", file=sys.stderr)

@@ -224,6 +224,7 @@ CASES = {
         ["10", "10.0", "0.5", ".5", "2."],
         ["0", "0.0", ".0", "-1", "abc", "", "nan", "inf"],
     ),
+    "veil_audio_time_limit_s": (["120", "30.5", ".5"], ["0", "-1", "abc", "", "nan", "inf"]),
     "veil_security_protocol": (
         ["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"],
         ["plaintext", "TLS", ""],
@@ -247,6 +248,7 @@ CONFIG_CHECKED = {
     "veil_start_offset",
     "veil_max_payload_bytes",
     "veil_step_time_limit_s",
+    "veil_audio_time_limit_s",
     "veil_security_protocol",
     "veil_input_topics",
 }
@@ -271,7 +273,6 @@ def test_regexes_agree_with_veil_config(name):
     # the cases where the regex is knowingly stricter:
     stricter = {
         "veil_input_topics": {"", " , ", "a b", "a,,b", "a/raw"},  # topic-name syntax
-        "veil_step_time_limit_s": {"nan", "inf"},  # VeilConfig lets these through
     }.get(name, set())
     rejected_by_regex_only = [v for v in bad if _config_accepts(name, v)]
     assert set(rejected_by_regex_only) <= stricter, rejected_by_regex_only
@@ -341,7 +342,7 @@ def test_entry_point_submits_without_waiting(monkeypatch):
     monkeypatch.setattr(beam.Pipeline, "run", fake_run)
     argv = DATAFLOW_FLAGS + ["--veil_bootstrap_servers=broker:9092"]
     with _no_network():
-        assert isinstance(main.run(argv), Result)
+        assert isinstance(main.run(argv, wait=False), Result)
         assert main.main(argv) == 0
     assert len(submitted) == 2
 
@@ -353,7 +354,9 @@ def test_entry_point_streams_when_the_read_is_unbounded(monkeypatch, mode, strea
     monkeypatch.setattr(beam.Pipeline, "run", lambda pipeline: submitted.append(pipeline))
     argv = [f for f in DATAFLOW_FLAGS if f != "--streaming"]
     with _no_network():
-        main.run(argv + ["--veil_bootstrap_servers=broker:9092", f"--veil_read_mode={mode}"])
+        main.run(
+            argv + ["--veil_bootstrap_servers=broker:9092", f"--veil_read_mode={mode}"], wait=False
+        )
     (pipeline,) = submitted
     assert pipeline._options.view_as(StandardOptions).streaming is streaming
 

@@ -99,7 +99,7 @@ def _jsonl(path: Path) -> list[dict]:
 def test_sanitize_exits_0_and_summarizes(sanitized):
     work, out, done = sanitized
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == (f"4 record(s): 2 sanitized, 2 dead-lettered; outputs in {out}")
+    assert done.stdout.strip() == (f"4 record(s): 3 sanitized, 1 dead-lettered; outputs in {out}")
     assert done.stderr.strip() == f"input error: {work / 'records.jsonl'}:2: JSONDecodeError"
     assert sorted(p.name for p in out.iterdir()) == [
         "audit.jsonl",
@@ -119,7 +119,7 @@ def test_sanitize_plain_file(sanitized):
 def test_sanitize_jsonl(sanitized):
     work, out, _ = sanitized
     records = _jsonl(out / "records.jsonl")
-    assert [r["record_id"] for r in records] == ["j1"]
+    assert [r["record_id"] for r in records] == ["j1", "j3"]
     record = records[0]
     assert [raw for raw in PII if raw in record["payload"]] == []
     assert "<CREDIT_CARD>" in record["payload"]
@@ -127,6 +127,13 @@ def test_sanitize_jsonl(sanitized):
     assert record["classification"]["sensitivity"] == "RESTRICTED"
     assert "PCI" in record["classification"]["regimes"]
     assert record["source"] == {"topic": str(work / "records.jsonl"), "partition": 0, "offset": 0}
+    structured = records[1]
+    assert structured["modality"] == "structured"
+    assert json.loads(structured["payload"]) == {
+        "name": "<PERSON>",
+        "email": "<EMAIL_ADDRESS>",
+    }
+    assert structured["classification"]["entity_counts"] == {"EMAIL_ADDRESS": 1, "PERSON": 1}
 
 
 def test_sanitize_dead_letters(sanitized):
@@ -137,7 +144,6 @@ def test_sanitize_dead_letters(sanitized):
         for d in dead
     ] == [
         (None, 1, "decode", "BAD_FRAMING", None),
-        ("j3", 2, "route", "UNSUPPORTED_MODALITY", None),
     ]
     assert all(d["source"]["topic"] == str(work / "records.jsonl") for d in dead)
 
@@ -162,7 +168,7 @@ def test_sanitize_every_input_is_accounted_for(sanitized):
         (str(work / "notes.txt"), 0): "PUBLISHED",
         (str(work / "records.jsonl"), 0): "PUBLISHED",
         (str(work / "records.jsonl"), 1): "DEAD_LETTERED",
-        (str(work / "records.jsonl"), 2): "DEAD_LETTERED",
+        (str(work / "records.jsonl"), 2): "PUBLISHED",
     }
     audit_text = (out / "audit.jsonl").read_text(encoding="utf-8")
     assert [raw for raw in PII if raw in audit_text] == []

@@ -183,9 +183,9 @@ class _ReadPartitionFn(beam.DoFn, RestrictionProvider):
         self._last_record_at = {}
 
     def teardown(self):
-        for client in (getattr(self, "_fetcher", None), getattr(self, "_committer", None)):
-            if client is not None:
-                client.close(autocommit=False)
+        for consumer in (getattr(self, "_fetcher", None), getattr(self, "_committer", None)):
+            if consumer is not None:
+                consumer.close(autocommit=False)
 
     def _commit(self, tp, next_offset: int) -> None:
         from kafka.structs import OffsetAndMetadata
