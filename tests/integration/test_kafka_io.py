@@ -107,3 +107,58 @@ def test_write_fails_the_bundle_when_the_broker_refuses(kafka_bootstrap, topic_p
             p | beam.Create([KafkaWrite(topic, b"k", b"x" * 4096)]) | WriteToKafka(client)
     assert "not acknowledged" in str(caught.value) or "MessageSizeTooLarge" in str(caught.value)
     assert list(consume(client, topic, idle_timeout_s=1)) == []
+
+
+class _Finalizer:
+    def __init__(self):
+        self.callbacks = []
+
+    def register(self, callback):
+        self.callbacks.append(callback)
+
+
+def _read_once(fn, element, restriction):
+    """One ``process`` call as the runner makes it; returns (values, residual)."""
+    from apache_beam.io.watermark_estimators import ManualWatermarkEstimator
+    from apache_beam.runners.sdf_utils import RestrictionTrackerView, ThreadsafeRestrictionTracker
+
+    tracker = ThreadsafeRestrictionTracker(fn.create_tracker(restriction))
+    values = [
+        tv.value.value
+        for tv in fn.process(
+            element, _Finalizer(), ManualWatermarkEstimator(None), RestrictionTrackerView(tracker)
+        )
+    ]
+    status = tracker.deferred_status()
+    return values, (status[0] if status else None)
+
+
+def test_idle_stop_counts_only_empty_polls_not_time_between_calls(kafka_bootstrap, topic_prefix):
+    """A partition with records left must not idle-stop because the runner came back
+    late to its residual (under load, rounds of other partitions take seconds)."""
+    import time
+
+    from apache_beam.io.restriction_trackers import OffsetRange
+
+    from veil.transforms.kafkaio.source import UNBOUNDED_STOP, _consumer, _ReadPartitionFn
+
+    client = {"bootstrap_servers": kafka_bootstrap}
+    topic = f"{topic_prefix}.in"
+    ensure_topics(client, [TopicSpec(topic, 1)])
+    _produce(kafka_bootstrap, topic, 10, partitions=1)
+    fn = _ReadPartitionFn(client, f"{topic_prefix}-g", False, "earliest", 4, 30.0, 1.0, 1)
+    fn.setup()
+    try:
+        element = (topic, 0)
+        restriction = OffsetRange(0, UNBOUNDED_STOP)
+        seen = []
+        while restriction is not None:
+            values, restriction = _read_once(fn, element, restriction)
+            seen += values
+            time.sleep(1.5)  # the runner is busy elsewhere for longer than idle_stop
+            # ... and the next call starts with nothing buffered (its fetch in flight).
+            fn._fetcher.close(autocommit=False)
+            fn._fetcher = _consumer(client, None)
+        assert seen == [f"v{i}".encode() for i in range(10)]
+    finally:
+        fn.teardown()

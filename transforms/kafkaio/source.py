@@ -180,7 +180,9 @@ class _ReadPartitionFn(beam.DoFn, RestrictionProvider):
         self._fetcher = _consumer(self._config, None)
         self._committer = _consumer(self._config, self._group_id)
         self._commit_lock = threading.Lock()
-        self._last_record_at = {}
+        # Seconds spent polling a caught-up partition without getting a record, summed
+        # across calls: time the runner spends elsewhere between calls does not count.
+        self._idle_s = {}
 
     def teardown(self):
         for consumer in (getattr(self, "_fetcher", None), getattr(self, "_committer", None)):
@@ -193,6 +195,15 @@ class _ReadPartitionFn(beam.DoFn, RestrictionProvider):
         with self._commit_lock:
             self._committer.commit({tp: OffsetAndMetadata(next_offset, "", -1)})
         self._commits.inc()
+
+    def _idle_stopped(self, tp, position: int, empty_poll_s: float) -> bool:
+        """True once the partition is caught up and has been idle for ``idle_stop``."""
+        idle = self._idle_s.get(tp, 0.0) + empty_poll_s
+        self._idle_s[tp] = idle
+        if idle < self._idle_stop or position < self._fetcher.end_offsets([tp])[tp]:
+            return False
+        _LOGGER.info("Partition %s-%d idle for %.0f s: stopping", tp.topic, tp.partition, idle)
+        return True
 
     def process(
         self,
@@ -214,11 +225,11 @@ class _ReadPartitionFn(beam.DoFn, RestrictionProvider):
         fetcher.assign([tp])
         fetcher.seek(tp, restriction.start)
         started = time.monotonic()
-        self._last_record_at.setdefault(tp, started)
         emitted = 0
         next_offset = None
         try:
             while True:
+                polled_at = time.monotonic()
                 batch = fetcher.poll(
                     timeout_ms=self._poll_timeout_ms, max_records=self._max_records
                 )
@@ -231,21 +242,14 @@ class _ReadPartitionFn(beam.DoFn, RestrictionProvider):
                         return
                     if not self._bounded:
                         _advance(watermark_estimator, Timestamp.now())
-                        idle = now - self._last_record_at[tp]
-                        if self._idle_stop and idle >= self._idle_stop:
-                            _LOGGER.info(
-                                "Partition %s-%d idle for %.0f s: stopping",
-                                tp.topic,
-                                tp.partition,
-                                idle,
-                            )
+                        if self._idle_stop and self._idle_stopped(tp, position, now - polled_at):
                             tracker.try_claim(restriction.stop)
                             return
                     if now - started >= self._max_seconds:
                         tracker.defer_remainder()
                         return
                     continue
-                self._last_record_at[tp] = now
+                self._idle_s[tp] = 0.0
                 for rec in records:
                     if not tracker.try_claim(rec.offset):
                         return
