@@ -1,0 +1,7 @@
+"""``python -m veil.transforms.image fetch|verify``: the face model's set-up step."""
+
+import sys
+
+from veil.transforms.image.models import main
+
+sys.exit(main())

@@ -1,0 +1,211 @@
+"""The image branch's ``PrivacyHandler``: header checks, decode, faces, text, re-encode.
+
+Per record (``ImageHandler.process``):
+
+1. format allow-list and header size checks before decoding, then decoding with the
+   EXIF orientation applied (``IMAGE_FORMAT_UNSUPPORTED``, ``IMAGE_TOO_LARGE``,
+   ``IMAGE_DECODE_ERROR``);
+2. the face model (and Tesseract, when OCR is on) must have loaded, else
+   ``IMAGE_MODEL_UNAVAILABLE`` / ``IMAGE_OCR_FAILED``: fail closed;
+3. faces: CenterFace, multi-scale and tiled, low threshold; every box is covered
+   (fill, pixelate or blur; ellipse or rectangle; with a margin);
+4. text: Tesseract word boxes, the text branch's detectors on the words, PII words
+   covered with a solid fill. An image without text gets an ``OCR_SKIPPED`` audit step
+   with reason ``NO_TEXT``; OCR failure or timeout is ``IMAGE_OCR_FAILED``;
+5. re-encoding from the pixels alone (no EXIF, GPS, XMP, IPTC, ICC, comments).
+
+Entity counts (``FACE`` plus the text entity types of PII words) go to the audit trail
+and metrics; box coordinates, words and text never leave this function.
+
+Example::
+
+    images = items | "Image" >> ApplyPrivacyStep(ImageHandler(policy, ImageConfig()))
+    images.records, images.dead_letters
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+
+from apache_beam.metrics import Metrics
+
+from veil.transforms.classification import Policy, classify
+from veil.transforms.image import ocr
+from veil.transforms.image.anonymize import RegionStyle, cover
+from veil.transforms.image.codec import ImageError, ImageLimits, decode_image, encode_image
+from veil.transforms.image.faces import CenterFace, DetectorConfig
+from veil.transforms.image.models import CENTERFACE, ModelError, model_path
+from veil.transforms.privacy import PrivacyError, PrivacyHandler
+from veil.transforms.records import AuditStep, ErrorCode, WorkItem
+
+_LOGGER = logging.getLogger(__name__)
+
+FACE = "FACE"
+NO_TEXT = "NO_TEXT"
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageConfig:
+    """How the image branch works (code defaults; the policy file is not involved).
+
+    Attributes:
+        faces: how faces are searched for (threshold, scales, tiles).
+        style: how faces are covered (mode, shape, margin).
+        ocr: find text with Tesseract and cover PII words (on by default).
+        ocr_timeout_s: Tesseract's time limit per image.
+        ocr_margin: extra fraction of a word box's height covered around PII words.
+        limits: format allow-list and size limits checked before decoding.
+        model_path: a production detector file with CenterFace's interface, or None
+            for the cached CenterFace (``veil.transforms.image.models``).
+        model_sha256: the configured file's sha256 (required with ``model_path``).
+        jpeg_quality: quality of re-encoded JPEGs.
+    """
+
+    faces: DetectorConfig = DetectorConfig()
+    style: RegionStyle = RegionStyle()
+    ocr: bool = True
+    ocr_timeout_s: float = 20.0
+    ocr_margin: float = 0.15
+    limits: ImageLimits = ImageLimits()
+    model_path: str | None = None
+    model_sha256: str | None = None
+    jpeg_quality: int = 92
+
+    def __post_init__(self):
+        if self.model_path and not self.model_sha256:
+            raise ValueError("a configured face model needs its sha256")
+        if not 0 < self.ocr_timeout_s <= 300:
+            raise ValueError("ocr_timeout_s must be in (0, 300]")
+        if not 50 <= self.jpeg_quality <= 100:
+            raise ValueError("jpeg_quality must be in [50, 100]")
+
+
+@dataclasses.dataclass
+class ImageModel:
+    detector: CenterFace | None
+    text_model: object | None
+    ocr_ready: bool
+    versions: dict
+    reported: bool = False
+
+
+class ImageHandler(PrivacyHandler[ImageModel]):
+    """Covers faces and PII text and strips metadata in ``image`` records.
+
+    Args:
+        policy: the validated policy (text section for the OCR detectors,
+            classification rules).
+        config: detector, covering style, OCR, limits and model path.
+
+    Example::
+
+        images = routed.branches["image"] | "Image" >> ApplyPrivacyStep(
+            ImageHandler(policy, ImageConfig(style=RegionStyle(mode="pixelate"))),
+            time_limit_s=30,
+        )
+        images.records | PublishSanitized(topics, policy.version)
+        images.dead_letters | PublishDeadLetters(topics, policy.version)
+    """
+
+    stage = "image"
+
+    def __init__(self, policy: Policy, config: ImageConfig = ImageConfig()):
+        self._policy = policy
+        self._config = config
+
+    def share_key(self) -> str:
+        c = self._config
+        return f"image:{c.model_path or CENTERFACE.name}:ocr={c.ocr}"
+
+    def load(self) -> ImageModel:
+        config = self._config
+        versions = {}
+        try:
+            if config.model_path:
+                path, sha256 = Path(config.model_path), config.model_sha256
+                name = f"configured-sha256:{sha256[:12]}"
+            else:
+                path, sha256, name = model_path(CENTERFACE), CENTERFACE.sha256, CenterFace.version
+            detector = CenterFace.load(path, sha256)
+            versions["face-detector"] = name
+        except (ModelError, OSError):
+            detector = None  # reported on the first image record, not here
+            versions["face-detector"] = "unavailable"
+        text_model, ocr_ready = None, False
+        if config.ocr:
+            ocr_ready = ocr.available()
+            versions["ocr"] = ocr.version() if ocr_ready else "unavailable"
+            from veil.transforms.text import load_text_model
+
+            text_model = load_text_model(self._policy.text.ner)
+            versions.update(text_model.versions)
+        _LOGGER.info("Image handler loaded: %s", sorted(versions))
+        return ImageModel(detector, text_model, ocr_ready, versions)
+
+    def detectors(self, model: ImageModel) -> dict:
+        return dict(model.versions)
+
+    def process(self, model: ImageModel, item: WorkItem) -> dict:
+        config = self._config
+        # Hostile or corrupt input gets its own code whatever the worker's state.
+        try:
+            image = decode_image(item.record["payload"], config.limits)
+        except ImageError as exc:
+            raise PrivacyError(exc.code) from None
+        if model.detector is None or (config.ocr and not model.ocr_ready):
+            code = (
+                ErrorCode.IMAGE_MODEL_UNAVAILABLE
+                if model.detector is None
+                else ErrorCode.IMAGE_OCR_FAILED
+            )
+            if not model.reported:
+                model.reported = True
+                _LOGGER.error("Image branch not ready: image records are dead-lettered %s", code)
+            raise PrivacyError(code)
+        pixels = image.pixels
+        boxes = model.detector.detect(pixels, config.faces)
+        counts = {}
+        if len(boxes):
+            counts[FACE] = len(boxes)
+        Metrics.distribution("veil.image", "faces_per_record").update(len(boxes))
+        if config.ocr:
+            counts.update(self._text(model, item, pixels))
+        # Faces are covered after OCR read the original pixels, so a name next to a
+        # face is still found.
+        cover(pixels, boxes, config.style)
+        item.sanitized_payload, item.sanitized_content_type = _encode(pixels, image.format, config)
+        item.classification = classify(counts, self._policy)
+        return dict(sorted(counts.items()))
+
+    def _text(self, model: ImageModel, item: WorkItem, pixels) -> dict:
+        from veil.transforms.text import detect, select_spans
+
+        try:
+            words = ocr.read_words(pixels, self._config.ocr_timeout_s)
+        except ocr.OcrError:
+            raise PrivacyError(ErrorCode.IMAGE_OCR_FAILED) from None
+        if not words:
+            item.trail.append(
+                AuditStep(stage="image.ocr", action="OCR_SKIPPED", reason_code=NO_TEXT)
+            )
+            return {}
+        text, _ = ocr.join_words(words)
+        policy = self._policy.text
+        spans = select_spans(detect(model.text_model, text, policy), policy.score_threshold)
+        hits = ocr.pii_words(words, spans)
+        style = RegionStyle(mode="fill", shape="rectangle", margin=self._config.ocr_margin)
+        cover(pixels, [word.box for word, _ in hits], style)
+        Metrics.counter("veil.image", "ocr_words_redacted").inc(len(hits))
+        counts: dict = {}
+        for _, entity in hits:
+            counts[entity] = counts.get(entity, 0) + 1
+        return counts
+
+
+def _encode(pixels, fmt: str, config: ImageConfig):
+    try:
+        return encode_image(pixels, fmt, config.jpeg_quality)
+    except ImageError as exc:
+        raise PrivacyError(exc.code) from None
