@@ -1,0 +1,282 @@
+"""``veil keys ...`` (key service administration) and ``veil reveal``.
+
+    veil keys init PATH                         # a local secret key file (pseudonyms, voices)
+    veil keys init-keyring                      # a new local keyring (KEK v1)
+    veil keys create SUBJECT                    # the subject's data key (idempotent)
+    veil keys rotate [SUBJECT] [--kek [--retire-old]]
+    veil keys retire SUBJECT VERSION            # that version stops decrypting
+    veil keys forget SUBJECT [--bootstrap B]    # crypto-shred; also publishes to veil.erasure
+    veil keys list
+    veil keys watch-erasures --bootstrap B      # apply requests from veil.erasure
+    veil reveal FILE --principal P --role R     # decrypt protected fields (audited)
+
+The key service is named by flags or environment variables (``$VEIL_KEY_STORE``,
+``$VEIL_KEYRING``, ``$VEIL_KMS``, ...); the master key or HSM PIN is read from the
+environment variable named by ``--master-key-env`` / ``--pkcs11-pin-env``. Every
+``forget`` and ``reveal`` writes audit events to ``--audit-log`` (JSON lines) and/or the
+audit topic (``--bootstrap``); ``reveal`` refuses to run with neither.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+from veil.pipelines.cli import CliError
+
+
+def add_key_service_args(p: argparse.ArgumentParser) -> None:
+    env = os.environ.get
+    p.add_argument("--store", default=env("VEIL_KEY_STORE"), help="data-key store (SQLite file)")
+    p.add_argument("--kms", default=env("VEIL_KMS", "local"), choices=("local", "pkcs11"))
+    p.add_argument("--keyring", default=env("VEIL_KEYRING"), help="local keyring file")
+    p.add_argument("--master-key-env", default="VEIL_MASTER_KEY")
+    p.add_argument("--master-key-file", default=env("VEIL_MASTER_KEY_FILE"))
+    p.add_argument("--pkcs11-module", default=env("VEIL_PKCS11_MODULE"))
+    p.add_argument("--pkcs11-token", default=env("VEIL_PKCS11_TOKEN"))
+    p.add_argument("--pkcs11-pin-env", default="VEIL_HSM_PIN")
+    p.add_argument("--audit-log", default=env("VEIL_AUDIT_LOG"), help="append audit events here")
+    p.add_argument("--prefix", default="veil", help="topic prefix (audit, erasure)")
+
+
+def register(sub, with_bootstrap) -> None:
+    """Adds ``keys`` and ``reveal`` to the ``veil`` command's subparsers."""
+    keys = sub.add_parser("keys", help="key service: create, rotate, forget, list keys")
+    actions = keys.add_subparsers(dest="keys_action", required=True, metavar="ACTION")
+    p = actions.add_parser("init", help="create a local secret key file (0600)")
+    p.add_argument("path", metavar="PATH")
+    p.add_argument("--force", action="store_true", help="replace an existing file")
+    p = actions.add_parser("init-keyring", help="create a local keyring (KEK version 1)")
+    add_key_service_args(p)
+    for name, help_ in (
+        ("create", "create the subject's data key (idempotent)"),
+        ("forget", "destroy the subject's data keys (crypto-shredding)"),
+    ):
+        p = actions.add_parser(name, help=help_)
+        add_key_service_args(p)
+        _kafka_audit_arg(p)
+        p.add_argument("subject", metavar="SUBJECT")
+    p = actions.add_parser("rotate", help="new DEK version for SUBJECT, or new KEK (--kek)")
+    add_key_service_args(p)
+    p.add_argument("subject", nargs="?", metavar="SUBJECT")
+    p.add_argument("--kek", action="store_true", help="rotate the KEK and rewrap every DEK")
+    p.add_argument("--retire-old", action="store_true", help="with --kek: destroy old KEKs")
+    p = actions.add_parser("retire", help="stop a DEK version from decrypting")
+    add_key_service_args(p)
+    p.add_argument("subject", metavar="SUBJECT")
+    p.add_argument("version", type=int, metavar="VERSION")
+    p = actions.add_parser("list", help="key ids, versions, states (never key material)")
+    add_key_service_args(p)
+    p = with_bootstrap(actions.add_parser("watch-erasures", help="apply veil.erasure requests"))
+    add_key_service_args(p)
+    p.add_argument("--idle-timeout", type=float, default=None, help="stop when idle (s)")
+
+    p = sub.add_parser("reveal", help="decrypt protected fields of sanitized records (audited)")
+    add_key_service_args(p)
+    _kafka_audit_arg(p)
+    p.add_argument("path", metavar="FILE", help="JSON lines from `veil consume` ('-': stdin)")
+    p.add_argument("--principal", required=True)
+    p.add_argument("--role", required=True)
+    p.add_argument("--policy", default=None, help="policy YAML (default: packaged policy)")
+
+
+def _kafka_audit_arg(p):
+    p.add_argument(
+        "--bootstrap",
+        default=None,
+        help="Kafka bootstrap servers: audit events also go to <prefix>.audit (and "
+        "`forget` publishes to <prefix>.erasure)",
+    )
+
+
+def _service(args):
+    from veil.transforms.crypto import KeyServiceConfig, KmsError
+
+    if not args.store:
+        raise CliError("no data-key store: pass --store or set $VEIL_KEY_STORE", 2)
+    config = KeyServiceConfig(
+        store=args.store,
+        backend=args.kms,
+        keyring=args.keyring,
+        master_key_env=args.master_key_env,
+        master_key_file=args.master_key_file,
+        pkcs11_module=args.pkcs11_module,
+        pkcs11_token=args.pkcs11_token,
+        pkcs11_pin_env=args.pkcs11_pin_env,
+    )
+    try:
+        return config.open()
+    except KmsError as exc:
+        raise CliError(f"key service unavailable: {exc}", 2) from None
+
+
+class _Audit:
+    """Audit events to a JSON-lines file and/or the audit topic."""
+
+    def __init__(self, args, kafka: bool):
+        self._path = args.audit_log
+        self._producer = None
+        self._topic = f"{args.prefix}.audit"
+        if kafka and getattr(args, "bootstrap", None):
+            from kafka import KafkaProducer
+
+            self._producer = KafkaProducer(bootstrap_servers=args.bootstrap.split(","), acks="all")
+
+    @property
+    def configured(self) -> bool:
+        return bool(self._path or self._producer)
+
+    def write(self, event: dict) -> None:
+        if self._path:
+            with open(self._path, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps(event, sort_keys=True) + "\n")
+        if self._producer:
+            from veil.schemas import AUDIT_EVENT, catalog
+
+            value = catalog().encode(AUDIT_EVENT, event)
+            self._producer.send(self._topic, key=event["event_id"].encode(), value=value)
+
+    def close(self):
+        if self._producer:
+            self._producer.flush()
+            self._producer.close()
+
+
+def cmd_keys(args, _):
+    action = args.keys_action
+    if action == "init":
+        from veil.pipelines.cli import cmd_keys_init
+
+        return cmd_keys_init(args, _)
+    if action == "init-keyring":
+        from veil.transforms.crypto import KmsError, LocalKeyring
+
+        if not args.keyring:
+            raise CliError("pass --keyring or set $VEIL_KEYRING", 2)
+        try:
+            LocalKeyring.create(args.keyring, args.master_key_env, args.master_key_file)
+        except FileExistsError:
+            raise CliError(f"{args.keyring} exists", 2) from None
+        except KmsError as exc:
+            raise CliError(str(exc), 2) from None
+        print(f"created keyring {args.keyring} (KEK version 1)")
+        return 0
+    service = _service(args)
+    if action == "create":
+        row = service.create(service.subject_key_id(args.subject))
+        print(json.dumps({"key_id": row.key_id, "version": row.version}))
+    elif action == "rotate":
+        if args.kek:
+            print(json.dumps(service.rotate_kek(retire_old=args.retire_old)))
+        elif args.subject:
+            row = service.rotate(service.subject_key_id(args.subject))
+            print(json.dumps({"key_id": row.key_id, "version": row.version}))
+        else:
+            raise CliError("name a SUBJECT or pass --kek", 2)
+    elif action == "retire":
+        service.retire(service.subject_key_id(args.subject), args.version)
+        print(json.dumps({"retired": args.version}))
+    elif action == "list":
+        for row in service.list_keys():
+            print(json.dumps(row))
+    elif action == "forget":
+        key_id, count = forget(service, args.subject, args, "cli")
+        print(json.dumps({"key_id": key_id, "destroyed": count}))
+    elif action == "watch-erasures":
+        count = watch_erasures(service, args)
+        print(json.dumps({"requests": count}))
+    return 0
+
+
+def forget(service, subject: str, args, requested_by: str, publish: bool = True):
+    """Destroys a subject's keys, audits it, and tells other sites through the topic."""
+    from veil.transforms.crypto.reveal import erasure_audit_event
+
+    audit = _Audit(args, kafka=True)
+    if not audit.configured:
+        raise CliError("forget needs an audit sink: --audit-log FILE or --bootstrap", 2)
+    if subject.startswith("s:"):
+        key_id, count = subject, service.forget_key_id(subject)
+    else:
+        key_id, count = service.forget(subject)
+    try:
+        audit.write(erasure_audit_event(key_id, count, requested_by))
+        if publish and getattr(args, "bootstrap", None) and audit._producer:
+            # Keyed by the key id, so the compacted topic never holds raw subject keys.
+            audit._producer.send(f"{args.prefix}.erasure", key=key_id.encode(), value=b"{}")
+    finally:
+        audit.close()
+    return key_id, count
+
+
+def watch_erasures(service, args) -> int:
+    """Applies every request on ``<prefix>.erasure`` (key = subject key or key id)."""
+    from kafka import KafkaConsumer
+
+    consumer = KafkaConsumer(
+        f"{args.prefix}.erasure",
+        bootstrap_servers=args.bootstrap.split(","),
+        group_id=f"{args.prefix}-erasure",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    count, last = 0, time.monotonic()
+    try:
+        while args.idle_timeout is None or time.monotonic() - last < args.idle_timeout:
+            batch = consumer.poll(timeout_ms=500)
+            for records in batch.values():
+                for rec in records:
+                    if rec.key:
+                        forget(service, rec.key.decode("utf-8"), args, "erasure-topic", False)
+                        count += 1
+                last = time.monotonic()
+            if batch:
+                consumer.commit()
+    finally:
+        consumer.close()
+    return count
+
+
+def _records(path):
+    stream = sys.stdin if path == "-" else open(path, encoding="utf-8")
+    with stream:
+        for line in stream:
+            if line.strip():
+                doc = json.loads(line)
+                yield doc.get("value", doc) if "value" in doc else doc
+
+
+def cmd_reveal(args, _):
+    from veil.transforms.crypto.reveal import RevealPolicy, reveal_record
+
+    audit = _Audit(args, kafka=True)
+    if not audit.configured:
+        raise CliError("reveal needs an audit sink: --audit-log FILE or --bootstrap", 2)
+    service = _service(args)
+    policy = RevealPolicy.load(args.policy)
+    denied = 0
+    try:
+        for record in _records(args.path):
+            fields, event = reveal_record(service, policy, record, args.principal, args.role)
+            audit.write(event)
+            if event["action"] == "REVEAL_DENIED":
+                denied += 1
+            for field_path, value in fields:
+                print(
+                    json.dumps(
+                        {
+                            "record_id": record.get("record_id"),
+                            "field_path": field_path,
+                            "value": value.decode("utf-8", "replace"),
+                        },
+                        ensure_ascii=False,
+                    )
+                )
+    finally:
+        audit.close()
+    if denied:
+        raise CliError(f"role {args.role!r} may not reveal {denied} record(s)", 1)
+    return 0

@@ -1,0 +1,401 @@
+"""The key service: per-subject envelope encryption over a KMS and a data-key store.
+
+Key hierarchy::
+
+    KEK (in the KMS / HSM, versioned)  ──wraps──►  DEKs (data-key store, per key id, versioned)
+                                                    ├── s:<subject key id>   one per subject
+                                                    ├── veil:dead-letter     dead-letter originals
+                                                    ├── veil:index           keys subject key ids
+                                                    └── veil:scope:<scope>   SecretKeys scopes
+
+A subject's key id is ``s:`` + HMAC-SHA256(index key, subject key) (128 bits, hex): the
+raw subject key never appears in a header, an audit event or the store. Unwrapped DEKs
+live only in this process's memory, for ``cache_ttl_s`` (default 60 s, shorter than the
+erasure deadline in README "Erasure").
+
+Nonce budget: envelopes use random 96-bit nonces, safe for 2^32 messages per key.
+Every process leases encryptions in blocks (``lease``) from the store's atomic usage
+counter; once a version's total passes ``max_uses`` (default 2^30, a quarter of the
+limit, counting whole leases even if unused) a new DEK version becomes primary.
+
+Example::
+
+    service = KeyServiceConfig(keyring="keyring.json", store="keys.db").open()
+    ctx = service.context("rec-1", "patient-7", "$.name")
+    env = service.encrypt(b"Jane Doe", ctx)
+    service.decrypt(env, ctx)   # b"Jane Doe"
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import threading
+import time
+from typing import NamedTuple
+
+from veil.transforms.crypto import aead
+from veil.transforms.crypto.aead import DecryptionError
+from veil.transforms.crypto.kms import Kms, KmsError, LocalKeyring, Pkcs11Kms
+from veil.transforms.crypto.store import ACTIVE, RETIRED, SqliteKeyStore, StoredKey, SubjectErased
+from veil.transforms.keys import KeyUnavailable, SecretKeys
+
+PROTECTED_SCHEMA = "SanitizedRecord/1"
+DEAD_LETTER_SCHEMA = "DeadLetter/1"
+DEAD_LETTER_KEY_ID = "veil:dead-letter"
+INDEX_KEY_ID = "veil:index"
+SCOPE_PREFIX = "veil:scope:"
+SUBJECT_PREFIX = "s:"
+NONCE_LIMIT = 2**32
+
+
+class EnvelopeContext(NamedTuple):
+    """What an envelope is bound to (its associated data)."""
+
+    record_id: str
+    subject_key_id: str
+    field_path: str
+    schema_version: str = PROTECTED_SCHEMA
+
+    def aad(self) -> bytes:
+        """Canonical, unambiguous encoding: each field length-prefixed."""
+        out = bytearray(b"veil-aad-v1")
+        for part in self:
+            raw = part.encode("utf-8")
+            out += len(raw).to_bytes(4, "big") + raw
+        return bytes(out)
+
+
+@dataclasses.dataclass(frozen=True)
+class KeyServiceConfig:
+    """Where the key service's parts are; names of secrets, never secret values.
+
+    Attributes:
+        store: SQLite file of wrapped data keys.
+        backend: ``local`` (keyring file) or ``pkcs11`` (HSM).
+        keyring: the local keyring file.
+        master_key_env: environment variable holding the keyring's master key (hex).
+        master_key_file: or a secret file holding it.
+        pkcs11_module: PKCS#11 library path; ``pkcs11_token``: token label;
+            ``pkcs11_pin_env``: environment variable holding the PIN.
+        cache_ttl_s: how long an unwrapped key stays in worker memory.
+        max_uses: encryptions per DEK version before a new version is made.
+        lease: encryptions reserved from the shared counter at a time.
+    """
+
+    store: str
+    backend: str = "local"
+    keyring: str | None = None
+    master_key_env: str | None = "VEIL_MASTER_KEY"
+    master_key_file: str | None = None
+    pkcs11_module: str | None = None
+    pkcs11_token: str | None = None
+    pkcs11_pin_env: str = "VEIL_HSM_PIN"
+    cache_ttl_s: float = 60.0
+    max_uses: int = 2**30
+    lease: int = 4096
+
+    @classmethod
+    def from_uri(cls, uri: str) -> "KeyServiceConfig":
+        """``kms:<backend>?store=PATH&keyring=PATH&master_key_env=NAME&...`` (names only).
+
+        The form ``veil.transforms.keys.keys_from_config`` accepts in place of a key file
+        path, so keyed pseudonyms, date shifts and voices can use the key service.
+        """
+        from urllib.parse import parse_qsl, urlsplit
+
+        parts = urlsplit(uri)
+        if parts.scheme != "kms":
+            raise KmsError("a key-service URI starts with kms:")
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        settings = {"backend": parts.path or "local"}
+        for name, value in parse_qsl(parts.query, keep_blank_values=False):
+            if name not in fields or name == "backend":
+                raise KmsError(f"unknown key-service setting {name!r}")
+            kind = fields[name].type
+            settings[name] = (
+                float(value) if "float" in kind else int(value) if kind == "int" else value
+            )
+        if "store" not in settings:
+            raise KmsError("a key-service URI needs store=PATH")
+        return cls(**settings)
+
+    def kms(self) -> Kms:
+        if self.backend == "local":
+            if not self.keyring:
+                raise KmsError("the local backend needs a keyring file")
+            return LocalKeyring(self.keyring, self.master_key_env, self.master_key_file)
+        if self.backend == "pkcs11":
+            if not (self.pkcs11_module and self.pkcs11_token):
+                raise KmsError("the pkcs11 backend needs a module and a token label")
+            return Pkcs11Kms(self.pkcs11_module, self.pkcs11_token, self.pkcs11_pin_env)
+        raise KmsError(f"unknown KMS backend {self.backend!r}")
+
+    def open(self) -> "KeyService":
+        """This process's key service for this configuration (opened once)."""
+        with _SERVICES_LOCK:
+            service = _SERVICES.get(self)
+            if service is None:
+                service = _SERVICES[self] = KeyService(self.kms(), SqliteKeyStore(self.store), self)
+            return service
+
+
+_SERVICES: dict = {}
+_SERVICES_LOCK = threading.Lock()
+
+
+class KeyService:
+    """Envelope encryption per key id, with caching, rotation and erasure."""
+
+    def __init__(
+        self, kms: Kms, store: SqliteKeyStore, config: KeyServiceConfig, clock=time.monotonic
+    ):
+        self._kms, self._store, self._config, self._clock = kms, store, config, clock
+        self._lock = threading.RLock()
+        self._cache: dict = {}  # (key_id, version) -> (dek, expires)
+        self._prepared: dict = {}  # (key_id, version) -> aead.PreparedKey (same lifetime)
+        self._primary: dict = {}  # key_id -> (version, expires)
+        self._leases: dict = {}  # (key_id, version) -> remaining uses
+        self.kms_unwraps = 0
+
+    # --- ids and contexts -----------------------------------------------------------
+
+    def subject_key_id(self, subject_key: str) -> str:
+        now = self._clock()
+        with self._lock:
+            cached = self._primary.get(INDEX_KEY_ID)
+            if cached and cached[1] > now:
+                version = cached[0]
+            else:
+                version = self._ensure(INDEX_KEY_ID).version
+                self._primary[INDEX_KEY_ID] = (version, now + self._config.cache_ttl_s)
+            index = self._dek(INDEX_KEY_ID, version)
+        return SUBJECT_PREFIX + aead.keyed_hash(index, subject_key.encode("utf-8")).hex()[:32]
+
+    def context(self, record_id: str, subject_key: str, field_path: str, schema=PROTECTED_SCHEMA):
+        return EnvelopeContext(record_id, self.subject_key_id(subject_key), field_path, schema)
+
+    # --- encrypt / decrypt ----------------------------------------------------------
+
+    def encrypt(self, plaintext: bytes, context: EnvelopeContext) -> bytes:
+        """An envelope under the primary DEK of ``context.subject_key_id``.
+
+        Raises ``SubjectErased`` for a crypto-shredded subject, ``KmsError`` when no key
+        can be had.
+        """
+        return self.encrypt_with_key(plaintext, context)[0]
+
+    def encrypt_with_key(self, plaintext: bytes, context: EnvelopeContext):
+        """(envelope, key id, key version)."""
+        key_id = context.subject_key_id
+        version, dek = self._use_primary(key_id)
+        return aead.seal(dek, key_id, version, plaintext, context.aad()), key_id, version
+
+    def decrypt(self, envelope: bytes, context: EnvelopeContext) -> bytes:
+        """The plaintext; ``DecryptionError`` on any failure, erased keys included."""
+        key_id, version, _ = aead.parse_header(envelope)
+        if key_id != context.subject_key_id:
+            raise DecryptionError()
+        try:
+            dek = self._prepared_key(key_id, version)
+        except (KmsError, KeyError):
+            raise DecryptionError() from None
+        return aead.open_envelope(dek, envelope, context.aad())
+
+    @staticmethod
+    def envelope_key(envelope: bytes) -> tuple[str, int]:
+        """(key id, key version) from an envelope header."""
+        key_id, version, _ = aead.parse_header(envelope)
+        return key_id, version
+
+    def dead_letter_context(self, dedup_key: str) -> EnvelopeContext:
+        return EnvelopeContext(dedup_key, DEAD_LETTER_KEY_ID, "original", DEAD_LETTER_SCHEMA)
+
+    # --- keys -----------------------------------------------------------------------
+
+    def _new_row(self, key_id: str, version: int) -> StoredKey:
+        kek_version, wrapped = self._kms.wrap(aead.new_key(), _dek_aad(key_id, version))
+        now = int(time.time() * 1000)
+        return StoredKey(key_id, version, self._kms.kek_id, kek_version, wrapped, ACTIVE, 0, now)
+
+    def _ensure(self, key_id: str) -> StoredKey:
+        with self._lock:
+            row = self._store.primary(key_id)
+            if row is None:
+                latest = self._store.latest_version(key_id)
+                # Re-read: another process's first use may have landed in between (its
+                # row is then version ``latest``, active); only if none is active (never
+                # used, or every version retired) propose ``latest + 1``: one wins.
+                row = self._store.primary(key_id)
+                if row is None:
+                    self._store.insert_if_absent(self._new_row(key_id, latest + 1))
+                    row = self._store.primary(key_id)
+                if row is None:
+                    raise KmsError("no active data key")
+            return row
+
+    def create(self, key_id: str) -> StoredKey:
+        """The primary DEK of ``key_id``, created on first use (one winner)."""
+        return self._ensure(key_id)
+
+    def _dek(self, key_id: str, version: int) -> bytes:
+        now = self._clock()
+        with self._lock:
+            hit = self._cache.get((key_id, version))
+            if hit and hit[1] > now:
+                return hit[0]
+            row = self._store.get(key_id, version)
+            if row is None or row.state != ACTIVE:
+                self._cache.pop((key_id, version), None)
+                self._prepared.pop((key_id, version), None)
+                raise KeyError(key_id)
+            dek = self._kms.unwrap(row.kek_version, row.wrapped, _dek_aad(key_id, version))
+            self.kms_unwraps += 1
+            self._cache[(key_id, version)] = (dek, now + self._config.cache_ttl_s)
+            self._prepared[(key_id, version)] = aead.prepare(dek)
+            return dek
+
+    def _prepared_key(self, key_id: str, version: int):
+        dek = self._dek(key_id, version)  # checks the TTL and the store on a miss
+        prepared = self._prepared.get((key_id, version))
+        if prepared is None:
+            prepared = self._prepared[(key_id, version)] = aead.prepare(dek)
+        return prepared
+
+    def _use_primary(self, key_id: str) -> tuple[int, bytes]:
+        now = self._clock()
+        with self._lock:
+            for _ in range(4):
+                cached = self._primary.get(key_id)
+                if cached and cached[1] > now:
+                    version = cached[0]
+                else:
+                    version = self._ensure(key_id).version
+                    self._primary[key_id] = (version, now + self._config.cache_ttl_s)
+                left = self._leases.get((key_id, version), 0)
+                if left <= 0:
+                    lease = self._config.lease
+                    total = self._store.reserve(key_id, version, lease)
+                    if total < 0 or total > self._config.max_uses:
+                        if total > self._config.max_uses:
+                            self._rotate_from(key_id, version)
+                        self._primary.pop(key_id, None)
+                        continue
+                    left = lease
+                self._leases[(key_id, version)] = left - 1
+                try:
+                    return version, self._prepared_key(key_id, version)
+                except KeyError:
+                    self._primary.pop(key_id, None)
+            raise KmsError("no usable data key")
+
+    def _rotate_from(self, key_id: str, version: int) -> StoredKey:
+        row = self._store.insert_if_absent(self._new_row(key_id, version + 1))
+        self._primary.pop(key_id, None)
+        return row
+
+    def rotate(self, key_id: str) -> StoredKey:
+        """A new primary DEK version for ``key_id``; old versions still decrypt."""
+        with self._lock:
+            return self._rotate_from(key_id, self._ensure(key_id).version)
+
+    def retire(self, key_id: str, version: int) -> None:
+        """Stops ``version`` from decrypting (and encrypting)."""
+        with self._lock:
+            self._store.set_state(key_id, version, RETIRED)
+            self._cache.pop((key_id, version), None)
+            self._prepared.pop((key_id, version), None)
+            self._primary.pop(key_id, None)
+
+    def rotate_kek(self, retire_old: bool = False) -> dict:
+        """New KEK version; every stored DEK is rewrapped under it (no data touched)."""
+        with self._lock:
+            new = self._kms.rotate()
+            rewrapped = self._rewrap_all(new)
+            retired = []
+            if retire_old:
+                # A second pass catches keys another process wrapped under the old KEK
+                # while the first pass ran; see README "Rotation" for the remaining window.
+                rewrapped += self._rewrap_all(new)
+                for version in self._kms.versions():
+                    if version != new:
+                        self._kms.retire(version)
+                        retired.append(version)
+            return {"kek_version": new, "rewrapped": rewrapped, "retired": retired}
+
+    def _rewrap_all(self, kek_version: int) -> int:
+        count = 0
+        for row in self._store.all_keys():
+            if row.kek_version == kek_version:
+                continue
+            aad = _dek_aad(row.key_id, row.version)
+            dek = self._kms.unwrap(row.kek_version, row.wrapped, aad)
+            _, wrapped = self._kms.wrap(dek, aad)
+            count += self._store.rewrap(row, kek_version, wrapped)
+        return count
+
+    def forget(self, subject_key: str) -> tuple[str, int]:
+        """Crypto-shreds a subject: (key id, number of DEK versions destroyed)."""
+        key_id = self.subject_key_id(subject_key)
+        return key_id, self.forget_key_id(key_id)
+
+    def forget_key_id(self, key_id: str) -> int:
+        with self._lock:
+            count = self._store.erase(key_id)
+            for k in [k for k in self._cache if k[0] == key_id]:
+                del self._cache[k]
+                self._prepared.pop(k, None)
+            self._primary.pop(key_id, None)
+            return count
+
+    def list_keys(self) -> list[dict]:
+        """Key ids, versions, states and KEK versions; never key material."""
+        with self._lock:
+            rows, erased = self._store.all_keys(), self._store.erased_ids()
+        return [
+            {
+                "key_id": k.key_id,
+                "version": k.version,
+                "state": k.state,
+                "kek": f"{k.kek_id}/{k.kek_version}",
+                "uses": k.uses,
+            }
+            for k in rows
+        ] + [{"key_id": e, "state": "erased"} for e in erased]
+
+    def clear_cache(self) -> None:
+        with self._lock:
+            self._cache.clear()
+            self._prepared.clear()
+            self._primary.clear()
+
+    def secret_keys(self) -> "KmsSecretKeys":
+        return KmsSecretKeys(self)
+
+
+def _dek_aad(key_id: str, version: int) -> bytes:
+    return f"veil-dek|{key_id}|{version}".encode()
+
+
+class KmsSecretKeys(SecretKeys):
+    """``SecretKeys`` served by the key service: one stored key per scope.
+
+    The production implementation of ``veil.transforms.keys.SecretKeys`` for keyed
+    pseudonyms, date shifts and voices: the scope key is a data key wrapped by the KEK,
+    created once for the whole cluster (one winner), unwrapped on the worker.
+    """
+
+    def __init__(self, service: KeyService):
+        self._service = service
+
+    def key_for(self, scope: str) -> bytes:
+        key_id = SCOPE_PREFIX + scope
+        try:
+            dek = self._service._dek(key_id, self._service.create(key_id).version)
+        except (KmsError, KeyError, DecryptionError, SubjectErased):
+            raise KeyUnavailable() from None
+        return aead.keyed_hash(dek, f"veil-key:{scope}".encode())
+
+    @property
+    def key_id(self) -> str:
+        return "kms:" + hashlib.sha256(self._service._config.store.encode()).hexdigest()[:12]
