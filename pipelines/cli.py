@@ -5,7 +5,8 @@
     veil consume --topic T [--max N]
     veil sanitize PATH... --out DIR
     veil topics create
-    veil keys init PATH
+    veil keys init|init-keyring|create|rotate|retire|forget|list|watch-erasures
+    veil reveal FILE --principal P --role R
     veil demo --bootstrap HOST:PORT
 
 Errors print one line on stderr and exit non-zero: 2 for usage and configuration
@@ -203,7 +204,7 @@ def cmd_topics(args, _):
 # --- veil keys ----------------------------------------------------------------------
 
 
-def cmd_keys(args, _):
+def cmd_keys_init(args, _):
     from veil.transforms.keys import FileKeys, write_key_file
 
     try:
@@ -283,15 +284,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--prefix", default="veil")
     p.add_argument("--partitions", type=int, default=3)
 
-    p = sub.add_parser(
-        "keys",
-        help="create a local secret key file (pseudonyms, date shifts, voices)",
-        description="Creates a random 32-byte key file with mode 0600. Keyed operators "
-        "read it on the workers through the file or environment variable the policy names.",
-    )
-    p.add_argument("action", choices=("init",))
-    p.add_argument("path", metavar="PATH")
-    p.add_argument("--force", action="store_true", help="replace an existing file")
+    from veil.pipelines.keys_cli import register as register_keys
+
+    register_keys(sub, with_bootstrap)  # veil keys ..., veil reveal
 
     p = with_bootstrap(sub.add_parser("demo", help="end-to-end demo against a running broker"))
     p.add_argument("--prefix", default="veil")
@@ -310,6 +305,15 @@ def _run_help() -> str:
     )
     VeilOptions._add_argparse_args(p)
     return p.format_help()
+
+
+def _keys_cli(name):
+    def handler(args, beam_argv):
+        from veil.pipelines import keys_cli
+
+        return getattr(keys_cli, name)(args, beam_argv)
+
+    return handler
 
 
 def main(argv=None) -> int:
@@ -337,7 +341,8 @@ def main(argv=None) -> int:
         "consume": cmd_consume,
         "sanitize": cmd_sanitize,
         "topics": cmd_topics,
-        "keys": cmd_keys,
+        "keys": _keys_cli("cmd_keys"),
+        "reveal": _keys_cli("cmd_reveal"),
         "demo": cmd_demo,
     }[args.command]
     try:

@@ -112,6 +112,39 @@ class VeilOptions(PipelineOptions):
             default=None,
             help="Name of the environment variable holding the SASL password on workers.",
         )
+        # The key service (envelope encryption of originals). Names of files and
+        # environment variables only; the workers read them.
+        parser.add_argument(
+            "--veil_key_store",
+            default=None,
+            help="Data-key store (SQLite file on the workers' shared disk). Enables the "
+            "protection stage and dead-letter originals; unset: both stay off.",
+        )
+        parser.add_argument(
+            "--veil_kms", choices=("local", "pkcs11"), default="local", help="KEK backend."
+        )
+        parser.add_argument("--veil_keyring", default=None, help="Local keyring file (local KMS).")
+        parser.add_argument(
+            "--veil_master_key_env",
+            default="VEIL_MASTER_KEY",
+            help="Environment variable holding the keyring's master key (hex) on workers.",
+        )
+        parser.add_argument(
+            "--veil_master_key_file", default=None, help="Or a secret file holding it."
+        )
+        parser.add_argument("--veil_pkcs11_module", default=None, help="PKCS#11 library path.")
+        parser.add_argument("--veil_pkcs11_token", default=None, help="PKCS#11 token label.")
+        parser.add_argument(
+            "--veil_pkcs11_pin_env",
+            default="VEIL_HSM_PIN",
+            help="Environment variable holding the HSM user PIN on workers.",
+        )
+        parser.add_argument(
+            "--veil_key_cache_ttl_s",
+            type=float,
+            default=60.0,
+            help="How long workers keep an unwrapped data key (bounds erasure latency).",
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,6 +162,7 @@ class VeilConfig:
     audio_time_limit_s: float
     max_records_per_bundle: int
     security: dict
+    key_service: object = None  # a KeyServiceConfig, or None: no protection stage
 
     @classmethod
     def from_options(cls, options: PipelineOptions) -> "VeilConfig":
@@ -161,6 +195,29 @@ class VeilConfig:
             security["sasl_mechanism"] = o.veil_sasl_mechanism
             security["sasl_plain_username"] = o.veil_sasl_username
             security["sasl_password_env"] = o.veil_sasl_password_env
+        key_service = None
+        if o.veil_key_store:
+            from veil.transforms.crypto.service import KeyServiceConfig
+
+            if not 0 < o.veil_key_cache_ttl_s <= 3600:
+                raise ConfigError("--veil_key_cache_ttl_s must be in (0, 3600]")
+            if o.veil_kms == "local" and not o.veil_keyring:
+                raise ConfigError("--veil_kms local needs --veil_keyring")
+            if o.veil_kms == "pkcs11" and not (o.veil_pkcs11_module and o.veil_pkcs11_token):
+                raise ConfigError(
+                    "--veil_kms pkcs11 needs --veil_pkcs11_module and --veil_pkcs11_token"
+                )
+            key_service = KeyServiceConfig(
+                store=o.veil_key_store,
+                backend=o.veil_kms,
+                keyring=o.veil_keyring,
+                master_key_env=o.veil_master_key_env,
+                master_key_file=o.veil_master_key_file,
+                pkcs11_module=o.veil_pkcs11_module,
+                pkcs11_token=o.veil_pkcs11_token,
+                pkcs11_pin_env=o.veil_pkcs11_pin_env,
+                cache_ttl_s=o.veil_key_cache_ttl_s,
+            )
         return cls(
             bootstrap_servers=servers,
             topics=topics,
@@ -175,6 +232,7 @@ class VeilConfig:
             audio_time_limit_s=o.veil_audio_time_limit_s,
             max_records_per_bundle=o.veil_max_records_per_bundle,
             security=security,
+            key_service=key_service,
         )
 
     def client_config(self) -> dict:

@@ -25,7 +25,9 @@ from veil.pipelines.runners import prepare_argv
 from veil.transforms.audio import AudioHandler
 from veil.transforms.classification import load_policy
 from veil.transforms.codec import DecodeRecords
+from veil.transforms.crypto.protect import ProtectOriginals
 from veil.transforms.emit import PublishDeadLetters, PublishSanitized
+from veil.transforms.image import ImageHandler
 from veil.transforms.kafkaio import MAX_MESSAGE_BYTES, ReadFromKafka, WriteToKafka
 from veil.transforms.privacy import ApplyPrivacyStep
 from veil.transforms.records import Modality
@@ -36,18 +38,21 @@ from veil.transforms.text import TextHandler
 _LOGGER = logging.getLogger(__name__)
 
 # Modalities whose branch has landed; the others are dead-lettered UNSUPPORTED_MODALITY.
-SUPPORTED_MODALITIES = (Modality.TEXT, Modality.STRUCTURED, Modality.AUDIO)
+SUPPORTED_MODALITIES = (Modality.TEXT, Modality.STRUCTURED, Modality.IMAGE, Modality.AUDIO)
 
 
 def _handlers(policy) -> dict:
     """One privacy handler per supported modality (models load later, in setup).
 
     Audio's voice key is named on the worker ($VEIL_AUDIO_KEY_FILE); without one every
-    audio record is dead-lettered AUDIO_KEY_UNAVAILABLE.
+    audio record is dead-lettered AUDIO_KEY_UNAVAILABLE. Images need the face model in
+    the model cache and Tesseract on the worker, else IMAGE_MODEL_UNAVAILABLE /
+    IMAGE_OCR_FAILED.
     """
     return {
         Modality.TEXT: TextHandler(policy),
         Modality.STRUCTURED: StructuredHandler(policy),
+        Modality.IMAGE: ImageHandler(policy),
         Modality.AUDIO: AudioHandler(policy),
     }
 
@@ -93,23 +98,30 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions, source=None, sink=N
     routed = decoded.records | "Route" >> RouteByModality(SUPPORTED_MODALITIES)
 
     writes = {}
-    topics, version = config.topics, policy.version
+    topics, version, keys = config.topics, policy.version, config.key_service
     writes["DecodeFailures"] = decoded.dead_letters | "DeadLetterDecode" >> PublishDeadLetters(
-        topics, version
+        topics, version, keys
     )
     writes["RouteFailures"] = routed.dead_letters | "DeadLetterRoute" >> PublishDeadLetters(
-        topics, version
+        topics, version, keys
     )
     quarantine = policy.quarantine_levels
     for modality, handler in _handlers(policy).items():
         name = modality.capitalize()
         limit = config.audio_time_limit_s if modality == Modality.AUDIO else config.step_time_limit_s
         branch = routed.branches[modality] | name >> ApplyPrivacyStep(handler, time_limit_s=limit)
-        writes[f"{name}Sanitized"] = branch.records | f"Publish{name}" >> PublishSanitized(
-            topics, version, quarantine
+        records = branch.records
+        if keys is not None:  # encrypt originals set aside by `encrypt` operators
+            protected = records | f"Protect{name}" >> ProtectOriginals(keys)
+            records = protected.records
+            writes[f"{name}ProtectFailures"] = protected.dead_letters | (
+                f"DeadLetterProtect{name}" >> PublishDeadLetters(topics, version, keys)
+            )
+        writes[f"{name}Sanitized"] = records | f"Publish{name}" >> PublishSanitized(
+            topics, version, quarantine, keys
         )
         writes[f"{name}Failures"] = branch.dead_letters | f"DeadLetter{name}" >> (
-            PublishDeadLetters(topics, version)
+            PublishDeadLetters(topics, version, keys)
         )
     for label, pcoll in writes.items():
         pcoll | f"Write{label}" >> sink

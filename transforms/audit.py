@@ -43,8 +43,8 @@ def audit_events(
                 "policy_version": policy_version,
                 "pipeline_version": pipeline_version,
                 "entity_counts": dict(step.entity_counts),
-                "key_id": None,
-                "key_version": None,
+                "key_id": step.key_id,
+                "key_version": step.key_version,
                 "duration_ms": step.duration_ms,
                 "chain": None,
             }

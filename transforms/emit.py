@@ -63,13 +63,34 @@ def _key(record_id: str | None, source: Source) -> bytes:
 
 
 class _Emitter(beam.DoFn):
-    def __init__(self, topics: TopicNames, policy_version: str, quarantine=frozenset()):
+    def __init__(
+        self, topics: TopicNames, policy_version: str, quarantine=frozenset(), key_service=None
+    ):
         self._topics = topics
         self._policy_version = policy_version
         self._quarantine = frozenset(quarantine)
+        # A ``KeyServiceConfig`` (names of key files and variables, no secrets) or None.
+        self._key_config = key_service
 
     def setup(self):
         self._catalog = catalog()
+        self._keys = None
+        if self._key_config is not None:
+            try:
+                self._keys = self._key_config.open()
+            except Exception as exc:  # originals are then left out, never kept in clear
+                _LOGGER.error("Key service unavailable for dead letters: %s", type(exc).__name__)
+
+    def _seal_original(self, failure: Failure):
+        """(envelope, key id, key version) of ``failure.raw`` under the dead-letter key."""
+        if self._keys is None or not failure.raw:
+            return None, None, None
+        try:
+            context = self._keys.dead_letter_context(failure.source.dedup_key())
+            return self._keys.encrypt_with_key(failure.raw, context)
+        except Exception as exc:  # leave the original out: fail closed
+            _LOGGER.warning("Dead-letter original not kept: %s", type(exc).__name__)
+            return None, None, None
 
     def _audit_writes(self, source, record_id, modality, trail) -> list[KafkaWrite]:
         writes = []
@@ -88,6 +109,7 @@ class _Emitter(beam.DoFn):
 
     def _dead_letter_writes(self, failure: Failure) -> list[KafkaWrite]:
         now = int(time.time() * 1000)
+        original, key_id, key_version = self._seal_original(failure)
         record = {
             "record_id": failure.record_id,
             "source": failure.source.as_dict(),
@@ -98,10 +120,10 @@ class _Emitter(beam.DoFn):
             "error_time": now,
             "policy_version": self._policy_version,
             "pipeline_version": PIPELINE_VERSION,
-            # Originals are kept only as an envelope under the dead-letter key; until a
-            # key service is configured they are not kept at all.
-            "original": None,
-            "original_key_id": None,
+            # Originals are kept only as an envelope under the dead-letter key; without a
+            # key service they are not kept at all.
+            "original": original,
+            "original_key_id": key_id,
         }
         Metrics.counter("veil.dead_letter", failure.error_code).inc()
         if failure.modality:
@@ -113,6 +135,8 @@ class _Emitter(beam.DoFn):
                 action="DEAD_LETTERED",
                 outcome="FAILED",
                 reason_code=f"{failure.stage}:{failure.error_code}",
+                key_id=key_id,
+                key_version=key_version,
                 at_ms=now,
             )
         )
@@ -191,20 +215,26 @@ class PublishSanitized(beam.PTransform):
     instead of the sanitized topic (the policy's ``routing.quarantine``).
     """
 
-    def __init__(self, topics: TopicNames, policy_version: str, quarantine=frozenset()):
+    def __init__(
+        self, topics: TopicNames, policy_version: str, quarantine=frozenset(), key_service=None
+    ):
         super().__init__()
-        self._fn = PublishSanitizedFn(topics, policy_version, quarantine)
+        self._fn = PublishSanitizedFn(topics, policy_version, quarantine, key_service)
 
     def expand(self, items):
         return items | "EncodeSanitized" >> beam.ParDo(self._fn)
 
 
 class PublishDeadLetters(beam.PTransform):
-    """``Failure``s to dead-letter and audit ``KafkaWrite``s."""
+    """``Failure``s to dead-letter and audit ``KafkaWrite``s.
 
-    def __init__(self, topics: TopicNames, policy_version: str):
+    With ``key_service`` (a ``KeyServiceConfig``), a failure's original bytes are kept as
+    an envelope under the dead-letter key (``original``, ``original_key_id``).
+    """
+
+    def __init__(self, topics: TopicNames, policy_version: str, key_service=None):
         super().__init__()
-        self._fn = PublishDeadLettersFn(topics, policy_version)
+        self._fn = PublishDeadLettersFn(topics, policy_version, key_service=key_service)
 
     def expand(self, failures):
         return failures | "EncodeDeadLetters" >> beam.ParDo(self._fn)

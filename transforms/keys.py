@@ -95,9 +95,26 @@ class FileKeys(SecretKeys):
 
 
 def keys_from_config(key_file: str | None, key_env: str | None) -> SecretKeys:
-    """The configured key source, resolved on the worker (``NoKeys`` if none)."""
+    """The configured key source, resolved on the worker (``NoKeys`` if none).
+
+    A value of the form ``kms:local?store=PATH&keyring=PATH`` (see
+    ``veil.transforms.crypto.KeyServiceConfig.from_uri``) selects the key service
+    instead of a key file; if it cannot be opened, every key request fails closed.
+    """
     path = key_file or (os.environ.get(key_env) if key_env else None)
+    if path and str(path).startswith("kms:"):
+        return _service_keys(str(path))
     return FileKeys(path) if path else NoKeys()
+
+
+def _service_keys(uri: str) -> SecretKeys:
+    from veil.transforms.crypto.service import KeyServiceConfig
+
+    try:
+        return KeyServiceConfig.from_uri(uri).open().secret_keys()
+    except Exception as exc:  # not configured or unreachable: fail closed
+        _LOGGER.error("Key service unavailable: %s", type(exc).__name__)
+        return NoKeys()
 
 
 def write_key_file(path: str | Path, overwrite: bool = False) -> Path:

@@ -43,9 +43,17 @@ class ErrorCode:
     AUDIO_FORMAT_UNSUPPORTED = "AUDIO_FORMAT_UNSUPPORTED"  # container, rate or channels
     AUDIO_TOO_LONG = "AUDIO_TOO_LONG"  # longer than the audio branch's duration limit
     AUDIO_KEY_UNAVAILABLE = "AUDIO_KEY_UNAVAILABLE"  # no voice key: fail closed
+    IMAGE_DECODE_ERROR = "IMAGE_DECODE_ERROR"  # corrupt, truncated or lying header
+    IMAGE_FORMAT_UNSUPPORTED = "IMAGE_FORMAT_UNSUPPORTED"  # not an allow-listed format
+    IMAGE_TOO_LARGE = "IMAGE_TOO_LARGE"  # header declares too many pixels (bombs)
+    IMAGE_ENCODE_ERROR = "IMAGE_ENCODE_ERROR"
+    IMAGE_MODEL_UNAVAILABLE = "IMAGE_MODEL_UNAVAILABLE"  # face model missing/altered
+    IMAGE_OCR_FAILED = "IMAGE_OCR_FAILED"  # Tesseract missing, failed or timed out
     STRUCTURED_DECODE_ERROR = "STRUCTURED_DECODE_ERROR"
     PSEUDONYM_KEY_UNAVAILABLE = "PSEUDONYM_KEY_UNAVAILABLE"
     PROTECTION_UNAVAILABLE = "PROTECTION_UNAVAILABLE"
+    PROTECTION_FAILED = "PROTECTION_FAILED"  # the key service could not encrypt: fail closed
+    SUBJECT_ERASED = "SUBJECT_ERASED"  # the subject's keys were crypto-shredded
 
 
 class Source(NamedTuple):
@@ -98,6 +106,8 @@ class AuditStep:
     detectors: dict = dataclasses.field(default_factory=dict)
     entity_counts: dict = dataclasses.field(default_factory=dict)
     duration_ms: float | None = None
+    key_id: str | None = None  # the key used (an id, never key material)
+    key_version: int | None = None
     at_ms: int = dataclasses.field(default_factory=lambda: int(time.time() * 1000))
 
 

@@ -47,7 +47,7 @@ def _malformed(marker_text: bytes):
         (b"s", framed(media_record("bad-json", "s", b'{"name": "John Smith"', content_type="application/json")),
          "STRUCTURED_DECODE_ERROR"),
         (b"s", framed(media_record("bad-image", "s", b"\x89PNG\r\n\x1a\n" + marker_text)),
-         "UNSUPPORTED_MODALITY"),
+         "IMAGE_DECODE_ERROR"),
         (b"s", framed(media_record("bad-utf8", "s", b"caf\xc3\x28 " + marker_text, modality="text")),
          "TEXT_DECODE_ERROR"),
         (b"other", framed(media_record("bad-key", "s", marker_text)), "INVALID_RECORD"),

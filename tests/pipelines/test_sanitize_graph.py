@@ -31,8 +31,10 @@ def _inputs():
     ]
     msgs = [KafkaMessage("raw", 0, i, 0, r["subject_key"].encode(), framed(r)) for i, r in enumerate(good)]
     msgs.append(KafkaMessage("raw", 0, 2, 0, None, b"junk"))
-    img = media_record("i1", "carol", b"\x89PNG\r\n\x1a\n....")
-    msgs.append(KafkaMessage("raw", 0, 3, 0, b"carol", framed(img)))
+    video = media_record("v1", "carol", b"\x00\x00\x00\x18ftypmp42....")
+    msgs.append(KafkaMessage("raw", 0, 3, 0, b"carol", framed(video)))
+    img = media_record("i1", "carol", b"\x89PNG\r\n\x1a\n....")  # no IHDR: corrupt
+    msgs.append(KafkaMessage("raw", 0, 4, 0, b"carol", framed(img)))
     return msgs
 
 
@@ -48,7 +50,7 @@ def test_graph_conserves_records_and_reports_metrics():
     )
     assert_that(
         terminal | beam.Filter(lambda kv: not kv[0].endswith(".audit")),
-        equal_to([("unit.sanitized.text", 2), ("unit.dead-letter", 2)]),
+        equal_to([("unit.sanitized.text", 2), ("unit.dead-letter", 3)]),
     )
     result = pipeline.run()
     result.wait_until_finish()
@@ -57,8 +59,8 @@ def test_graph_conserves_records_and_reports_metrics():
         (r.key.metric.namespace, r.key.metric.name): r.committed
         for r in result.metrics().query(MetricsFilter())["counters"]
     }
-    assert counters[("veil.decode", "records_in")] == 4
-    assert counters[("veil.decode", "records_out")] == 3
+    assert counters[("veil.decode", "records_in")] == 5
+    assert counters[("veil.decode", "records_out")] == 4
     assert counters[("veil.decode", "dead_letter_BAD_FRAMING")] == 1
     assert counters[("veil.route", "dead_letter_UNSUPPORTED_MODALITY")] == 1
     assert counters[("veil.text", "records_in")] == 2
@@ -66,6 +68,7 @@ def test_graph_conserves_records_and_reports_metrics():
     assert counters[("veil.text", "entities_PERSON")] >= 1
     assert counters[("veil.text", "sanitized")] == 2
     assert counters[("veil.dead_letter", "UNSUPPORTED_MODALITY")] == 1
+    assert counters[("veil.image", "dead_letter_IMAGE_DECODE_ERROR")] == 1
     dists = {
         (r.key.metric.namespace, r.key.metric.name): r.committed
         for r in result.metrics().query(MetricsFilter())["distributions"]
