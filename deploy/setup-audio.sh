@@ -16,15 +16,7 @@ command -v espeak-ng >/dev/null || need+=(espeak-ng)
 [ -d "$DATA/librivox" ] || need+=("pocketsphinx-testdata=$TESTDATA_VERSION")
 
 if [ "${#need[@]}" -gt 0 ]; then
-    command -v apt-get >/dev/null || fail "the audio tests need ${need[*]} (Debian packages); install them"
-    sudo=""
-    if [ "$(id -u)" -ne 0 ]; then
-        command -v sudo >/dev/null || fail "installing ${need[*]} needs root (or sudo)"
-        sudo="sudo"
-    fi
-    echo "Installing ${need[*]} (audio test data) ..."
-    $sudo apt-get update -q >/dev/null
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null
+    bash "$(dirname "$0")/apt-ensure.sh" "the audio tests" "${need[@]}"
 fi
 
 (cd "$DATA" && sha256sum --check --quiet) <<'EOF' || fail "pocketsphinx-testdata recordings differ from the pinned ones"

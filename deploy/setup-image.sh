@@ -19,15 +19,7 @@ need=()
 command -v tesseract >/dev/null || need+=(tesseract-ocr)
 [ -n "$(find /usr/share/tesseract-ocr -name eng.traineddata 2>/dev/null | head -1)" ] || need+=(tesseract-ocr-eng)
 if [ "${#need[@]}" -gt 0 ]; then
-    command -v apt-get >/dev/null || fail "the image branch needs ${need[*]} (Debian packages); install them"
-    sudo=""
-    if [ "$(id -u)" -ne 0 ]; then
-        command -v sudo >/dev/null || fail "installing ${need[*]} needs root (or sudo)"
-        sudo="sudo"
-    fi
-    echo "Installing ${need[*]} (OCR for the image branch) ..."
-    $sudo apt-get update -q >/dev/null
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null
+    bash "$(dirname "$0")/apt-ensure.sh" "OCR for the image branch" "${need[@]}"
 fi
 
 "$PY" -m veil.transforms.image fetch >/dev/null
