@@ -354,7 +354,7 @@ def main(argv=None) -> int:
         print("veil: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # one line, class name only: messages may hold content
-        _LOGGER.debug("command failed", exc_info=True)
+        # No traceback, not even at debug level: frames and messages may hold content.
         print(f"veil: error: {args.command} failed ({type(exc).__name__})", file=sys.stderr)
         return 1
 
