@@ -24,9 +24,10 @@ VALID = {
 }
 
 
-def _with(path: str, value):
-    """A deep copy of VALID with ``path`` (dotted) set to ``value`` (``...`` deletes it)."""
-    raw = copy.deepcopy(VALID)
+def _with(path: str, value, base=None):
+    """A deep copy of ``base`` (VALID) with ``path`` (dotted) set to ``value`` (``...``
+    deletes it)."""
+    raw = copy.deepcopy(VALID if base is None else base)
     *parents, leaf = path.split(".")
     node = raw
     for key in parents:
@@ -223,16 +224,7 @@ FULL["routing"] = {"quarantine": ["RESTRICTED"]}
 
 
 def _full(path: str, value):
-    raw = copy.deepcopy(FULL)
-    *parents, leaf = path.split(".")
-    node = raw
-    for key in parents:
-        node = node[key]
-    if value is ...:
-        del node[leaf]
-    else:
-        node[leaf] = value
-    return raw
+    return _with(path, value, FULL)
 
 
 def test_operator_resolution_per_modality_entity_and_regime():
