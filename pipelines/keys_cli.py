@@ -30,7 +30,12 @@ from veil.pipelines.cli import CliError
 
 def add_key_service_args(p: argparse.ArgumentParser) -> None:
     env = os.environ.get
-    p.add_argument("--store", default=env("VEIL_KEY_STORE"), help="data-key store (SQLite file)")
+    p.add_argument(
+        "--store",
+        default=env("VEIL_KEY_STORE"),
+        help="data-key store: SQLite file, or kafka://HOST:PORT/TOPIC (kafka://TOPIC with "
+        "--bootstrap)",
+    )
     p.add_argument("--kms", default=env("VEIL_KMS", "local"), choices=("local", "pkcs11"))
     p.add_argument("--keyring", default=env("VEIL_KEYRING"), help="local keyring file")
     p.add_argument("--master-key-env", default="VEIL_MASTER_KEY")
@@ -62,14 +67,17 @@ def register(sub, with_bootstrap) -> None:
     p = actions.add_parser("rotate", help="new DEK version for SUBJECT, or new KEK (--kek)")
     add_key_service_args(p)
     p.add_argument("subject", nargs="?", metavar="SUBJECT")
+    _store_bootstrap_arg(p)
     p.add_argument("--kek", action="store_true", help="rotate the KEK and rewrap every DEK")
     p.add_argument("--retire-old", action="store_true", help="with --kek: destroy old KEKs")
     p = actions.add_parser("retire", help="stop a DEK version from decrypting")
     add_key_service_args(p)
+    _store_bootstrap_arg(p)
     p.add_argument("subject", metavar="SUBJECT")
     p.add_argument("version", type=int, metavar="VERSION")
     p = actions.add_parser("list", help="key ids, versions, states (never key material)")
     add_key_service_args(p)
+    _store_bootstrap_arg(p)
     p = with_bootstrap(actions.add_parser("watch-erasures", help="apply veil.erasure requests"))
     add_key_service_args(p)
     p.add_argument("--idle-timeout", type=float, default=None, help="stop when idle (s)")
@@ -83,6 +91,12 @@ def register(sub, with_bootstrap) -> None:
     p.add_argument("--policy", default=None, help="policy YAML (default: packaged policy)")
 
 
+def _store_bootstrap_arg(p):
+    p.add_argument(
+        "--bootstrap", default=None, help="Kafka bootstrap servers of a kafka://TOPIC store"
+    )
+
+
 def _kafka_audit_arg(p):
     p.add_argument(
         "--bootstrap",
@@ -90,6 +104,9 @@ def _kafka_audit_arg(p):
         help="Kafka bootstrap servers: audit events also go to <prefix>.audit (and "
         "`forget` publishes to <prefix>.erasure)",
     )
+    from veil.pipelines.kafka_args import add_security_args
+
+    add_security_args(p)
 
 
 def _service(args):
@@ -106,11 +123,22 @@ def _service(args):
         pkcs11_module=args.pkcs11_module,
         pkcs11_token=args.pkcs11_token,
         pkcs11_pin_env=args.pkcs11_pin_env,
+        bootstrap=getattr(args, "bootstrap", None),
+        kafka_client=_kafka_client(args),
     )
     try:
         return config.open()
     except KmsError as exc:
         raise CliError(f"key service unavailable: {exc}", 2) from None
+
+
+def _kafka_client(args) -> tuple:
+    """Kafka security settings (flags or ``$VEIL_*``) when the store is a topic."""
+    if not str(args.store).startswith("kafka://"):
+        return ()
+    from veil.pipelines.kafka_args import checked_security
+
+    return tuple(sorted(checked_security(args).items()))
 
 
 class _Audit:
@@ -123,7 +151,10 @@ class _Audit:
         if kafka and getattr(args, "bootstrap", None):
             from kafka import KafkaProducer
 
-            self._producer = KafkaProducer(bootstrap_servers=args.bootstrap.split(","), acks="all")
+            from veil.pipelines.kafka_args import client_config
+            from veil.transforms.kafkaio import client
+
+            self._producer = KafkaProducer(acks="all", **client.resolve(client_config(args)))
 
     @property
     def configured(self) -> bool:
@@ -216,9 +247,12 @@ def watch_erasures(service, args) -> int:
     """Applies every request on ``<prefix>.erasure`` (key = subject key or key id)."""
     from kafka import KafkaConsumer
 
+    from veil.pipelines.kafka_args import client_config
+    from veil.transforms.kafkaio import client
+
     consumer = KafkaConsumer(
         f"{args.prefix}.erasure",
-        bootstrap_servers=args.bootstrap.split(","),
+        **client.resolve(client_config(args)),
         group_id=f"{args.prefix}-erasure",
         auto_offset_reset="earliest",
         enable_auto_commit=False,

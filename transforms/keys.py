@@ -38,12 +38,25 @@ class KeyUnavailable(Exception):
     """No usable key: not configured, unreadable, too short or too widely readable."""
 
 
+class SubjectKeyErased(KeyUnavailable):
+    """The subject's keys were crypto-shredded: its records are dead-lettered."""
+
+
 class SecretKeys(abc.ABC):
     """Where keyed transforms get their secret keys."""
 
     @abc.abstractmethod
     def key_for(self, scope: str) -> bytes:
         """The secret key for ``scope``; raises ``KeyUnavailable``."""
+
+    def key_for_subject(self, scope: str, subject_key: str) -> bytes:
+        """The key for ``scope`` when processing ``subject_key``'s record.
+
+        By default one key for every subject (``key_for``): pseudonyms link the same
+        value across subjects. The key service overrides it with a per-subject secret
+        that erasure destroys (raises ``SubjectKeyErased`` then).
+        """
+        return self.key_for(scope)
 
     @property
     def key_id(self) -> str:

@@ -10,7 +10,8 @@ operator       what it outputs                                             param
 ``mask``       ``*`` for all but the last N characters (separators kept)   ``keep_last``, ``char``
 ``pseudonym``  ``<TYPE_1a2b3c4d5e6f>``: HMAC-SHA256 of the normalized      ``length``
                value under the pseudonym key (same value, same output,
-               in every record, topic and modality; not reversible)
+               in every record, topic and modality; not reversible;
+               per subject when the key service holds the keys)
 ``generalize`` age band (``30-39``, ``90+``), 3-digit ZIP (HIPAA small     ``kind``, ``width``
                areas become ``000``), or a date's year
 ``date_shift`` the date moved by a per-subject offset derived from the     ``max_days``
@@ -28,7 +29,11 @@ Keys come through ``veil.transforms.keys`` (``SecretKeys.key_for(scope)``), the 
 door to key material. The local implementation (``FileKeys``) reads a key file created
 by ``veil keys init PATH`` with owner-only permissions; the file is named by the policy (``keys.pseudonym_key_file``) or by an environment variable
 on the worker (``keys.pseudonym_key_env``, default ``VEIL_PSEUDONYM_KEY_FILE``). Key
-values never travel in pipeline options or in the policy.
+values never travel in pipeline options or in the policy. Keyed operators ask
+``keys.key_for_subject(scope, subject_key)``: one key for all subjects with a key file;
+with the key service (a ``kms:`` URI in place of the file) a secret per subject that
+``veil keys forget`` destroys, so an erased subject's pseudonyms cannot be recomputed or
+linked to new data (its new records are dead-lettered ``SUBJECT_ERASED``).
 
 Example::
 
@@ -190,7 +195,8 @@ def apply_operator(
     if name == "mask":
         return mask(value, spec.param("keep_last", 4), spec.param("char", "*"))
     if name == "pseudonym":
-        return f"<{entity_type}_{pseudonym(value, ctx.keys, spec.param('length', 12))}>"
+        digest = pseudonym(value, ctx.keys, spec.param("length", 12), ctx.subject_key)
+        return f"<{entity_type}_{digest}>"
     if name == "generalize":
         out = generalize(value, spec.param("kind"), spec.param("width", 10))
         return out if out is not None else f"<{entity_type}>"
@@ -227,8 +233,12 @@ def normalize(value: str) -> str:
     return " ".join(value.casefold().split())
 
 
-def pseudonym(value: str, keys: SecretKeys, length: int = 12) -> str:
-    digest = hmac.new(keys.key_for("pseudonym"), normalize(value).encode(), hashlib.sha256)
+def pseudonym(value: str, keys: SecretKeys, length: int = 12, subject_key=None) -> str:
+    """HMAC-SHA256 of the normalized value; per subject when the keys are (key service)."""
+    key = keys.key_for("pseudonym") if subject_key is None else keys.key_for_subject(
+        "pseudonym", subject_key
+    )
+    digest = hmac.new(key, normalize(value).encode(), hashlib.sha256)
     return digest.hexdigest()[:length]
 
 
@@ -338,7 +348,8 @@ def format_date(date: dt.date, form: str) -> str:
 
 def subject_offset_days(subject_key: str, keys: SecretKeys, max_days: int) -> int:
     """A non-zero offset in ``[-max_days, max_days]`` from a keyed hash of the subject."""
-    digest = hmac.new(keys.key_for("date-shift"), subject_key.encode(), hashlib.sha256).digest()
+    key = keys.key_for_subject("date-shift", subject_key)
+    digest = hmac.new(key, subject_key.encode(), hashlib.sha256).digest()
     magnitude = int.from_bytes(digest[:8], "big") % max_days + 1
     return magnitude if digest[8] & 1 else -magnitude
 

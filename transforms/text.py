@@ -41,7 +41,12 @@ from collections import OrderedDict
 from pathlib import Path
 
 from veil.transforms.classification import Policy, TextPolicy, classify
-from veil.transforms.keys import KeyUnavailable, SecretKeys, keys_from_config
+from veil.transforms.keys import (
+    KeyUnavailable,
+    SecretKeys,
+    SubjectKeyErased,
+    keys_from_config,
+)
 from veil.transforms.operators import DROP, OperatorContext, apply_operator
 from veil.transforms.privacy import PrivacyError, PrivacyHandler, entity_counts
 from veil.transforms.recognizers import (
@@ -343,6 +348,8 @@ class TextHandler(PrivacyHandler[TextModel]):
         ctx = OperatorContext(item.record["subject_key"], self.keys())
         try:
             sanitized = anonymize_spans(text, spans, policy, "text", classification.regimes, ctx)
+        except SubjectKeyErased:  # the key service destroyed this subject's keys
+            raise PrivacyError(ErrorCode.SUBJECT_ERASED) from None
         except KeyUnavailable:
             raise PrivacyError(ErrorCode.PSEUDONYM_KEY_UNAVAILABLE) from None
         item.pending_protection.extend(ctx.pending_protection)

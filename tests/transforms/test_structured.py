@@ -387,3 +387,75 @@ def test_encrypt_for_recovery_is_dead_lettered_until_protection_exists(shared_mo
         label="writes",
     )
     pipeline.run()
+
+
+def test_key_service_pseudonyms_are_per_subject_and_die_with_erasure(
+    shared_model, tmp_path, monkeypatch
+):
+    """With the key service as the pseudonym key source, pseudonyms and date shifts use
+    a secret per subject: consistent within a subject (across modalities), different
+    across subjects, and after `forget` the subject's records are dead-lettered."""
+    from veil.transforms.crypto import KeyServiceConfig, LocalKeyring
+    from veil.transforms.keys import SubjectKeyErased
+    from veil.transforms.operators import pseudonym
+
+    monkeypatch.setenv("VEIL_TEST_PSEUDO_MASTER", "33" * 32)
+    LocalKeyring.create(tmp_path / "keyring.json", "VEIL_TEST_PSEUDO_MASTER")
+    uri = (
+        f"kms:local?store={tmp_path / 'keys.db'}&keyring={tmp_path / 'keyring.json'}"
+        "&master_key_env=VEIL_TEST_PSEUDO_MASTER"
+    )
+    raw = _policy(
+        text={"default": "replace", "entities": {"PERSON": "pseudonym"}},
+        structured={"default": "replace", "entities": {"PERSON": "pseudonym"}},
+        regimes={},
+    )
+    raw["keys"] = {"pseudonym_key_file": uri}
+    policy = parse_policy(raw)
+
+    keys = KeyServiceConfig.from_uri(uri).open().secret_keys()
+
+    def name(subject):
+        return f"<PERSON_{pseudonym('Ada Byron', keys, 12, subject)}>"
+
+    def run(text_items, json_items, want_ok, want_dead):
+        pipeline = beam_pipeline()
+        texts = (
+            pipeline
+            | "Texts" >> beam.Create(text_items, reshuffle=False)
+            | "Text" >> ApplyPrivacyStep(TextHandler(policy))
+        )
+        docs = (
+            pipeline
+            | "Docs" >> beam.Create(json_items, reshuffle=False)
+            | "Structured" >> ApplyPrivacyStep(StructuredHandler(policy))
+        )
+        views = (texts.records, docs.records) | beam.Flatten() | beam.Map(
+            lambda i: (i.record_id, i.sanitized_payload.decode())
+        )
+        dead = (texts.dead_letters, docs.dead_letters) | "Dead" >> beam.Flatten() | beam.Map(
+            lambda f: (f.record_id, f.error_code)
+        )
+        assert_that(views, equal_to(want_ok), label="records")
+        assert_that(dead, equal_to(want_dead), label="dead")
+        pipeline.run()
+
+    text = b"Dr. Ada Byron called."
+    assert name("s1") != name("s2")  # not linkable across subjects
+    run(
+        [_item("t1", 0, text, "text", "s1"), _item("t2", 1, text, "text", "s2")],
+        [_item("j1", 2, {"name": "ada byron"}, subject="s1")],
+        [("t1", f"Dr. {name('s1')} called."), ("t2", f"Dr. {name('s2')} called."),
+         ("j1", json.dumps({"name": name("s1")}))],
+        [],
+    )  # fmt: skip
+    before = name("s2")
+    KeyServiceConfig.from_uri(uri).open().forget("s1")
+    with pytest.raises(SubjectKeyErased):
+        name("s1")  # nobody can recompute s1's pseudonyms any more
+    run(
+        [_item("t3", 3, text, "text", "s1"), _item("t4", 4, text, "text", "s2")],
+        [],
+        [("t4", f"Dr. {before} called.")],
+        [("t3", "SUBJECT_ERASED")],
+    )

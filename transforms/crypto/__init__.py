@@ -6,6 +6,7 @@ Only ``veil.transforms.crypto.aead`` touches ``cryptography.hazmat``. Callers us
 """
 
 from veil.transforms.crypto.aead import DecryptionError
+from veil.transforms.crypto.kafka_store import KafkaKeyStore
 from veil.transforms.crypto.kms import Kms, KmsError, LocalKeyring, Pkcs11Kms
 from veil.transforms.crypto.service import (
     EnvelopeContext,
@@ -18,6 +19,7 @@ from veil.transforms.crypto.store import SqliteKeyStore, SubjectErased
 __all__ = [
     "DecryptionError",
     "EnvelopeContext",
+    "KafkaKeyStore",
     "KeyService",
     "KeyServiceConfig",
     "Kms",

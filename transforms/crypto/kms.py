@@ -209,6 +209,35 @@ _SESSIONS: dict = {}
 _SESSIONS_LOCK = threading.Lock()
 
 
+SOFTHSM_MODULE = "/usr/lib/softhsm/libsofthsm2.so"  # Debian's softhsm2 package
+
+
+def init_softhsm_token(directory, label: str, pin: str, so_pin: str = "12345678") -> bool:
+    """Creates a SoftHSM2 token under ``directory`` for tests, benchmarks and demos.
+
+    Points ``SOFTHSM2_CONF`` at a config in ``directory`` (the library reads it once,
+    when first loaded in a process) and runs ``softhsm2-util --init-token``. Returns
+    False when SoftHSM2 is not installed (``deploy/setup-hsm.sh`` installs it).
+    """
+    import shutil
+    import subprocess
+
+    if not (os.path.exists(SOFTHSM_MODULE) and shutil.which("softhsm2-util")):
+        return False
+    base = Path(directory)
+    (base / "tokens").mkdir(parents=True, exist_ok=True)
+    conf = base / "softhsm2.conf"
+    conf.write_text(f"directories.tokendir = {base / 'tokens'}\nobjectstore.backend = file\n")
+    os.environ["SOFTHSM2_CONF"] = str(conf)
+    subprocess.run(
+        ["softhsm2-util", "--init-token", "--free", "--label", label,
+         "--so-pin", so_pin, "--pin", pin],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    return True
+
+
 class Pkcs11Kms(Kms):
     """KEKs inside a PKCS#11 token; the token computes every wrap and unwrap.
 

@@ -4,6 +4,7 @@ Key hierarchy::
 
     KEK (in the KMS / HSM, versioned)  ──wraps──►  DEKs (data-key store, per key id, versioned)
                                                     ├── s:<subject key id>   one per subject
+                                                    ├── p:<subject key id>   its pseudonym secret
                                                     ├── veil:dead-letter     dead-letter originals
                                                     ├── veil:index           keys subject key ids
                                                     └── veil:scope:<scope>   SecretKeys scopes
@@ -11,7 +12,15 @@ Key hierarchy::
 A subject's key id is ``s:`` + HMAC-SHA256(index key, subject key) (128 bits, hex): the
 raw subject key never appears in a header, an audit event or the store. Unwrapped DEKs
 live only in this process's memory, for ``cache_ttl_s`` (default 60 s, shorter than the
-erasure deadline in README "Erasure").
+erasure deadline in README "Erasure"). An erasure seen by the store's index (Kafka
+store) or on the ``veil.erasure`` topic (``ErasureListener``, when ``erasure_topic`` is
+set) evicts the subject at once and makes every later use re-check the store for one
+TTL, so the deadline is sub-second in practice and the TTL at worst.
+
+Keyed pseudonyms and date shifts (``KmsSecretKeys.key_for_subject``) use a per-subject
+secret ``p:<subject key id>`` held in the store like a data key and destroyed with the
+subject's data keys: after erasure nobody can recompute the erased subject's
+pseudonyms, and the subject's new records are dead-lettered ``SUBJECT_ERASED``.
 
 Nonce budget: envelopes use random 96-bit nonces, safe for 2^32 messages per key.
 Every process leases encryptions in blocks (``lease``) from the store's atomic usage
@@ -38,7 +47,7 @@ from veil.transforms.crypto import aead
 from veil.transforms.crypto.aead import DecryptionError
 from veil.transforms.crypto.kms import Kms, KmsError, LocalKeyring, Pkcs11Kms
 from veil.transforms.crypto.store import ACTIVE, RETIRED, SqliteKeyStore, StoredKey, SubjectErased
-from veil.transforms.keys import KeyUnavailable, SecretKeys
+from veil.transforms.keys import KeyUnavailable, SecretKeys, SubjectKeyErased
 
 PROTECTED_SCHEMA = "SanitizedRecord/1"
 DEAD_LETTER_SCHEMA = "DeadLetter/1"
@@ -46,6 +55,7 @@ DEAD_LETTER_KEY_ID = "veil:dead-letter"
 INDEX_KEY_ID = "veil:index"
 SCOPE_PREFIX = "veil:scope:"
 SUBJECT_PREFIX = "s:"
+PSEUDONYM_PREFIX = "p:"
 NONCE_LIMIT = 2**32
 
 
@@ -71,7 +81,9 @@ class KeyServiceConfig:
     """Where the key service's parts are; names of secrets, never secret values.
 
     Attributes:
-        store: SQLite file of wrapped data keys.
+        store: the data-key store: a SQLite file (one machine), or
+            ``kafka://HOST:PORT/TOPIC`` / ``kafka://TOPIC`` (a compacted topic, for a
+            cluster; see ``veil.transforms.crypto.kafka_store``).
         backend: ``local`` (keyring file) or ``pkcs11`` (HSM).
         keyring: the local keyring file.
         master_key_env: environment variable holding the keyring's master key (hex).
@@ -81,6 +93,11 @@ class KeyServiceConfig:
         cache_ttl_s: how long an unwrapped key stays in worker memory.
         max_uses: encryptions per DEK version before a new version is made.
         lease: encryptions reserved from the shared counter at a time.
+        bootstrap: Kafka bootstrap servers for ``kafka://TOPIC`` stores and the erasure
+            listener; ``kafka_client``: further kafka-python settings as (name, value)
+            pairs (security; a SASL password by ``sasl_password_env`` only).
+        erasure_topic: when set (with ``bootstrap``), every opened service follows it
+            and evicts erased subjects at once.
     """
 
     store: str
@@ -94,6 +111,9 @@ class KeyServiceConfig:
     cache_ttl_s: float = 60.0
     max_uses: int = 2**30
     lease: int = 4096
+    bootstrap: str | None = None
+    kafka_client: tuple = ()
+    erasure_topic: str | None = None
 
     @classmethod
     def from_uri(cls, uri: str) -> "KeyServiceConfig":
@@ -110,7 +130,7 @@ class KeyServiceConfig:
         fields = {f.name: f for f in dataclasses.fields(cls)}
         settings = {"backend": parts.path or "local"}
         for name, value in parse_qsl(parts.query, keep_blank_values=False):
-            if name not in fields or name == "backend":
+            if name not in fields or name in ("backend", "kafka_client"):
                 raise KmsError(f"unknown key-service setting {name!r}")
             kind = fields[name].type
             settings[name] = (
@@ -131,12 +151,31 @@ class KeyServiceConfig:
             return Pkcs11Kms(self.pkcs11_module, self.pkcs11_token, self.pkcs11_pin_env)
         raise KmsError(f"unknown KMS backend {self.backend!r}")
 
+    def open_store(self):
+        """The data-key store this configuration names (SQLite file or Kafka topic)."""
+        from veil.transforms.crypto.kafka_store import KafkaKeyStore, is_kafka_url
+
+        if is_kafka_url(self.store):
+            return KafkaKeyStore.open_url(
+                self.store, self.bootstrap, dict(self.kafka_client), self.cache_ttl_s
+            )
+        return SqliteKeyStore(self.store)
+
     def open(self) -> "KeyService":
-        """This process's key service for this configuration (opened once)."""
+        """This process's key service for this configuration (opened once).
+
+        One instance per process and configuration: every DoFn instance of a worker
+        process shares its cache, its store index and its erasure listener.
+        """
         with _SERVICES_LOCK:
             service = _SERVICES.get(self)
             if service is None:
-                service = _SERVICES[self] = KeyService(self.kms(), SqliteKeyStore(self.store), self)
+                service = KeyService(self.kms(), self.open_store(), self)
+                if self.erasure_topic and self.bootstrap:
+                    from veil.transforms.crypto.erasure import ErasureListener
+
+                    ErasureListener.start(service, self)
+                _SERVICES[self] = service
             return service
 
 
@@ -152,11 +191,16 @@ class KeyService:
     ):
         self._kms, self._store, self._config, self._clock = kms, store, config, clock
         self._lock = threading.RLock()
-        self._cache: dict = {}  # (key_id, version) -> (dek, expires)
+        self._cache: dict = {}  # (key_id, version) -> (dek, expires, wrapped)
+        self._hold: dict = {}  # key_id -> until: re-check the store on every use
         self._prepared: dict = {}  # (key_id, version) -> aead.PreparedKey (same lifetime)
         self._primary: dict = {}  # key_id -> (version, expires)
         self._leases: dict = {}  # (key_id, version) -> remaining uses
         self.kms_unwraps = 0
+        self.evictions = 0
+        self.erasure_listener = None  # set by ErasureListener.start
+        if hasattr(store, "add_erasure_listener"):
+            store.add_erasure_listener(self.evict)
 
     # --- ids and contexts -----------------------------------------------------------
 
@@ -238,20 +282,31 @@ class KeyService:
         """The primary DEK of ``key_id``, created on first use (one winner)."""
         return self._ensure(key_id)
 
+    def _held(self, key_id: str, now: float) -> bool:
+        """True while ``key_id`` must be re-checked in the store on every use."""
+        until = self._hold.get(key_id)
+        if until is not None and until <= now:
+            del self._hold[key_id]
+            return False
+        return until is not None
+
     def _dek(self, key_id: str, version: int) -> bytes:
         now = self._clock()
         with self._lock:
             hit = self._cache.get((key_id, version))
-            if hit and hit[1] > now:
+            held = self._held(key_id, now)
+            if hit and hit[1] > now and not held:
                 return hit[0]
             row = self._store.get(key_id, version)
             if row is None or row.state != ACTIVE:
                 self._cache.pop((key_id, version), None)
                 self._prepared.pop((key_id, version), None)
                 raise KeyError(key_id)
+            if hit and hit[1] > now and hit[2] == row.wrapped:
+                return hit[0]  # held, and the store still has this very key
             dek = self._kms.unwrap(row.kek_version, row.wrapped, _dek_aad(key_id, version))
             self.kms_unwraps += 1
-            self._cache[(key_id, version)] = (dek, now + self._config.cache_ttl_s)
+            self._cache[(key_id, version)] = (dek, now + self._config.cache_ttl_s, row.wrapped)
             self._prepared[(key_id, version)] = aead.prepare(dek)
             return dek
 
@@ -262,16 +317,20 @@ class KeyService:
             prepared = self._prepared[(key_id, version)] = aead.prepare(dek)
         return prepared
 
+    def _primary_version(self, key_id: str, now: float) -> int:
+        """The primary version of ``key_id`` (cached for the TTL, created on first use)."""
+        cached = self._primary.get(key_id)
+        if cached and cached[1] > now and not self._held(key_id, now):
+            return cached[0]
+        version = self._ensure(key_id).version
+        self._primary[key_id] = (version, now + self._config.cache_ttl_s)
+        return version
+
     def _use_primary(self, key_id: str) -> tuple[int, bytes]:
         now = self._clock()
         with self._lock:
             for _ in range(4):
-                cached = self._primary.get(key_id)
-                if cached and cached[1] > now:
-                    version = cached[0]
-                else:
-                    version = self._ensure(key_id).version
-                    self._primary[key_id] = (version, now + self._config.cache_ttl_s)
+                version = self._primary_version(key_id, now)
                 left = self._leases.get((key_id, version), 0)
                 if left <= 0:
                     lease = self._config.lease
@@ -340,13 +399,55 @@ class KeyService:
         return key_id, self.forget_key_id(key_id)
 
     def forget_key_id(self, key_id: str) -> int:
+        """Erases ``key_id`` (and, for a subject, its pseudonym secret); returns the
+        number of data-key versions destroyed."""
         with self._lock:
-            count = self._store.erase(key_id)
-            for k in [k for k in self._cache if k[0] == key_id]:
-                del self._cache[k]
-                self._prepared.pop(k, None)
-            self._primary.pop(key_id, None)
+            count = 0
+            for doomed in _with_partner(key_id):
+                count += self._store.erase(doomed)
+            self.evict(key_id)
             return count
+
+    def evict(self, key_id: str, hold: bool = True) -> None:
+        """Drops ``key_id`` (and its partner id) from this process's caches at once.
+
+        With ``hold``, every use for one TTL re-checks the store: an erasure request
+        seen before the store applied it still takes effect as soon as it is applied.
+        Called by the Kafka store's index and by ``ErasureListener``.
+        """
+        now = self._clock()
+        with self._lock:
+            for doomed in _with_partner(key_id):
+                for k in [k for k in self._cache if k[0] == doomed]:
+                    del self._cache[k]
+                    self._prepared.pop(k, None)
+                for k in [k for k in self._leases if k[0] == doomed]:
+                    del self._leases[k]
+                self._primary.pop(doomed, None)
+                if hold:
+                    self._hold[doomed] = now + self._config.cache_ttl_s
+            self.evictions += 1
+
+    def subject_secret(self, subject_key: str, scope: str) -> bytes:
+        """A per-subject secret for ``scope`` (keyed pseudonyms, date shifts).
+
+        Derived from the subject's pseudonym key ``p:<subject key id>`` (created on first
+        use, one winner across the cluster, destroyed by ``forget``). Raises
+        ``SubjectErased`` once the subject is forgotten.
+        """
+        key_id = PSEUDONYM_PREFIX + self.subject_key_id(subject_key)[len(SUBJECT_PREFIX) :]
+        now = self._clock()
+        with self._lock:
+            for _ in range(2):
+                version = self._primary_version(key_id, now)
+                try:
+                    dek = self._dek(key_id, version)
+                    break
+                except KeyError:
+                    self._primary.pop(key_id, None)
+            else:
+                raise KmsError("no usable pseudonym key")
+        return aead.keyed_hash(dek, f"veil-subject-key:{scope}".encode())
 
     def list_keys(self) -> list[dict]:
         """Key ids, versions, states and KEK versions; never key material."""
@@ -373,20 +474,40 @@ class KeyService:
         return KmsSecretKeys(self)
 
 
+def _with_partner(key_id: str) -> tuple:
+    """A subject's key id and its pseudonym key id (``s:X`` <-> ``p:X``); others alone."""
+    for prefix, partner in ((SUBJECT_PREFIX, PSEUDONYM_PREFIX), (PSEUDONYM_PREFIX, SUBJECT_PREFIX)):
+        if key_id.startswith(prefix):
+            return (key_id, partner + key_id[len(prefix) :])
+    return (key_id,)
+
+
 def _dek_aad(key_id: str, version: int) -> bytes:
     return f"veil-dek|{key_id}|{version}".encode()
 
 
 class KmsSecretKeys(SecretKeys):
-    """``SecretKeys`` served by the key service: one stored key per scope.
+    """``SecretKeys`` served by the key service.
 
-    The production implementation of ``veil.transforms.keys.SecretKeys`` for keyed
-    pseudonyms, date shifts and voices: the scope key is a data key wrapped by the KEK,
-    created once for the whole cluster (one winner), unwrapped on the worker.
+    The production implementation of ``veil.transforms.keys.SecretKeys``. Keyed
+    pseudonyms and date shifts ask ``key_for_subject``: a secret per subject, so erasing
+    the subject makes its pseudonyms impossible to recompute (and unlinkable to new
+    data). ``key_for(scope)`` (voices, anything not per subject) is one stored key per
+    scope. Both are data keys wrapped by the KEK, created once for the whole cluster
+    (one winner), unwrapped on the worker.
     """
 
     def __init__(self, service: KeyService):
         self._service = service
+
+    def key_for_subject(self, scope: str, subject_key: str) -> bytes:
+        """Per-subject: destroyed with the subject's keys (``SubjectKeyErased`` after)."""
+        try:
+            return self._service.subject_secret(subject_key, scope)
+        except SubjectErased:
+            raise SubjectKeyErased() from None
+        except (KmsError, KeyError, DecryptionError):
+            raise KeyUnavailable() from None
 
     def key_for(self, scope: str) -> bytes:
         key_id = SCOPE_PREFIX + scope

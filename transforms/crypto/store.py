@@ -8,9 +8,9 @@ with one atomic ``UPDATE ... RETURNING``, so the total number of encryptions und
 DEK version is bounded across all processes. Erasure deletes the rows and records a
 tombstone in one transaction; ``secure_delete`` overwrites the freed pages.
 
-For a cluster, the same interface fits a database with an atomic conditional insert
-(PostgreSQL ``INSERT ... ON CONFLICT DO NOTHING RETURNING``, see README "Key
-hierarchy"); only the wrapped keys live there, never a plaintext key.
+For a cluster, ``veil.transforms.crypto.kafka_store.KafkaKeyStore`` implements the same
+interface on a compacted Kafka topic (``--veil_key_store kafka://TOPIC``); only wrapped
+keys live in either store, never a plaintext key.
 """
 
 from __future__ import annotations

@@ -26,6 +26,5 @@ def local_config(tmp_path, **overrides) -> KeyServiceConfig:
 def fresh_service(config: KeyServiceConfig):
     """A new ``KeyService`` (not the per-process shared one) for ``config``."""
     from veil.transforms.crypto.service import KeyService
-    from veil.transforms.crypto.store import SqliteKeyStore
 
-    return KeyService(config.kms(), SqliteKeyStore(config.store), config)
+    return KeyService(config.kms(), config.open_store(), config)

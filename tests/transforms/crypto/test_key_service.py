@@ -243,3 +243,37 @@ def test_other_processes_follow_a_kek_rotation(tmp_path):
     env2 = worker.encrypt(b"new", new_ctx)
     assert {k["kek"] for k in admin.list_keys() if "kek" in k} == {"local/2"}
     assert fresh_service(config).decrypt(env2, new_ctx) == b"new"
+
+
+def test_pseudonym_keys_per_subject_are_shredded_with_the_subject(tmp_path):
+    from veil.transforms.keys import FileKeys, SubjectKeyErased, write_key_file
+    from veil.transforms.operators import date_shift, pseudonym
+
+    config = local_config(tmp_path)
+    service = fresh_service(config)
+    keys = service.secret_keys()
+    a1 = pseudonym("John Smith", keys, 12, "subject-a")
+    assert a1 == pseudonym("john  smith", fresh_service(config).secret_keys(), 12, "subject-a")
+    assert a1 != pseudonym("John Smith", keys, 12, "subject-b")
+    shift_a = date_shift("2024-01-02", "subject-a", keys)
+    p_row = [k for k in service.list_keys() if k["key_id"].startswith("p:")]
+    assert len(p_row) == 2 and all(k["version"] == 1 for k in p_row)
+    p_a = "p:" + service.subject_key_id("subject-a")[2:]
+    wrapped = service._store.get(p_a, 1).wrapped
+    key_id, destroyed = service.forget("subject-a")
+    assert destroyed == 1  # the pseudonym key (subject-a never had a data key)
+    for svc in (service, fresh_service(config)):
+        with pytest.raises(SubjectKeyErased):
+            pseudonym("John Smith", svc.secret_keys(), 12, "subject-a")
+        with pytest.raises(SubjectKeyErased):
+            date_shift("2024-01-02", "subject-a", svc.secret_keys())
+        assert pseudonym("John Smith", svc.secret_keys(), 12, "subject-b") != a1
+    assert shift_a != "2024-01-02"
+    erased = {k["key_id"] for k in service.list_keys() if k["state"] == "erased"}
+    assert erased == {key_id, "p:" + key_id[2:]}
+    assert p_a == "p:" + key_id[2:] and wrapped not in Path(config.store).read_bytes()
+    # A key file keeps today's behaviour: one key for every subject.
+    file_keys = FileKeys(write_key_file(tmp_path / "p.key"))
+    assert pseudonym("John Smith", file_keys, 12, "subject-a") == pseudonym(
+        "John Smith", file_keys, 12, "subject-b"
+    ) == pseudonym("John Smith", file_keys)

@@ -6,43 +6,20 @@
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 
 import pytest
 from crypto_testing import fresh_service
 
 from veil.transforms.crypto import DecryptionError, KeyServiceConfig, Pkcs11Kms
-
-MODULE = "/usr/lib/softhsm/libsofthsm2.so"
+from veil.transforms.crypto.kms import SOFTHSM_MODULE as MODULE
+from veil.transforms.crypto.kms import init_softhsm_token
 PIN_ENV = "VEIL_TEST_HSM_PIN"
 
 
 @pytest.fixture(scope="module")
 def token(tmp_path_factory):
-    if not (os.path.exists(MODULE) and shutil.which("softhsm2-util")):
+    if not init_softhsm_token(tmp_path_factory.mktemp("softhsm"), "veil-test", "87654321"):
         pytest.fail("SoftHSM2 is missing: run deploy/setup-hsm.sh (make test does)")
-    base = tmp_path_factory.mktemp("softhsm")
-    (base / "tokens").mkdir()
-    conf = base / "softhsm2.conf"
-    conf.write_text(f"directories.tokendir = {base / 'tokens'}\nobjectstore.backend = file\n")
-    # The library reads SOFTHSM2_CONF once, when it is first loaded in this process.
-    os.environ["SOFTHSM2_CONF"] = str(conf)
-    subprocess.run(
-        [
-            "softhsm2-util",
-            "--init-token",
-            "--free",
-            "--label",
-            "veil-test",
-            "--so-pin",
-            "12345678",
-            "--pin",
-            "87654321",
-        ],
-        check=True,
-        capture_output=True,
-    )
     os.environ[PIN_ENV] = "87654321"
     return "veil-test"
 
