@@ -66,6 +66,24 @@ class StructuredPolicy:
     max_depth: int = 32
 
 
+VIDEO_AUDIO_MODES = ("drop", "anonymize")
+VIDEO_FACE_MODES = ("fill", "pixelate", "blur")
+
+
+@dataclasses.dataclass(frozen=True)
+class VideoPolicy:
+    """``video``: how faces are covered and what happens to the audio track.
+
+    ``audio: drop`` (default) removes the track; ``anonymize`` sends it through the
+    audio branch (voice change, spoken PII blanked), which needs the voice key: without
+    it such videos are dead-lettered ``AUDIO_KEY_UNAVAILABLE`` (fail closed, never
+    published with the original voice).
+    """
+
+    faces: str = "fill"
+    audio: str = "drop"
+
+
 @dataclasses.dataclass(frozen=True)
 class Policy:
     version: str
@@ -83,6 +101,7 @@ class Policy:
     key_file: str | None = None
     key_env: str | None = None
     quarantine_levels: frozenset = frozenset()
+    video: VideoPolicy = VideoPolicy()
 
     def operator_for(self, modality: str, entity_type: str, regimes=()) -> OperatorSpec:
         """The operator for ``entity_type`` in a record of ``modality`` under ``regimes``."""
@@ -229,6 +248,7 @@ def parse_policy(raw, where: str = "policy") -> Policy:
         key_file=key_file,
         key_env=key_env,
         quarantine_levels=frozenset(quarantine),
+        video=_parse_video(raw.get("video", {}), where),
     )
 
 
@@ -324,6 +344,20 @@ def _parse_structured(raw, where: str) -> StructuredPolicy:
     if not isinstance(depth, int) or isinstance(depth, bool) or not 1 <= depth <= 256:
         raise PolicyError(f"{where}: structured.max_depth must be an integer in [1, 256]")
     return StructuredPolicy(tuple(rules), scan, depth)
+
+
+def _parse_video(raw, where: str) -> VideoPolicy:
+    if raw is None:
+        return VideoPolicy()
+    if not isinstance(raw, dict) or set(raw) - {"faces", "audio"}:
+        raise PolicyError(f"{where}: 'video' may only hold 'faces' and 'audio'")
+    faces = raw.get("faces", "fill")
+    if faces not in VIDEO_FACE_MODES:
+        raise PolicyError(f"{where}: video.faces must be one of {list(VIDEO_FACE_MODES)}")
+    audio = raw.get("audio", "drop")
+    if audio not in VIDEO_AUDIO_MODES:
+        raise PolicyError(f"{where}: video.audio must be one of {list(VIDEO_AUDIO_MODES)}")
+    return VideoPolicy(faces=faces, audio=audio)
 
 
 def _mapping(raw: dict, key: str, where: str) -> dict:

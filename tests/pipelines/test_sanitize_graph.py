@@ -62,12 +62,13 @@ def test_graph_conserves_records_and_reports_metrics():
     assert counters[("veil.decode", "records_in")] == 5
     assert counters[("veil.decode", "records_out")] == 4
     assert counters[("veil.decode", "dead_letter_BAD_FRAMING")] == 1
-    assert counters[("veil.route", "dead_letter_UNSUPPORTED_MODALITY")] == 1
+    assert ("veil.route", "dead_letter_UNSUPPORTED_MODALITY") not in counters
+    assert counters[("veil.video", "dead_letter_VIDEO_CORRUPT")] == 1  # not a real MP4
     assert counters[("veil.text", "records_in")] == 2
     assert counters[("veil.text", "records_out")] == 2
     assert counters[("veil.text", "entities_PERSON")] >= 1
     assert counters[("veil.text", "sanitized")] == 2
-    assert counters[("veil.dead_letter", "UNSUPPORTED_MODALITY")] == 1
+    assert counters[("veil.dead_letter", "VIDEO_CORRUPT")] == 1
     assert counters[("veil.image", "dead_letter_IMAGE_DECODE_ERROR")] == 1
     dists = {
         (r.key.metric.namespace, r.key.metric.name): r.committed
