@@ -33,7 +33,12 @@ import logging
 import re
 
 from veil.transforms.classification import Policy, classify
-from veil.transforms.keys import KeyUnavailable, SecretKeys, keys_from_config
+from veil.transforms.keys import (
+    KeyUnavailable,
+    SecretKeys,
+    SubjectKeyErased,
+    keys_from_config,
+)
 from veil.transforms.operators import DROP, OperatorContext, apply_operator
 from veil.transforms.privacy import PrivacyError, PrivacyHandler
 from veil.transforms.recognizers import pattern_findings
@@ -87,9 +92,11 @@ class StructuredHandler(PrivacyHandler[TextModel]):
         try:
             text = record["payload"].decode("utf-8")
             if ndjson:
-                docs = [json.loads(line) for line in text.splitlines() if line.strip()]
+                # NDJSON lines end at "\n" only: splitlines() would also cut at U+2028,
+                # U+0085 and others, which JSON strings may hold raw.
+                docs = [_strict_json(line) for line in text.split("\n") if line.strip()]
             else:
-                docs = [json.loads(text)]
+                docs = [_strict_json(text)]
         except (UnicodeDecodeError, ValueError, RecursionError):
             raise PrivacyError(ErrorCode.STRUCTURED_DECODE_ERROR) from None
         if len(text) > self._policy.text.max_chars:
@@ -113,6 +120,8 @@ class StructuredHandler(PrivacyHandler[TextModel]):
             # Deepest first: values change in place before a key above them is renamed.
             for site in sorted(sites, key=lambda s: -s.depth):
                 site.apply(self._policy, classification.regimes, ctx)
+        except SubjectKeyErased:  # the key service destroyed this subject's keys
+            raise PrivacyError(ErrorCode.SUBJECT_ERASED) from None
         except KeyUnavailable:
             raise PrivacyError(ErrorCode.PSEUDONYM_KEY_UNAVAILABLE) from None
         if ndjson:
@@ -198,13 +207,35 @@ class StructuredHandler(PrivacyHandler[TextModel]):
         return select_spans(findings, self._policy.text.score_threshold)
 
 
+def _no_constant(name: str):
+    raise ValueError("NaN and Infinity are not JSON")
+
+
+def _finite_float(written: str) -> float:
+    value = float(written)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError("number out of range")  # 1e999: would be written back as Infinity
+    return value
+
+
+def _strict_json(text: str):
+    """RFC 8259 JSON only: Python's extensions (NaN, Infinity, overflowing floats, lone
+    surrogates) would come back out as invalid JSON or fail half-way through the
+    operators, so they are decode errors up front (found by the fuzz tests)."""
+    doc = json.loads(text, parse_constant=_no_constant, parse_float=_finite_float)
+    if "\\u" in text and ("\\ud" in text or "\\uD" in text):
+        # Escaped surrogates must pair up; a lone one cannot be encoded (UnicodeError).
+        json.dumps(doc, ensure_ascii=False).encode("utf-8")
+    return doc
+
+
 def _hints(attributes: dict) -> dict:
     raw = attributes.get(HINTS_ATTRIBUTE)
     if not raw:
         return {}
     try:
         hints = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise PrivacyError(ErrorCode.STRUCTURED_DECODE_ERROR) from None
     if not isinstance(hints, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in hints.items()

@@ -32,6 +32,7 @@ import logging
 import numpy as np
 
 from veil.transforms.records import ErrorCode
+from veil.transforms.sandbox import SandboxError, run_isolated
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -119,15 +120,24 @@ def check_header(header: Header, limits: AudioLimits) -> None:
         raise AudioError(ErrorCode.AUDIO_TOO_LONG)
 
 
-def decode_audio(payload: bytes, limits: AudioLimits) -> Audio:
-    """Checks the header, then decodes at most ``limits.max_duration_s`` of audio."""
+def decode_audio(payload: bytes, limits: AudioLimits, sandbox=None) -> Audio:
+    """Checks the header, then decodes at most ``limits.max_duration_s`` of audio.
+
+    With a ``veil.transforms.sandbox.Sandbox``, libsndfile and FFmpeg run in its worker
+    process (a crash, hang or memory blow-up there is ``DECODER_*``).
+    """
     container = container_of(payload)
     if container is None:
         raise AudioError(ErrorCode.AUDIO_FORMAT_UNSUPPORTED)
-    if container in SOUNDFILE_CONTAINERS:
-        audio = _decode_soundfile(payload, container, limits)
-    else:
-        audio = _decode_pyav(payload, container, limits)
+    try:
+        samples, rate = run_isolated(
+            sandbox, _decode_container, payload, container, dataclasses.asdict(limits)
+        )
+    except SandboxError as exc:
+        raise AudioError(exc.code) from None
+    if not (isinstance(samples, np.ndarray) and samples.ndim == 2 and samples.dtype == np.float32):
+        raise AudioError(ErrorCode.AUDIO_DECODE_ERROR)
+    audio = Audio(samples, int(rate), container)
     if audio.samples.shape[0] == 0:
         raise AudioError(ErrorCode.AUDIO_DECODE_ERROR)
     samples = audio.samples
@@ -135,6 +145,16 @@ def decode_audio(payload: bytes, limits: AudioLimits) -> Audio:
         samples = np.nan_to_num(samples, nan=0.0, posinf=1.0, neginf=-1.0)
     audio.samples = np.clip(samples, -1.0, 1.0, out=samples)
     return audio
+
+
+def _decode_container(payload: bytes, container: str, limits: dict) -> tuple:
+    """``(samples, sample rate)``: the native part, run in a sandbox worker when isolated."""
+    bounds = AudioLimits(**limits)
+    if container in SOUNDFILE_CONTAINERS:
+        audio = _decode_soundfile(payload, container, bounds)
+    else:
+        audio = _decode_pyav(payload, container, bounds)
+    return audio.samples, audio.sample_rate
 
 
 def _decode_soundfile(payload: bytes, container: str, limits: AudioLimits) -> Audio:

@@ -44,6 +44,7 @@ from veil.transforms.classification import Policy, classify
 from veil.transforms.keys import KeyUnavailable, keys_from_config
 from veil.transforms.privacy import PrivacyError, PrivacyHandler, entity_counts
 from veil.transforms.records import ErrorCode, WorkItem
+from veil.transforms.sandbox import NATIVE_DECODERS, SandboxConfig, sandbox_for
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -68,6 +69,8 @@ class AudioConfig:
         limits: header and decode limits.
         key_file: the voice key file on the worker, or None to use ``key_env``.
         key_env: the environment variable naming the key file on the worker.
+        isolation: libsndfile and FFmpeg decode in a sandbox worker pool
+            (``veil.transforms.sandbox``); ``None`` or ``enabled=False``: in process.
     """
 
     mode: str = "mcadams"
@@ -80,6 +83,7 @@ class AudioConfig:
     limits: AudioLimits = AudioLimits()
     key_file: str | None = None
     key_env: str = DEFAULT_KEY_ENV
+    isolation: SandboxConfig | None = NATIVE_DECODERS
 
     def __post_init__(self):
         if self.mode not in voice.MODES:
@@ -105,6 +109,7 @@ class AudioModel:
     text_model: object | None
     versions: dict
     key_reported: bool = False
+    sandbox: object | None = None  # veil.transforms.sandbox.Sandbox, None: in process
 
 
 class AudioHandler(PrivacyHandler[AudioModel]):
@@ -133,7 +138,10 @@ class AudioHandler(PrivacyHandler[AudioModel]):
 
     def share_key(self) -> str:
         c = self._config
-        return f"audio:{c.mode}:pii={c.spoken_pii}:key={c.key_file or '$' + c.key_env}"
+        isolated = c.isolation is not None and c.isolation.enabled
+        return f"audio:{c.mode}:pii={c.spoken_pii}:key={c.key_file or '$' + c.key_env}" + (
+            "" if isolated else ":in-process"
+        )
 
     def load(self) -> AudioModel:
         from veil.transforms.audio.asr import Transcriber
@@ -152,8 +160,11 @@ class AudioHandler(PrivacyHandler[AudioModel]):
             versions.update(transcriber.versions)
             versions.update(text_versions)
         voice.warm_up(config.mode)
+        sandbox = sandbox_for(config.isolation)
+        if sandbox is not None:
+            sandbox.warm()
         _LOGGER.info("Audio handler loaded: %s", sorted(versions))
-        return AudioModel(key, transcriber, text_model, versions)
+        return AudioModel(key, transcriber, text_model, versions, sandbox=sandbox)
 
     def detectors(self, model: AudioModel) -> dict:
         return dict(model.versions)
@@ -171,7 +182,7 @@ class AudioHandler(PrivacyHandler[AudioModel]):
                 )
             raise PrivacyError(ErrorCode.AUDIO_KEY_UNAVAILABLE)
         try:
-            audio = decode_audio(item.record["payload"], config.limits)
+            audio = decode_audio(item.record["payload"], config.limits, model.sandbox)
         except AudioError as exc:
             raise PrivacyError(exc.code) from None
         params = voice_params(

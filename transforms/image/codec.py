@@ -35,6 +35,7 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 from veil.transforms.records import ErrorCode  # noqa: E402
+from veil.transforms.sandbox import SandboxError, run_isolated  # noqa: E402
 
 FORMATS = ("jpeg", "png", "gif", "bmp", "tiff", "webp")
 CONTENT_TYPES = {"jpeg": "image/jpeg", "png": "image/png"}
@@ -176,13 +177,26 @@ def check_header(payload: bytes, limits: ImageLimits) -> tuple[str, int, int]:
     return fmt, width, height
 
 
-def decode_image(payload: bytes, limits: ImageLimits = ImageLimits()) -> Image:
-    """Header checks, then decoding with the EXIF orientation applied to the pixels."""
-    fmt, width, height = check_header(payload, limits)
-    buffer = np.frombuffer(payload, dtype=np.uint8)
+def _cv_decode(payload: bytes) -> np.ndarray | None:
+    """OpenCV's decoder, the part that runs in a sandbox worker when isolation is on."""
     try:
-        pixels = cv2.imdecode(buffer, cv2.IMREAD_COLOR)
+        return cv2.imdecode(np.frombuffer(payload, dtype=np.uint8), cv2.IMREAD_COLOR)
     except cv2.error:
+        return None
+
+
+def decode_image(payload: bytes, limits: ImageLimits = ImageLimits(), sandbox=None) -> Image:
+    """Header checks, then decoding with the EXIF orientation applied to the pixels.
+
+    With a ``veil.transforms.sandbox.Sandbox``, OpenCV runs in its worker process (a
+    crash, hang or memory blow-up there is ``DECODER_*``); the header checks stay here.
+    """
+    fmt, width, height = check_header(payload, limits)
+    try:
+        pixels = run_isolated(sandbox, _cv_decode, payload)
+    except SandboxError as exc:
+        raise ImageError(exc.code) from None
+    if not isinstance(pixels, np.ndarray) or pixels.dtype != np.uint8:
         pixels = None
     if pixels is None or pixels.ndim != 3 or pixels.shape[2] != 3:
         raise ImageError(ErrorCode.IMAGE_DECODE_ERROR)

@@ -39,6 +39,7 @@ from veil.transforms.image.faces import CenterFace, DetectorConfig
 from veil.transforms.image.models import CENTERFACE, ModelError, model_path
 from veil.transforms.privacy import PrivacyError, PrivacyHandler
 from veil.transforms.records import AuditStep, ErrorCode, WorkItem
+from veil.transforms.sandbox import NATIVE_DECODERS, SandboxConfig, sandbox_for
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -61,6 +62,8 @@ class ImageConfig:
             for the cached CenterFace (``veil.transforms.image.models``).
         model_sha256: the configured file's sha256 (required with ``model_path``).
         jpeg_quality: quality of re-encoded JPEGs.
+        isolation: OpenCV decodes in a sandbox worker pool (``veil.transforms.sandbox``);
+            ``None`` or ``enabled=False`` decodes in the worker's own process.
     """
 
     faces: DetectorConfig = DetectorConfig()
@@ -72,6 +75,7 @@ class ImageConfig:
     model_path: str | None = None
     model_sha256: str | None = None
     jpeg_quality: int = 92
+    isolation: SandboxConfig | None = NATIVE_DECODERS
 
     def __post_init__(self):
         if self.model_path and not self.model_sha256:
@@ -89,6 +93,7 @@ class ImageModel:
     ocr_ready: bool
     versions: dict
     reported: bool = False
+    sandbox: object | None = None  # veil.transforms.sandbox.Sandbox, None: in process
 
 
 class ImageHandler(PrivacyHandler[ImageModel]):
@@ -117,7 +122,10 @@ class ImageHandler(PrivacyHandler[ImageModel]):
 
     def share_key(self) -> str:
         c = self._config
-        return f"image:{c.model_path or CENTERFACE.name}:ocr={c.ocr}"
+        isolated = c.isolation is not None and c.isolation.enabled
+        return f"image:{c.model_path or CENTERFACE.name}:ocr={c.ocr}" + (
+            "" if isolated else ":in-process"
+        )
 
     def load(self) -> ImageModel:
         config = self._config
@@ -141,8 +149,11 @@ class ImageHandler(PrivacyHandler[ImageModel]):
 
             text_model = load_text_model(self._policy.text.ner)
             versions.update(text_model.versions)
+        sandbox = sandbox_for(config.isolation)
+        if sandbox is not None:
+            sandbox.warm()
         _LOGGER.info("Image handler loaded: %s", sorted(versions))
-        return ImageModel(detector, text_model, ocr_ready, versions)
+        return ImageModel(detector, text_model, ocr_ready, versions, sandbox=sandbox)
 
     def detectors(self, model: ImageModel) -> dict:
         return dict(model.versions)
@@ -151,7 +162,7 @@ class ImageHandler(PrivacyHandler[ImageModel]):
         config = self._config
         # Hostile or corrupt input gets its own code whatever the worker's state.
         try:
-            image = decode_image(item.record["payload"], config.limits)
+            image = decode_image(item.record["payload"], config.limits, model.sandbox)
         except ImageError as exc:
             raise PrivacyError(exc.code) from None
         if model.detector is None or (config.ocr and not model.ocr_ready):
