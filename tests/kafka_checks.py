@@ -13,6 +13,7 @@ from pathlib import Path
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from veil.pipelines.cli import consume
+from veil.transforms.kafkaio.client import resolve
 from veil.transforms.records import Modality
 from veil_testing import framed, media_record
 
@@ -46,9 +47,14 @@ def text_records(n: int, prefix: str = "rec") -> list[dict]:
     return records
 
 
-def produce(bootstrap: str, topic: str, items) -> None:
-    """Produces ``(key, value)`` pairs, or MediaRecord dicts keyed by subject."""
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+def produce(bootstrap: str, topic: str, items, client: dict | None = None) -> None:
+    """Produces ``(key, value)`` pairs, or MediaRecord dicts keyed by subject.
+
+    ``client``: extra kafka-python settings, e.g. security (a password by
+    ``sasl_password_env``), as in every helper here."""
+    producer = KafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, **resolve(client or {})
+    )
     for item in items:
         if isinstance(item, dict):
             item = (item["subject_key"].encode(), framed(item))
@@ -89,9 +95,9 @@ def finish(proc: subprocess.Popen, timeout_s: float) -> tuple[int, bytes]:
     return proc.returncode, logs
 
 
-def read_outputs(bootstrap: str, names):
+def read_outputs(bootstrap: str, names, client: dict | None = None):
     """``(sanitized, dead_letters, audit)`` as lists of ``(ConsumerRecord, value)``."""
-    client = {"bootstrap_servers": bootstrap}
+    client = {"bootstrap_servers": bootstrap, **(client or {})}
     sanitized = [
         (rec, value)
         for modality in Modality.ALL
@@ -112,8 +118,10 @@ def raw_bytes(*outputs):
                 yield header
 
 
-def count_sanitized(bootstrap: str, names, modality: str = "text") -> int:
-    client = {"bootstrap_servers": bootstrap}
+def count_sanitized(
+    bootstrap: str, names, modality: str = "text", client: dict | None = None
+) -> int:
+    client = {"bootstrap_servers": bootstrap, **(client or {})}
     return len(list(consume(client, names.sanitized(modality), idle_timeout_s=0.5)))
 
 
@@ -140,8 +148,15 @@ def kill_group(proc) -> None:
     proc.wait(timeout=30)
 
 
-def committed(bootstrap: str, group: str, topic: str, partitions: int) -> dict:
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+def committed(
+    bootstrap: str, group: str, topic: str, partitions: int, client: dict | None = None
+) -> dict:
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=group,
+        enable_auto_commit=False,
+        **resolve(client or {}),
+    )
     try:
         return {p: consumer.committed(TopicPartition(topic, p)) for p in range(partitions)}
     finally:

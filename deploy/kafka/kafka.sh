@@ -14,6 +14,8 @@ JAVA_BIN="${JAVA_HOME:+$JAVA_HOME/bin/}java"
 READY_PATTERN='Kafka Server started'
 DEFAULT_WAIT_TIMEOUT=60
 STOP_TIMEOUT=20
+SECURE_PY="$SCRIPT_DIR/secure.py"
+SECURE=0   # 1 for start-secure (SASL_SSL + ACLs, see secure.py)
 
 usage() {
   cat <<EOF
@@ -29,6 +31,11 @@ Commands:
                         DIR/data on first use, launch the broker detached and
                         wait until ready (TIMEOUT s, default $DEFAULT_WAIT_TIMEOUT).
                         Prints the bootstrap address (127.0.0.1:PORT) on stdout.
+  start-secure DIR [TIMEOUT]
+                        The same, secured: SASL_SSL (TLS 1.3 + SCRAM-SHA-512) and
+                        the ACL authorizer (deny by default). Writes a CA, users
+                        and DIR/client.json; see deploy/kafka/README.md. A DIR is
+                        either secured or not for its whole life.
   wait DIR [TIMEOUT]    Wait until the broker in DIR accepts connections and has
                         logged "$READY_PATTERN" (default ${DEFAULT_WAIT_TIMEOUT} s).
   stop DIR              SIGTERM the broker, SIGKILL after ${STOP_TIMEOUT} s. No-op if stopped.
@@ -75,6 +82,18 @@ check_mvn() {
 
 check_python() {
   command -v python3 >/dev/null 2>&1 || die "python3 not found (used to pick free ports)"
+}
+
+# secure.py needs `cryptography`: the repo's venv has it (VEIL_PYTHON overrides).
+secure_py() {
+  local py="${VEIL_PYTHON:-}"
+  if [[ -z "$py" ]]; then
+    py="$REPO_ROOT/.venv/bin/python"
+    [[ -x "$py" ]] || py=python3
+  fi
+  "$py" -c 'import cryptography.x509' 2>/dev/null \
+    || die "$py cannot import cryptography (needed by start-secure; run make venv)"
+  "$py" "$SECURE_PY" "$@"
 }
 
 # ------------------------------------------------------------------------ fetch
@@ -149,9 +168,12 @@ port_in_use() {
 }
 
 port_free() {
+  # SO_REUSEADDR, as the JVM's server sockets: a port left in TIME_WAIT by the
+  # previous broker's connections is free for a restart; a listening one is not.
   python3 - "$1" <<'PY'
 import socket, sys
 s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 try:
     s.bind(("127.0.0.1", int(sys.argv[1])))
 except OSError:
@@ -244,6 +266,12 @@ num.io.threads=4
 background.threads=4
 num.recovery.threads.per.data.dir=1
 EOF
+  if (( SECURE )); then  # holds the broker's SCRAM password: owner-only
+    chmod 600 "$dir/server.properties.tmp"
+    printf '\n' >>"$dir/server.properties.tmp"
+    secure_py properties "$dir" "$port" "$cport" >>"$dir/server.properties.tmp" \
+      || die "secure.py properties failed"
+  fi
   if [[ -n "${KAFKA_EXTRA_PROPERTIES:-}" ]]; then
     printf '\n# KAFKA_EXTRA_PROPERTIES\n%s\n' "$KAFKA_EXTRA_PROPERTIES" >>"$dir/server.properties.tmp"
   fi
@@ -294,6 +322,11 @@ cmd_start() {
   dir="$(abs_dir "$1")"
   check_python
   cmd_fetch
+  if (( SECURE )); then
+    secure_py prepare "$dir" || die "secure.py prepare failed"
+  elif [[ -d "$dir/secure" ]]; then
+    die "$dir holds a secured broker; use start-secure"
+  fi
 
   if pid="$(running_pid "$dir")"; then
     note "broker in $dir already running (pid $pid)"
@@ -338,9 +371,15 @@ cmd_start() {
       cluster_id="$(new_cluster_id)"
       printf '%s\n' "$cluster_id" >"$dir/cluster.id"
     fi
+    local -a format_extra=()
+    local format_line=""
+    if (( SECURE )); then  # SCRAM users exist from the first metadata record on (KIP-900)
+      format_line="$(secure_py format-args "$dir")" || die "secure.py format-args failed"
+      read -r -a format_extra <<<"$format_line"
+    fi
     if ! "$JAVA_BIN" -Xmx256m -cp "$LIBS_DIR/*" kafka.tools.StorageTool format \
            --config "$dir/server.properties" --cluster-id "$cluster_id" --ignore-formatted \
-           >"$dir/format.log" 2>&1; then
+           ${format_extra[@]+"${format_extra[@]}"} >"$dir/format.log" 2>&1; then
       cat "$dir/format.log" >&2
       die "formatting $dir/data failed"
     fi
@@ -374,6 +413,9 @@ cmd_start() {
   if ! (cmd_wait "$dir" "$timeout"); then
     cmd_stop "$dir" || true
     die "start failed; see $dir/server.log and $dir/console.log"
+  fi
+  if (( SECURE )); then
+    secure_py clients "$dir" "$port" || die "secure.py clients failed"
   fi
   cat "$dir/bootstrap"
 }
@@ -427,6 +469,7 @@ main() {
   case "$cmd" in
     fetch)  (( $# == 0 )) || { usage >&2; exit 2; }; cmd_fetch ;;
     start)  cmd_start "$@" ;;
+    start-secure) SECURE=1; cmd_start "$@" ;;
     wait)   cmd_wait "$@" ;;
     stop)   cmd_stop "$@" ;;
     status) cmd_status "$@" ;;
