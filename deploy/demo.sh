@@ -12,7 +12,9 @@ keys="$cache/keys"
 mkdir -p "$keys" && chmod 700 "$keys"
 [ -f "$keys/pseudonym.key" ] || "$veil" keys init "$keys/pseudonym.key" >/dev/null
 [ -f "$keys/voice.key" ] || "$veil" keys init "$keys/voice.key" >/dev/null
+[ -f "$keys/audit.key" ] || "$veil" keys init "$keys/audit.key" >/dev/null  # audit chain MACs
 export VEIL_PSEUDONYM_KEY_FILE="$keys/pseudonym.key" VEIL_AUDIO_KEY_FILE="$keys/voice.key"
+export VEIL_AUDIT_KEY_FILE="$keys/audit.key"
 
 bash "$here/kafka/kafka.sh" stop "$dir" >/dev/null 2>&1 || true
 rm -rf "$dir"
@@ -21,3 +23,6 @@ echo "Starting a local Kafka broker (KRaft, loopback) ..."
 bootstrap=$(bash "$here/kafka/kafka.sh" start "$dir")
 echo "Broker ready at $bootstrap"
 "$veil" demo --bootstrap "$bootstrap" "$@"
+echo
+echo "Audit chain (veil audit verify --topic veil.audit, MACs under \$VEIL_AUDIT_KEY_FILE):"
+"$veil" audit verify --bootstrap "$bootstrap" --topic veil.audit | tail -n 1

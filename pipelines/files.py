@@ -93,6 +93,8 @@ def to_json(subject: str, record: dict) -> dict:
             out.update(_payload_json(key, value))
         elif hasattr(value, "isoformat"):
             out[key] = value.isoformat()
+        elif isinstance(value, dict):  # nested records, e.g. an audit event's chain link
+            out[key] = {k: _bytes_note(v) for k, v in value.items()}
         elif isinstance(value, list):
             out[key] = [
                 {k: _bytes_note(v) for k, v in v_.items()} if isinstance(v_, dict) else v_

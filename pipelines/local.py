@@ -25,6 +25,7 @@ from veil.pipelines.files import file_messages, to_json
 from veil.pipelines.runners import prepare_argv
 from veil.pipelines.sanitize import build
 from veil.schemas import AUDIT_EVENT, DEAD_LETTER, SANITIZED_RECORD, catalog
+from veil.transforms.audit_chain import chain_events, resolve_mac_key
 
 
 class _SpoolFn(beam.DoFn):
@@ -99,7 +100,11 @@ def _sort_spool(spool: str, out: Path, paths, total: int, input_errors) -> dict:
                     f.write(json.dumps(to_json(SANITIZED_RECORD, record), ensure_ascii=False) + "\n")
         elif records:
             (out / path.name).write_bytes(records[0]["payload"])
-    _write_jsonl(out / "audit.jsonl", AUDIT_EVENT, audit, key=lambda e: (e["source"]["topic"], e["source"]["offset"], e["event_time"]))
+    order = lambda e: (e["source"]["topic"], e["source"]["offset"], e["event_time"])  # noqa: E731
+    # Hash-chained (and MACed under $VEIL_AUDIT_KEY_FILE, if set) in file order, so
+    # `veil audit verify --file DIR/audit.jsonl` checks it like the audit topic.
+    audit = chain_events(sorted(audit, key=order), resolve_mac_key())
+    _write_jsonl(out / "audit.jsonl", AUDIT_EVENT, audit, key=order)
     _write_jsonl(out / "dead-letter.jsonl", DEAD_LETTER, dead, key=lambda d: (d["source"]["topic"], d["source"]["offset"]))
     return {
         "records": total,

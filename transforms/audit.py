@@ -3,7 +3,9 @@
 An ``AuditEvent`` is built only from an ``AuditStep`` (stage, action, codes, counts,
 versions, timings) and the record's coordinates and id. No field takes content, and
 ``event_id`` is deterministic, so a replayed record yields the same ids and consumers can
-de-duplicate. The tamper-evidence chain (``chain``) is filled by a later stage.
+de-duplicate. The tamper-evidence chain (``chain``) is filled where the events are
+produced to Kafka (``veil.transforms.kafkaio.audit_chainer``; format and verifier in
+``veil.transforms.audit_chain``).
 """
 
 from __future__ import annotations
