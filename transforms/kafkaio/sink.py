@@ -5,6 +5,11 @@ idempotence on. Each DoFn instance remembers the futures of its bundle and
 ``finish_bundle`` flushes and checks them all, so no bundle completes (and no source
 offset is committed) before the broker acknowledged every record it produced. A failed
 send fails the bundle, which the runner retries: at-least-once, with deterministic keys.
+
+With ``delivery="exactly_once"`` each write goes into the open Kafka transaction of the
+source partition it derives from (``KafkaWrite.source``), which ``ReadFromKafka(...,
+exactly_once=True)`` opened in the same bundle and commits on finalization; a write
+with no source or no open transaction fails the bundle (fail closed).
 """
 
 from __future__ import annotations
@@ -17,11 +22,16 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.utils.shared import Shared
 
-from veil.transforms.kafkaio import client
+from veil.transforms.kafkaio import client, transactions
 
 _LOGGER = logging.getLogger(__name__)
 
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+
+# Per producer config (tag): how many times a failed bundle retired the shared producer.
+# A kafka-python idempotent producer whose batch the broker refused can stay in an error
+# state; every DoFn instance of the process moves to a fresh producer at its next bundle.
+_GENERATIONS: dict[str, int] = {}
 
 
 class _SharedProducer:
@@ -41,8 +51,20 @@ class _SharedProducer:
 
 
 class _WriteFn(beam.DoFn):
-    def __init__(self, producer_config: dict, shared: Shared, flush_timeout_s: float):
+    def __init__(
+        self,
+        producer_config: dict,
+        shared: Shared,
+        flush_timeout_s: float,
+        transactional_group: str | None = None,
+        audit_chain=None,
+    ):
         self._config = producer_config
+        # An ``AuditChainSpec``: writes to its topic are chained (audit_chainer).
+        self._audit_chain = audit_chain
+        # Set in exactly-once mode: the consumer group whose source-partition
+        # transactions the writes join.
+        self._group = transactional_group
         self._shared = shared
         self._tag = hashlib.sha256(
             json.dumps(producer_config, sort_keys=True, default=str).encode()
@@ -51,16 +73,65 @@ class _WriteFn(beam.DoFn):
         self._written = Metrics.counter("veil.kafka", "records_written")
         self._bytes = Metrics.counter("veil.kafka", "bytes_written")
 
+    def _acquire(self):
+        generation = _GENERATIONS.get(self._tag, 0)
+        self._generation = generation
+        self._holder = self._shared.acquire(
+            lambda: _SharedProducer(self._config), f"{self._tag}/{generation}"
+        )
+
+    def _retire_producer(self):
+        """After a refused write: later bundles use a new producer, this one is closed."""
+        if _GENERATIONS.get(self._tag, 0) == self._generation:
+            _GENERATIONS[self._tag] = self._generation + 1
+            try:
+                self._holder.producer.close(timeout=0)
+            except Exception:  # noqa: BLE001 - closing a broken producer is best effort
+                pass
+
     def setup(self):
-        self._holder = self._shared.acquire(lambda: _SharedProducer(self._config), self._tag)
+        if self._group is None:
+            self._acquire()
+        self._chainer = self._audit_chain.open(self._config) if self._audit_chain else None
 
     def start_bundle(self):
         self._pending = []
+        self._transactions = {}
+        if self._group is None and _GENERATIONS.get(self._tag, 0) != self._generation:
+            self._acquire()
+        if self._chainer is not None:
+            self._chainer.begin_bundle()
+
+    def _transaction(self, write) -> transactions.PartitionTransaction:
+        if write.source is None:
+            raise transactions.TransactionError(
+                f"NO_SOURCE_PARTITION: a write to {write.topic} does not name its source"
+            )
+        topic, partition = write.source.topic, write.source.partition
+        txn = transactions.lookup(self._group, topic, partition)
+        if txn is None or not txn.is_open:
+            tid = transactions.transactional_id(self._group, topic, partition)
+            raise transactions.TransactionError(f"NO_OPEN_TRANSACTION for {tid}")
+        if not txn.covers(write.source.offset):
+            raise transactions.TransactionError(
+                f"WRITE_OUTSIDE_TRANSACTION: source offset {write.source.offset} is not in "
+                f"the open transaction of {txn.transactional_id}"
+            )
+        self._transactions[txn.transactional_id] = txn
+        return txn
 
     def process(self, write):
-        future = self._holder.producer.send(
-            write.topic, key=write.key, value=write.value, headers=list(write.headers)
-        )
+        if self._chainer is not None and write.topic == self._chainer.topic:
+            # Audit events get their chain link here, in the order they are produced.
+            txn = self._transaction(write) if self._group is not None else None
+            producer = txn.producer if txn is not None else self._holder.producer
+            future = self._chainer.send(producer, write, txn)
+        elif self._group is not None:
+            future = self._transaction(write).send(write)
+        else:
+            future = self._holder.producer.send(
+                write.topic, key=write.key, value=write.value, headers=list(write.headers)
+            )
         self._pending.append(future)
         self._written.inc()
         self._bytes.inc(len(write.value))
@@ -69,10 +140,19 @@ class _WriteFn(beam.DoFn):
     def finish_bundle(self):
         if not self._pending:
             return
-        self._holder.producer.flush(timeout=self._flush_timeout_s)
+        if self._group is not None:
+            for txn in self._transactions.values():
+                txn.flush(self._flush_timeout_s)
+            self._transactions = {}
+        else:
+            self._holder.producer.flush(timeout=self._flush_timeout_s)
+        if self._chainer is not None:
+            self._chainer.settle()
         failed = [f for f in self._pending if not f.succeeded()]
         self._pending = []
         if failed:
+            if self._group is None:
+                self._retire_producer()
             # kafka-python's errors name the broker condition, not the payload.
             error = failed[0].exception if failed[0].is_done else None
             raise RuntimeError(
@@ -82,21 +162,51 @@ class _WriteFn(beam.DoFn):
 
 
 class WriteToKafka(beam.PTransform):
-    """Produces ``KafkaWrite(topic, key, value, headers)`` elements.
+    """Produces ``KafkaWrite(topic, key, value, headers, source)`` elements.
 
     Example::
 
         writes | WriteToKafka({"bootstrap_servers": "127.0.0.1:9092"})
+        # exactly once, with ReadFromKafka(..., group_id="veil", exactly_once=True):
+        writes | WriteToKafka(config, delivery="exactly_once", group_id="veil")
+
+    Args:
+        producer_config: kafka-python settings (bootstrap servers, security).
+        flush_timeout_s: how long ``finish_bundle`` waits for acknowledgements.
+        delivery: ``at_least_once`` (the shared idempotent producer) or
+            ``exactly_once`` (the source partitions' transactions).
+        group_id: exactly-once only: the source's consumer group.
+        audit_chain: an ``AuditChainSpec``: writes to its topic are hash-chained and
+            MACed as they are produced (``veil.transforms.kafkaio.audit_chainer``).
     """
 
     _shared = Shared()
 
-    def __init__(self, producer_config: dict, flush_timeout_s: float = 60.0):
+    def __init__(
+        self,
+        producer_config: dict,
+        flush_timeout_s: float = 60.0,
+        delivery: str = transactions.AT_LEAST_ONCE,
+        group_id: str | None = None,
+        audit_chain=None,
+    ):
         super().__init__()
+        if delivery not in transactions.DELIVERY_MODES:
+            raise ValueError(f"delivery must be one of {transactions.DELIVERY_MODES}")
+        if delivery == transactions.EXACTLY_ONCE and not group_id:
+            raise ValueError("exactly_once delivery needs the source's group_id")
         self._config = dict(producer_config)
         self._flush_timeout_s = flush_timeout_s
+        self._group = group_id if delivery == transactions.EXACTLY_ONCE else None
+        self._audit_chain = audit_chain
 
     def expand(self, pcoll):
         return pcoll | "Produce" >> beam.ParDo(
-            _WriteFn(self._config, WriteToKafka._shared, self._flush_timeout_s)
+            _WriteFn(
+                self._config,
+                WriteToKafka._shared,
+                self._flush_timeout_s,
+                self._group,
+                audit_chain=self._audit_chain,
+            )
         )

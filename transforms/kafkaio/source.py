@@ -14,6 +14,11 @@ runner finalizes a bundle, i.e. after everything the bundle produced downstream 
 into the same stage, see ``veil.pipelines.sanitize``) was acknowledged by the broker. A
 crash between the write and the commit replays records: delivery is at-least-once and
 every output carries a deterministic key.
+
+With ``exactly_once=True`` the source reads ``read_committed`` and, instead of a
+consumer commit, commits the partition's Kafka transaction (which holds every write
+derived from the bundle's records) together with the next offset; see
+``veil.transforms.kafkaio.transactions``.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.transforms.core import RestrictionProvider
 from apache_beam.utils.timestamp import Timestamp
 
-from veil.transforms.kafkaio import client
+from veil.transforms.kafkaio import client, transactions
 from veil.transforms.kafkaio.sink import MAX_MESSAGE_BYTES
 from veil.transforms.records import KafkaMessage
 
@@ -39,13 +44,14 @@ _LOGGER = logging.getLogger(__name__)
 UNBOUNDED_STOP = sys.maxsize
 
 
-def _consumer(config: dict, group_id: str | None):
+def _consumer(config: dict, group_id: str | None, read_committed: bool = False):
     from kafka import KafkaConsumer
 
     return KafkaConsumer(
         group_id=group_id,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
+        isolation_level="read_committed" if read_committed else "read_uncommitted",
         max_partition_fetch_bytes=MAX_MESSAGE_BYTES,
         fetch_max_bytes=4 * MAX_MESSAGE_BYTES,
         **client.resolve(config),
@@ -67,11 +73,19 @@ class _UnboundedOffsetTracker(OffsetRestrictionTracker):
 class _PartitionOffsets(RestrictionProvider):
     """Creates each partition's offset range from the group's committed offsets."""
 
-    def __init__(self, consumer_config: dict, group_id: str, bounded: bool, start: str):
+    def __init__(
+        self,
+        consumer_config: dict,
+        group_id: str,
+        bounded: bool,
+        start: str,
+        exactly_once: bool = False,
+    ):
         self._config = consumer_config
         self._group_id = group_id
         self._bounded = bounded
         self._start = start
+        self._exactly_once = exactly_once
         self._client = None
         self._lock = threading.Lock()
 
@@ -89,9 +103,15 @@ class _PartitionOffsets(RestrictionProvider):
         from kafka import TopicPartition
 
         tp = TopicPartition(*element)
+        if self._exactly_once:
+            # Fence a crashed run's producer first: its transaction is aborted, or
+            # completed if its commit had begun, before the committed offset is read.
+            transactions.open_partition(
+                self._config, self._group_id, tp.topic, tp.partition, MAX_MESSAGE_BYTES
+            )
         with self._lock:
             if self._client is None:
-                self._client = _consumer(self._config, self._group_id)
+                self._client = _consumer(self._config, self._group_id, self._exactly_once)
             client = self._client
             first = client.beginning_offsets([tp])[tp]
             end = client.end_offsets([tp])[tp]
@@ -148,11 +168,13 @@ class _ReadPartitionFn(beam.DoFn, RestrictionProvider):
         max_bundle_seconds: float,
         idle_stop_seconds: float,
         poll_timeout_ms: int,
+        exactly_once: bool = False,
     ):
         self._config = consumer_config
         self._group_id = group_id
         self._bounded = bounded
-        self._offsets = _PartitionOffsets(consumer_config, group_id, bounded, start)
+        self._exactly_once = exactly_once
+        self._offsets = _PartitionOffsets(consumer_config, group_id, bounded, start, exactly_once)
         self._max_records = max_records_per_bundle
         self._max_seconds = max_bundle_seconds
         self._idle_stop = idle_stop_seconds
@@ -177,8 +199,9 @@ class _ReadPartitionFn(beam.DoFn, RestrictionProvider):
         return self._offsets.truncate(element, restriction)
 
     def setup(self):
-        self._fetcher = _consumer(self._config, None)
+        self._fetcher = _consumer(self._config, None, self._exactly_once)
         self._committer = _consumer(self._config, self._group_id)
+        self._topics_read = set()
         self._commit_lock = threading.Lock()
         # Seconds spent polling a caught-up partition without getting a record, summed
         # across calls: time the runner spends elsewhere between calls does not count.
@@ -188,6 +211,30 @@ class _ReadPartitionFn(beam.DoFn, RestrictionProvider):
         for consumer in (getattr(self, "_fetcher", None), getattr(self, "_committer", None)):
             if consumer is not None:
                 consumer.close(autocommit=False)
+        if self._exactly_once and getattr(self, "_topics_read", None):
+            transactions.close_group(self._group_id, self._topics_read)
+
+    def _begin_transaction(self, tp, first_offset: int) -> transactions.PartitionTransaction:
+        """Opens ``tp``'s transaction for this bundle (aborting a failed bundle's)."""
+        txn = transactions.open_partition(
+            self._config, self._group_id, tp.topic, tp.partition, MAX_MESSAGE_BYTES
+        )
+        self._topics_read.add(tp.topic)
+        try:
+            txn.begin(first_offset)
+        except Exception as exc:  # fenced or timed out by the broker: start afresh
+            _LOGGER.warning(
+                "Transactional producer %s unusable (%s): replacing it",
+                txn.transactional_id,
+                type(exc).__name__,
+            )
+            txn = transactions.replace(txn, self._config, MAX_MESSAGE_BYTES)
+            txn.begin(first_offset)
+        return txn
+
+    def _commit_transaction(self, txn, next_offset: int) -> None:
+        txn.commit(next_offset)
+        self._commits.inc()
 
     def _commit(self, tp, next_offset: int) -> None:
         from kafka.structs import OffsetAndMetadata
@@ -227,6 +274,7 @@ class _ReadPartitionFn(beam.DoFn, RestrictionProvider):
         started = time.monotonic()
         emitted = 0
         next_offset = None
+        txn = None
         try:
             while True:
                 polled_at = time.monotonic()
@@ -253,6 +301,10 @@ class _ReadPartitionFn(beam.DoFn, RestrictionProvider):
                 for rec in records:
                     if not tracker.try_claim(rec.offset):
                         return
+                    if self._exactly_once:
+                        if txn is None:
+                            txn = self._begin_transaction(tp, rec.offset)
+                        txn.claim(rec.offset)
                     next_offset = rec.offset + 1
                     size = len(rec.value or b"")
                     self._records.inc()
@@ -279,7 +331,11 @@ class _ReadPartitionFn(beam.DoFn, RestrictionProvider):
                     tracker.defer_remainder()
                     return
         finally:
-            if next_offset is not None:
+            if txn is not None:
+                bundle_finalizer.register(
+                    lambda txn=txn, offset=next_offset: self._commit_transaction(txn, offset)
+                )
+            elif next_offset is not None:
                 bundle_finalizer.register(
                     lambda tp=tp, offset=next_offset: self._commit(tp, offset)
                 )
@@ -335,6 +391,9 @@ class ReadFromKafka(beam.PTransform):
         start: ``earliest`` or ``latest``, for partitions the group never committed.
         idle_stop_seconds: unbounded mode only; finish a partition after this long
             without records (0: never, the streaming default).
+        exactly_once: read ``read_committed`` and commit offsets inside each source
+            partition's Kafka transaction; the sink must be a ``WriteToKafka`` with
+            ``delivery="exactly_once"`` and the same group, fused into this stage.
     """
 
     def __init__(
@@ -348,8 +407,10 @@ class ReadFromKafka(beam.PTransform):
         max_bundle_seconds: float = 2.0,
         idle_stop_seconds: float = 0.0,
         poll_timeout_ms: int = 250,
+        exactly_once: bool = False,
     ):
         super().__init__()
+        self._exactly_once = exactly_once
         if start not in ("earliest", "latest"):
             raise ValueError("start must be 'earliest' or 'latest'")
         self._config = dict(consumer_config)
@@ -369,7 +430,12 @@ class ReadFromKafka(beam.PTransform):
         if not self._bounded:
             fn_class = beam.DoFn.unbounded_per_element()(_UnboundedReadPartitionFn)
         read_fn = fn_class(
-            self._config, self._group_id, self._bounded, self._start, *self._fn_args
+            self._config,
+            self._group_id,
+            self._bounded,
+            self._start,
+            *self._fn_args,
+            exactly_once=self._exactly_once,
         )
         return (
             pbegin
