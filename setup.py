@@ -23,6 +23,7 @@ PACKAGE_DIR = {
     "veil.transforms.kafkaio": "transforms/kafkaio",
     "veil.transforms.audio": "transforms/audio",
     "veil.transforms.image": "transforms/image",
+    "veil.transforms.video": "transforms/video",
     "veil.transforms.crypto": "transforms/crypto",
     "veil.schemas": "schemas",
 }

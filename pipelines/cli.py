@@ -7,6 +7,7 @@
     veil topics create
     veil keys init|init-keyring|create|rotate|retire|forget|list|watch-erasures
     veil reveal FILE --principal P --role R
+    veil audit verify --topic T | --file F [--key K]
     veil demo --bootstrap HOST:PORT
 
 Errors print one line on stderr and exit non-zero: 2 for usage and configuration
@@ -34,7 +35,10 @@ class CliError(Exception):
 
 
 def _client_config(args) -> dict:
-    return {"bootstrap_servers": args.bootstrap.split(",")}
+    """Bootstrap and security settings (``veil.pipelines.kafka_args``), secret-free."""
+    from veil.pipelines.kafka_args import client_config
+
+    return client_config(args)
 
 
 def _progress(iterable, total=None, desc=""):
@@ -65,14 +69,14 @@ def cmd_produce(args, _):
     from kafka import KafkaProducer
 
     from veil.pipelines.files import InputError, encode_record, iter_records
-    from veil.transforms.kafkaio import MAX_MESSAGE_BYTES
+    from veil.transforms.kafkaio import MAX_MESSAGE_BYTES, client
 
     _check_paths(args.paths)
     producer = KafkaProducer(
         acks="all",
         enable_idempotence=True,
         max_request_size=MAX_MESSAGE_BYTES,
-        **_client_config(args),
+        **client.resolve(_client_config(args)),
     )
     sent = failed = 0
     try:
@@ -105,23 +109,32 @@ def _check_paths(paths):
 # --- veil consume ---------------------------------------------------------------------
 
 
-def consume(client_config: dict, topic: str, max_records=None, idle_timeout_s=5.0):
-    """Reads ``topic`` from the beginning without a group; yields decoded records."""
+def consume(
+    client_config: dict, topic: str, max_records=None, idle_timeout_s=5.0, read_committed=True
+):
+    """Reads ``topic`` from the beginning without a group; yields decoded records.
+
+    ``read_committed`` (the default) hides records of open and aborted transactions, so
+    an exactly-once pipeline's output is seen exactly once; at-least-once output (no
+    transactions) reads the same either way.
+    """
     from kafka import KafkaConsumer, TopicPartition
 
     from veil.schemas import FramingError, catalog
-    from veil.transforms.kafkaio import MAX_MESSAGE_BYTES
+    from veil.transforms.kafkaio import MAX_MESSAGE_BYTES, client
 
     cat = catalog()
     consumer = KafkaConsumer(
         enable_auto_commit=False,
         max_partition_fetch_bytes=MAX_MESSAGE_BYTES,
-        **client_config,
+        isolation_level="read_committed" if read_committed else "read_uncommitted",
+        **client.resolve(client_config),
     )
     try:
         partitions = consumer.partitions_for_topic(topic)
         if not partitions:
-            raise CliError(f"topic {topic} does not exist", 2)
+            # Kafka answers the same for a topic this principal may not describe.
+            raise CliError(f"topic {topic} does not exist or is not authorized", 2)
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]
         consumer.assign(tps)
         consumer.seek_to_beginning(*tps)
@@ -224,7 +237,9 @@ def cmd_keys_init(args, _):
 def cmd_demo(args, beam_argv):
     from veil.pipelines.demo import run_demo
 
-    return run_demo(args.bootstrap, args.prefix, beam_argv)
+    from veil.pipelines.kafka_args import as_run_flags
+
+    return run_demo(args.bootstrap, args.prefix, as_run_flags(args) + list(beam_argv))
 
 
 def parser() -> argparse.ArgumentParser:
@@ -241,7 +256,9 @@ def parser() -> argparse.ArgumentParser:
             default=DEFAULT_BOOTSTRAP,
             help="Kafka bootstrap servers (default: $VEIL_BOOTSTRAP_SERVERS or 127.0.0.1:9092)",
         )
-        return p
+        from veil.pipelines.kafka_args import add_security_args
+
+        return add_security_args(p)  # --security-protocol, --sasl-username, ...
 
     sub.add_parser(
         "run",
@@ -288,6 +305,10 @@ def parser() -> argparse.ArgumentParser:
 
     register_keys(sub, with_bootstrap)  # veil keys ..., veil reveal
 
+    from veil.pipelines.audit_cli import register as register_audit
+
+    register_audit(sub, with_bootstrap)  # veil audit verify
+
     p = with_bootstrap(sub.add_parser("demo", help="end-to-end demo against a running broker"))
     p.add_argument("--prefix", default="veil")
     return top
@@ -314,6 +335,12 @@ def _keys_cli(name):
         return getattr(keys_cli, name)(args, beam_argv)
 
     return handler
+
+
+def _audit_cli(args, beam_argv):
+    from veil.pipelines.audit_cli import cmd_audit
+
+    return cmd_audit(args, beam_argv)
 
 
 def main(argv=None) -> int:
@@ -343,6 +370,7 @@ def main(argv=None) -> int:
         "topics": cmd_topics,
         "keys": _keys_cli("cmd_keys"),
         "reveal": _keys_cli("cmd_reveal"),
+        "audit": _audit_cli,
         "demo": cmd_demo,
     }[args.command]
     try:

@@ -131,7 +131,11 @@ def run_demo(bootstrap: str, prefix: str, beam_argv) -> int:
     from veil.transforms.kafkaio import MAX_MESSAGE_BYTES, ensure_topics
     from veil.transforms.records import Modality
 
-    client = {"bootstrap_servers": bootstrap.split(",")}
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from veil.pipelines.options import VeilConfig
+    from veil.transforms.kafkaio import client as kafka_client
+
     names = TopicNames(prefix)
     argv = list(beam_argv) + [
         f"--veil_bootstrap_servers={bootstrap}",
@@ -140,6 +144,10 @@ def run_demo(bootstrap: str, prefix: str, beam_argv) -> int:
         f"--veil_consumer_group={prefix}-demo-{int(time.time())}",
     ]
     prepare_argv(argv)  # fail fast, before producing anything
+    # The demo's own clients use the pipeline's settings (security included). On a
+    # secured broker it plays every role (topics, producer, pipeline, reader): run it as
+    # a super user, or see deploy/kafka/README.md for the per-role commands.
+    client = VeilConfig.from_options(PipelineOptions(argv)).client_config()
 
     started = time.monotonic()
     print(f"[1/4] creating topics on {bootstrap}")
@@ -147,7 +155,10 @@ def run_demo(bootstrap: str, prefix: str, beam_argv) -> int:
 
     messages = sample_messages()
     print(f"[2/4] producing {len(messages)} sample records to {names.raw}")
-    producer = KafkaProducer(acks="all", enable_idempotence=True, max_request_size=MAX_MESSAGE_BYTES, **client)
+    producer = KafkaProducer(
+        acks="all", enable_idempotence=True, max_request_size=MAX_MESSAGE_BYTES,
+        **kafka_client.resolve(client),
+    )
     for key, value, _ in messages:
         producer.send(names.raw, key=key, value=value)
     producer.flush(timeout=60)

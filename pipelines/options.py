@@ -14,6 +14,13 @@ import os
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from veil.transforms.emit import TopicNames
+from veil.transforms.kafkaio.client import (
+    DEFAULT_PASSWORD_ENV,
+    PROTOCOLS,
+    SASL_MECHANISMS,
+    SecurityConfigError,
+    security_config,
+)
 
 LOCAL_RUNNER = "apache_beam.runners.portability.fn_api_runner.FnApiRunner"
 
@@ -68,6 +75,14 @@ class VeilOptions(PipelineOptions):
             "records (0: never).",
         )
         parser.add_argument(
+            "--veil_delivery",
+            choices=("at_least_once", "exactly_once"),
+            default="at_least_once",
+            help="at_least_once: replays after a crash repeat records with the same keys; "
+            "exactly_once: Kafka transactions per source partition, for read_committed "
+            "readers (local FnApiRunner only; see veil.pipelines.delivery).",
+        )
+        parser.add_argument(
             "--veil_policy",
             default=None,
             help="Policy YAML file (default: the packaged default policy).",
@@ -98,27 +113,46 @@ class VeilOptions(PipelineOptions):
             default=500,
             help="Records per partition per bundle before the source checkpoints.",
         )
+        # Kafka security, for every client the pipeline creates (source, sink, admin).
+        # Defaults come from the same $VEIL_* variables the `veil` commands read.
+        env = os.environ.get
         parser.add_argument(
             "--veil_security_protocol",
-            choices=("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"),
-            default="PLAINTEXT",
-            help="Kafka security protocol.",
+            choices=PROTOCOLS,
+            default=env("VEIL_SECURITY_PROTOCOL", "PLAINTEXT"),
+            help="Kafka security protocol (default: $VEIL_SECURITY_PROTOCOL or PLAINTEXT).",
         )
-        parser.add_argument("--veil_ssl_cafile", default=None, help="CA file for SSL.")
-        parser.add_argument("--veil_sasl_mechanism", default=None, help="e.g. SCRAM-SHA-512.")
-        parser.add_argument("--veil_sasl_username", default=None, help="SASL user name.")
+        parser.add_argument(
+            "--veil_ssl_cafile",
+            default=env("VEIL_SSL_CAFILE"),
+            help="CA file that signs the brokers' certificates, on the workers "
+            "(SSL/SASL_SSL; default: $VEIL_SSL_CAFILE, else the system CAs).",
+        )
+        parser.add_argument(
+            "--veil_sasl_mechanism",
+            default=env("VEIL_SASL_MECHANISM"),
+            help=f"SASL mechanism: {', '.join(SASL_MECHANISMS)} (default: $VEIL_SASL_MECHANISM).",
+        )
+        parser.add_argument(
+            "--veil_sasl_username",
+            default=env("VEIL_SASL_USERNAME"),
+            help="SASL user name, the pipeline's principal (default: $VEIL_SASL_USERNAME).",
+        )
         parser.add_argument(
             "--veil_sasl_password_env",
-            default=None,
-            help="Name of the environment variable holding the SASL password on workers.",
+            default=env("VEIL_SASL_PASSWORD_ENV", DEFAULT_PASSWORD_ENV),
+            help="Name of the environment variable holding the SASL password on workers "
+            f"(default: $VEIL_SASL_PASSWORD_ENV or {DEFAULT_PASSWORD_ENV}).",
         )
         # The key service (envelope encryption of originals). Names of files and
         # environment variables only; the workers read them.
         parser.add_argument(
             "--veil_key_store",
             default=None,
-            help="Data-key store (SQLite file on the workers' shared disk). Enables the "
-            "protection stage and dead-letter originals; unset: both stay off.",
+            help="Data-key store: a SQLite file (one machine), or kafka://TOPIC (a "
+            "compacted topic on the pipeline's brokers, for a cluster) or "
+            "kafka://HOST:PORT/TOPIC. Enables the protection stage and dead-letter "
+            "originals; unset: both stay off.",
         )
         parser.add_argument(
             "--veil_kms", choices=("local", "pkcs11"), default="local", help="KEK backend."
@@ -139,12 +173,45 @@ class VeilOptions(PipelineOptions):
             default="VEIL_HSM_PIN",
             help="Environment variable holding the HSM user PIN on workers.",
         )
+        # The audit chain's MAC key (see veil.transforms.audit_chain): a name, not a key.
+        parser.add_argument(
+            "--veil_audit_key",
+            default=None,
+            help="Audit MAC key: a key file (veil keys init) or a kms: URI, read on the "
+            "workers (default: $VEIL_AUDIT_KEY_FILE there, else the key service's audit "
+            "key when --veil_key_store is set, else hash chain without MAC).",
+        )
+        parser.add_argument(
+            "--veil_audit_require_key",
+            action="store_true",
+            default=False,
+            help="Refuse to run without an audit MAC key (production).",
+        )
         parser.add_argument(
             "--veil_key_cache_ttl_s",
             type=float,
             default=60.0,
             help="How long workers keep an unwrapped data key (bounds erasure latency).",
         )
+        parser.add_argument(
+            "--veil_decoder_isolation",
+            choices=("on", "off"),
+            default="on",
+            help="Decode images and audio in sandboxed worker processes with memory, CPU "
+            "and time limits (a crash there is a DECODER_* dead letter).",
+        )
+
+
+def _check_key_store(store: str, servers: str) -> None:
+    """A ``kafka:`` key store URL must parse (SQLite paths are checked on the workers)."""
+    from veil.transforms.crypto.kafka_store import KafkaStoreUrl, is_kafka_url
+    from veil.transforms.crypto.kms import KmsError
+
+    if is_kafka_url(store):
+        try:
+            KafkaStoreUrl.parse(store, servers)
+        except (KmsError, ValueError) as exc:
+            raise ConfigError(f"--veil_key_store: {exc}") from None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -163,6 +230,10 @@ class VeilConfig:
     max_records_per_bundle: int
     security: dict
     key_service: object = None  # a KeyServiceConfig, or None: no protection stage
+    delivery: str = "at_least_once"  # or "exactly_once" (veil.pipelines.delivery)
+    decoder_isolation: bool = True  # native decoders in veil.transforms.sandbox workers
+    audit_key: str | None = None  # audit MAC key file or kms: URI (resolved on workers)
+    audit_require_key: bool = False
 
     @classmethod
     def from_options(cls, options: PipelineOptions) -> "VeilConfig":
@@ -186,15 +257,22 @@ class VeilConfig:
             raise ConfigError("--veil_max_records_per_bundle must be positive")
         if o.veil_idle_stop_s < 0:
             raise ConfigError("--veil_idle_stop_s must be >= 0")
+        from veil.pipelines.delivery import check_delivery
+
+        delivery = check_delivery(options, o.veil_delivery)
         if o.veil_policy and not os.path.isfile(o.veil_policy):
             raise ConfigError(f"--veil_policy {o.veil_policy}: no such file")
-        security = {"security_protocol": o.veil_security_protocol}
-        if o.veil_ssl_cafile:
-            security["ssl_cafile"] = o.veil_ssl_cafile
-        if o.veil_sasl_mechanism:
-            security["sasl_mechanism"] = o.veil_sasl_mechanism
-            security["sasl_plain_username"] = o.veil_sasl_username
-            security["sasl_password_env"] = o.veil_sasl_password_env
+        try:
+            security = security_config(
+                o.veil_security_protocol,
+                cafile=o.veil_ssl_cafile,
+                mechanism=o.veil_sasl_mechanism,
+                username=o.veil_sasl_username,
+                password_env=o.veil_sasl_password_env,
+                flag=lambda name: f"--veil_{name}",
+            )
+        except SecurityConfigError as exc:
+            raise ConfigError(str(exc)) from None
         key_service = None
         if o.veil_key_store:
             from veil.transforms.crypto.service import KeyServiceConfig
@@ -217,7 +295,13 @@ class VeilConfig:
                 pkcs11_token=o.veil_pkcs11_token,
                 pkcs11_pin_env=o.veil_pkcs11_pin_env,
                 cache_ttl_s=o.veil_key_cache_ttl_s,
+                # The Kafka key store (kafka://TOPIC) and the workers' erasure listener
+                # use the pipeline's brokers and security settings (names, no secrets).
+                bootstrap=servers,
+                kafka_client=tuple(sorted(security.items())),
+                erasure_topic=topics.erasure,
             )
+            _check_key_store(o.veil_key_store, servers)
         return cls(
             bootstrap_servers=servers,
             topics=topics,
@@ -233,6 +317,21 @@ class VeilConfig:
             max_records_per_bundle=o.veil_max_records_per_bundle,
             security=security,
             key_service=key_service,
+            delivery=delivery,
+            decoder_isolation=o.veil_decoder_isolation != "off",
+            audit_key=o.veil_audit_key,
+            audit_require_key=bool(o.veil_audit_require_key),
+        )
+
+    def audit_chain(self):
+        """How the Kafka sink chains audit events (``AuditChainSpec``)."""
+        from veil.transforms.kafkaio.audit_chainer import AuditChainSpec
+
+        return AuditChainSpec(
+            topic=self.topics.audit,
+            key_ref=self.audit_key,
+            key_service=self.key_service,
+            require_key=self.audit_require_key,
         )
 
     def client_config(self) -> dict:

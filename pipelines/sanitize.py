@@ -22,27 +22,39 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from veil.pipelines.options import VeilConfig
 from veil.pipelines.runners import prepare_argv
-from veil.transforms.audio import AudioHandler
+from veil.transforms.audio import AudioConfig, AudioHandler
 from veil.transforms.classification import load_policy
 from veil.transforms.codec import DecodeRecords
 from veil.transforms.crypto.protect import ProtectOriginals
 from veil.transforms.emit import PublishDeadLetters, PublishSanitized
-from veil.transforms.image import ImageHandler
+from veil.transforms.image import ImageConfig, ImageHandler
 from veil.transforms.kafkaio import MAX_MESSAGE_BYTES, ReadFromKafka, WriteToKafka
 from veil.transforms.privacy import ApplyPrivacyStep
 from veil.transforms.records import Modality
 from veil.transforms.routing import RouteByModality
+from veil.transforms.sandbox import NATIVE_DECODERS
 from veil.transforms.structured import StructuredHandler
 from veil.transforms.text import TextHandler
+from veil.transforms.video import VIDEO_DECODERS, VideoConfig, VideoHandler
 
 _LOGGER = logging.getLogger(__name__)
 
 # Modalities whose branch has landed; the others are dead-lettered UNSUPPORTED_MODALITY.
-SUPPORTED_MODALITIES = (Modality.TEXT, Modality.STRUCTURED, Modality.IMAGE, Modality.AUDIO)
+SUPPORTED_MODALITIES = (
+    Modality.TEXT,
+    Modality.STRUCTURED,
+    Modality.IMAGE,
+    Modality.AUDIO,
+    Modality.VIDEO,
+)
 
 
-def _handlers(policy) -> dict:
+def _handlers(policy, isolation=NATIVE_DECODERS) -> dict:
     """One privacy handler per supported modality (models load later, in setup).
+
+    ``isolation``: the sandbox the native decoders (images, audio) run in, or None to
+    decode in the worker's own process (``--veil_decoder_isolation off``); video records
+    then run in ``VIDEO_DECODERS`` (FFmpeg and the face model) or in process as well.
 
     Audio's voice key is named on the worker ($VEIL_AUDIO_KEY_FILE); without one every
     audio record is dead-lettered AUDIO_KEY_UNAVAILABLE. Images need the face model in
@@ -52,8 +64,17 @@ def _handlers(policy) -> dict:
     return {
         Modality.TEXT: TextHandler(policy),
         Modality.STRUCTURED: StructuredHandler(policy),
-        Modality.IMAGE: ImageHandler(policy),
-        Modality.AUDIO: AudioHandler(policy),
+        Modality.IMAGE: ImageHandler(policy, ImageConfig(isolation=isolation)),
+        Modality.AUDIO: AudioHandler(policy, AudioConfig(isolation=isolation)),
+        # Video: the face model as for images; the audio track per the policy's
+        # video.audio (drop, or the audio branch with its voice key).
+        Modality.VIDEO: VideoHandler(
+            policy,
+            VideoConfig(
+                audio=AudioConfig(isolation=isolation),
+                isolation=VIDEO_DECODERS if isolation is not None else None,
+            ),
+        ),
     }
 
 
@@ -89,9 +110,17 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions, source=None, sink=N
             start=config.start_offset,
             max_records_per_bundle=config.max_records_per_bundle,
             idle_stop_seconds=config.idle_stop_s,
+            exactly_once=config.delivery == "exactly_once",
         )
     if sink is None:
-        sink = WriteToKafka(client_config)
+        # exactly_once: every write joins its source partition's transaction, which the
+        # source commits with the offsets (the sinks stay fused into its stage, above).
+        sink = WriteToKafka(
+            client_config,
+            delivery=config.delivery,
+            group_id=config.consumer_group,
+            audit_chain=config.audit_chain(),  # audit events chained as produced
+        )
 
     messages = pipeline | "ReadRaw" >> source
     decoded = messages | "Decode" >> DecodeRecords(config.max_payload_bytes, MAX_MESSAGE_BYTES)
@@ -106,9 +135,12 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions, source=None, sink=N
         topics, version, keys
     )
     quarantine = policy.quarantine_levels
-    for modality, handler in _handlers(policy).items():
+    isolation = NATIVE_DECODERS if config.decoder_isolation else None
+    for modality, handler in _handlers(policy, isolation).items():
         name = modality.capitalize()
-        limit = config.audio_time_limit_s if modality == Modality.AUDIO else config.step_time_limit_s
+        # Audio and video share the long media limit (--veil_audio_time_limit_s).
+        media = modality in (Modality.AUDIO, Modality.VIDEO)
+        limit = config.audio_time_limit_s if media else config.step_time_limit_s
         branch = routed.branches[modality] | name >> ApplyPrivacyStep(handler, time_limit_s=limit)
         records = branch.records
         if keys is not None:  # encrypt originals set aside by `encrypt` operators

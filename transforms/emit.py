@@ -103,6 +103,7 @@ class _Emitter(beam.DoFn):
                     event["event_id"].encode(),
                     self._catalog.encode(AUDIT_EVENT, event),
                     _headers(record_id, source, AUDIT_EVENT),
+                    source,
                 )
             )
         return writes
@@ -146,6 +147,7 @@ class _Emitter(beam.DoFn):
                 _key(failure.record_id, failure.source),
                 self._catalog.encode(DEAD_LETTER, record),
                 _headers(failure.record_id, failure.source, DEAD_LETTER),
+                failure.source,
             )
         ] + self._audit_writes(failure.source, failure.record_id, failure.modality, trail)
 
@@ -204,6 +206,7 @@ class PublishSanitizedFn(_Emitter):
             _key(item.record_id, item.source),
             value,
             _headers(item.record_id, item.source, SANITIZED_RECORD),
+            item.source,
         )
         yield from self._audit_writes(item.source, item.record_id, item.modality, trail)
 

@@ -49,11 +49,22 @@ class ErrorCode:
     IMAGE_ENCODE_ERROR = "IMAGE_ENCODE_ERROR"
     IMAGE_MODEL_UNAVAILABLE = "IMAGE_MODEL_UNAVAILABLE"  # face model missing/altered
     IMAGE_OCR_FAILED = "IMAGE_OCR_FAILED"  # Tesseract missing, failed or timed out
+    VIDEO_CORRUPT = "VIDEO_CORRUPT"  # unparsable, undecodable, cut off or size-changing
+    VIDEO_UNSUPPORTED_FORMAT = "VIDEO_UNSUPPORTED_FORMAT"  # container or codec not allowed
+    VIDEO_TOO_LARGE = "VIDEO_TOO_LARGE"  # bytes, frame size, frames, duration or output
+    VIDEO_ENCODE_ERROR = "VIDEO_ENCODE_ERROR"
+    VIDEO_MODEL_UNAVAILABLE = "VIDEO_MODEL_UNAVAILABLE"  # face model missing/altered
     STRUCTURED_DECODE_ERROR = "STRUCTURED_DECODE_ERROR"
     PSEUDONYM_KEY_UNAVAILABLE = "PSEUDONYM_KEY_UNAVAILABLE"
     PROTECTION_UNAVAILABLE = "PROTECTION_UNAVAILABLE"
     PROTECTION_FAILED = "PROTECTION_FAILED"  # the key service could not encrypt: fail closed
     SUBJECT_ERASED = "SUBJECT_ERASED"  # the subject's keys were crypto-shredded
+    # Native decoders run in sandbox workers (veil.transforms.sandbox):
+    DECODER_CRASHED = "DECODER_CRASHED"  # the worker died on a signal (segfault, abort)
+    DECODER_TIMEOUT = "DECODER_TIMEOUT"  # over the call's wall-clock or CPU limit
+    DECODER_MEMORY_LIMIT = "DECODER_MEMORY_LIMIT"  # over the call's address-space limit
+    DECODER_FAILED = "DECODER_FAILED"  # an unexpected error inside the worker
+    DECODER_UNAVAILABLE = "DECODER_UNAVAILABLE"  # no worker could start: fail closed
 
 
 class Source(NamedTuple):
@@ -87,12 +98,18 @@ class KafkaMessage(NamedTuple):
 
 
 class KafkaWrite(NamedTuple):
-    """One record to produce. Keys are deterministic so replays can be de-duplicated."""
+    """One record to produce. Keys are deterministic so replays can be de-duplicated.
+
+    ``source`` names the input record the write derives from: in exactly-once mode the
+    sink puts the write into that source partition's open Kafka transaction (see
+    ``veil.transforms.kafkaio.transactions``), so it must be set there.
+    """
 
     topic: str
     key: bytes
     value: bytes
     headers: tuple = ()
+    source: Source | None = None
 
 
 @dataclasses.dataclass

@@ -49,8 +49,9 @@ NOT_EXPOSED = {
     "veil_idle_stop_s",
     # Source tuning; Dataflow sizes bundles itself. Still settable as a plain option.
     "veil_max_records_per_bundle",
-    # The key service: its embedded store (SQLite) is for one machine; a Dataflow job
-    # needs the cluster store first (README "Key hierarchy"). Still settable as options.
+    # The key service: the cluster store (kafka://) exists, but its KEK secrets (master
+    # key or HSM PIN) are not wired to Secret Manager in the template yet. Still
+    # settable as options.
     "veil_key_store",
     "veil_kms",
     "veil_keyring",
@@ -60,6 +61,14 @@ NOT_EXPOSED = {
     "veil_pkcs11_token",
     "veil_pkcs11_pin_env",
     "veil_key_cache_ttl_s",
+    # Exactly-once is refused on Dataflow (README "Delivery modes"): only one choice.
+    "veil_delivery",
+    # The audit key reaches workers as $VEIL_AUDIT_KEY_FILE through VEIL_SECRET_ENV
+    # (secret_env.py), like the other key files; a path on the launcher means nothing.
+    "veil_audit_key",
+    "veil_audit_require_key",
+    # On by default; turning the decoder sandbox off is a debugging switch.
+    "veil_decoder_isolation",
 }
 
 IMAGE = "us-central1-docker.pkg.dev/veil-test-project/veil/veil:test"
@@ -90,9 +99,18 @@ def _matches(name: str, value: str) -> bool:
     return all(re.search(rx, value) for rx in PARAMS[name]["regexes"])
 
 
+# Flags a value needs beside it to be valid on its own (VeilConfig checks combinations:
+# a SASL protocol without a SASL user is refused).
+COMPANIONS = {
+    ("veil_security_protocol", "SASL_SSL"): ["--veil_sasl_mechanism=SCRAM-SHA-512", "--veil_sasl_username=u"],
+    ("veil_security_protocol", "SASL_PLAINTEXT"): ["--veil_sasl_mechanism=SCRAM-SHA-512", "--veil_sasl_username=u"],
+}
+
+
 def _config_accepts(name: str, value: str) -> bool:
     try:
-        VeilConfig.from_options(PipelineOptions([f"--{name}={value}"]))
+        flags = [f"--{name}={value}", *COMPANIONS.get((name, value), [])]
+        VeilConfig.from_options(PipelineOptions(flags))
     except (ConfigError, SystemExit):
         return False
     return True
