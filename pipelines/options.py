@@ -197,8 +197,8 @@ class VeilOptions(PipelineOptions):
             "--veil_decoder_isolation",
             choices=("on", "off"),
             default="on",
-            help="Decode images and audio in sandboxed worker processes with memory, CPU "
-            "and time limits (a crash there is a DECODER_* dead letter).",
+            help="Decode images, audio and video in sandboxed worker processes with memory, "
+            "CPU and time limits (a crash there is a DECODER_* dead letter).",
         )
 
 
