@@ -20,7 +20,7 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from veil.pipelines import __version__ as PIPELINE_VERSION
-from veil.schemas import AUDIT_EVENT, DEAD_LETTER, SANITIZED_RECORD, catalog
+from veil.schemas import AUDIT_EVENT, DEAD_LETTER, MEDIA_RECORD, SANITIZED_RECORD, catalog
 from veil.transforms.audit import audit_events
 from veil.transforms.kafkaio import MAX_MESSAGE_BYTES
 from veil.transforms.records import AuditStep, ErrorCode, Failure, KafkaWrite, Source, WorkItem
@@ -82,12 +82,18 @@ class _Emitter(beam.DoFn):
                 _LOGGER.error("Key service unavailable for dead letters: %s", type(exc).__name__)
 
     def _seal_original(self, failure: Failure):
-        """(envelope, key id, key version) of ``failure.raw`` under the dead-letter key."""
-        if self._keys is None or not failure.raw:
+        """(envelope, key id, key version) of the original under the dead-letter key.
+
+        The original is the Kafka value for decode-stage failures, and the decoded
+        ``MediaRecord`` re-encoded (framed Avro, so ``veil produce`` can replay it) for
+        failures after decoding.
+        """
+        if self._keys is None or not (failure.raw or failure.record):
             return None, None, None
         try:
+            original = failure.raw or self._catalog.encode(MEDIA_RECORD, failure.record)
             context = self._keys.dead_letter_context(failure.source.dedup_key())
-            return self._keys.encrypt_with_key(failure.raw, context)
+            return self._keys.encrypt_with_key(original, context)
         except Exception as exc:  # leave the original out: fail closed
             _LOGGER.warning("Dead-letter original not kept: %s", type(exc).__name__)
             return None, None, None

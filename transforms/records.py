@@ -168,8 +168,10 @@ class Failure:
     """A record that leaves the pipeline as a dead letter.
 
     Holds only ids, coordinates, codes and class names: nothing built from content.
-    ``raw`` is the original value, kept for the dead-letter envelope (encrypted or left
-    out, never written in clear).
+    ``raw`` is the original value, and ``record`` the decoded ``MediaRecord`` of a failure
+    after decoding; both are kept only for the dead-letter envelope (encrypted under the
+    dead-letter key or left out, never written in clear). A crypto-shredded subject's
+    failures keep neither.
     """
 
     source: Source
@@ -180,6 +182,7 @@ class Failure:
     modality: str | None = None
     raw: bytes | None = None
     trail: list = dataclasses.field(default_factory=list)
+    record: dict | None = dataclasses.field(default=None, repr=False)
 
     @classmethod
     def of(
@@ -198,5 +201,6 @@ class Failure:
             record_id=item.record.get("record_id"),
             modality=item.modality,
             raw=raw,
+            record=None if error_code == ErrorCode.SUBJECT_ERASED else item.record,
             trail=list(item.trail),
         )

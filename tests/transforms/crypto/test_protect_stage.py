@@ -56,7 +56,7 @@ def test_protect_fn_fails_closed(tmp_path):
     out = _run_fn(ProtectOriginalsFn(config), _item("erased"))
     failure = out[0].value
     assert out[0].tag == "dead_letters" and failure.error_code == ErrorCode.SUBJECT_ERASED
-    assert failure.raw is None
+    assert failure.raw is None and failure.record is None  # nothing of an erased subject
     broken = KeyServiceConfig(store=str(tmp_path / "k.db"), keyring=str(tmp_path / "none.json"))
     out = _run_fn(ProtectOriginalsFn(broken), _item())
     assert out[0].value.error_code == ErrorCode.PROTECTION_FAILED
@@ -89,6 +89,9 @@ def graph_run(tmp_path_factory):
     records = [media_record("t1", "alice", b"Call John Smith at 212-555-0175.")]
     msgs = [KafkaMessage("veil.raw", 0, 0, 0, b"alice", framed(records[0]))]
     msgs.append(KafkaMessage("veil.raw", 0, 1, 0, None, b"junk bytes"))
+    # Fails after decoding (not UTF-8 text): its original is the re-framed MediaRecord.
+    bad_text = media_record("t2", "bob", b"Bob Stone \xff\xfe")
+    msgs.append(KafkaMessage("veil.raw", 0, 2, 0, b"bob", framed(bad_text)))
     options = PipelineOptions(
         [
             f"--runner={LOCAL_RUNNER}",
@@ -127,7 +130,7 @@ def test_graph_publishes_protected_fields(graph_run):
 
 def test_graph_dead_letter_original_is_encrypted(graph_run):
     config, out = graph_run
-    dead = [v for t, v in out if t == "veil.dead-letter"]
+    dead = [v for t, v in out if t == "veil.dead-letter" and v["source"]["offset"] == 1]
     assert len(dead) == 1 and dead[0]["original_key_id"] == "veil:dead-letter"
     assert b"junk bytes" not in dead[0]["original"]
     service = fresh_service(config)
@@ -135,6 +138,18 @@ def test_graph_dead_letter_original_is_encrypted(graph_run):
     assert service.decrypt(dead[0]["original"], ctx) == b"junk bytes"
     events = [v for t, v in out if t == "veil.audit" and v["action"] == "DEAD_LETTERED"]
     assert events[0]["key_id"] == "veil:dead-letter"
+
+
+def test_graph_later_stage_dead_letter_keeps_the_record_encrypted(graph_run):
+    config, out = graph_run
+    dead = [v for t, v in out if t == "veil.dead-letter" and v["source"]["offset"] == 2]
+    assert len(dead) == 1 and dead[0]["error_code"] == "TEXT_DECODE_ERROR"
+    assert dead[0]["original_key_id"] == "veil:dead-letter"
+    assert b"Bob Stone" not in dead[0]["original"]
+    service = fresh_service(config)
+    original = service.decrypt(dead[0]["original"], service.dead_letter_context("veil.raw/0/2"))
+    _, record = catalog().decode(original)  # framed: `veil produce` can replay it
+    assert (record["record_id"], record["payload"]) == ("t2", b"Bob Stone \xff\xfe")
 
 
 def test_reveal_allowed_denied_and_erased(graph_run):
