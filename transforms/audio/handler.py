@@ -41,7 +41,7 @@ from veil.transforms.audio.codec import (
 from veil.transforms.audio.keys import DEFAULT_KEY_ENV, VOICE_SCOPE, voice_params
 from veil.transforms.audio.spoken_pii import blank, normalize, time_spans
 from veil.transforms.classification import Policy, classify
-from veil.transforms.keys import KeyUnavailable, keys_from_config
+from veil.transforms.keys import KeyUnavailable, SubjectKeyErased, keys_from_config
 from veil.transforms.privacy import PrivacyError, PrivacyHandler, entity_counts
 from veil.transforms.records import ErrorCode, WorkItem
 from veil.transforms.sandbox import NATIVE_DECODERS, SandboxConfig, sandbox_for
@@ -110,6 +110,9 @@ class AudioModel:
     versions: dict
     key_reported: bool = False
     sandbox: object | None = None  # veil.transforms.sandbox.Sandbox, None: in process
+    # The key source: a key file gives every subject the same voice key; the key service
+    # (a kms: URI) a per-subject one that erasure destroys.
+    keys: object | None = None
 
 
 class AudioHandler(PrivacyHandler[AudioModel]):
@@ -164,7 +167,7 @@ class AudioHandler(PrivacyHandler[AudioModel]):
         if sandbox is not None:
             sandbox.warm()
         _LOGGER.info("Audio handler loaded: %s", sorted(versions))
-        return AudioModel(key, transcriber, text_model, versions, sandbox=sandbox)
+        return AudioModel(key, transcriber, text_model, versions, sandbox=sandbox, keys=keys)
 
     def detectors(self, model: AudioModel) -> dict:
         return dict(model.versions)
@@ -185,9 +188,14 @@ class AudioHandler(PrivacyHandler[AudioModel]):
             audio = decode_audio(item.record["payload"], config.limits, model.sandbox)
         except AudioError as exc:
             raise PrivacyError(exc.code) from None
-        params = voice_params(
-            model.key, item.record["subject_key"], config.alpha_range, config.semitone_range
-        )
+        subject = item.record["subject_key"]
+        try:
+            key = model.keys.key_for_subject(VOICE_SCOPE, subject) if model.keys else model.key
+        except SubjectKeyErased:  # the key service destroyed this subject's keys
+            raise PrivacyError(ErrorCode.SUBJECT_ERASED) from None
+        except KeyUnavailable:
+            raise PrivacyError(ErrorCode.AUDIO_KEY_UNAVAILABLE) from None
+        params = voice_params(key, subject, config.alpha_range, config.semitone_range)
         spans, counts = [], {}
         if config.spoken_pii:
             spans, counts = self._spoken_pii(model, audio.samples, audio.sample_rate)

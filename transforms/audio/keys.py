@@ -7,10 +7,11 @@ to whom, or undo them. Without a key the audio branch fails closed
 (``AUDIO_KEY_UNAVAILABLE``): an unkeyed hash of a subject key would let anyone
 recompute the mapping.
 
-Keys come through ``veil.transforms.keys`` (``SecretKeys.key_for(scope)``, the one door
-to key material): a key file on the worker named by ``AudioConfig.key_file`` or by the
-environment variable ``AudioConfig.key_env`` (default ``VEIL_AUDIO_KEY_FILE``), read in
-``setup`` on the worker. Key values never travel in pipeline options, logs or audit events; the
+Keys come through ``veil.transforms.keys`` (``SecretKeys.key_for_subject(scope,
+subject)``, the one door to key material): a key file (one key for every subject) or a
+``kms:`` URI (a per-subject secret that erasure destroys) named by
+``AudioConfig.key_file`` or by the environment variable ``AudioConfig.key_env`` (default
+``VEIL_AUDIO_KEY_FILE``), read in ``setup`` on the worker. Key values never travel in pipeline options, logs or audit events; the
 audit trail carries ``key_id``, a hash that identifies the key without revealing it.
 
 Example::

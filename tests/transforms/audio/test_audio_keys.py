@@ -78,3 +78,60 @@ def test_parameters_are_deterministic_keyed_and_in_range():
     # Another key maps the same subjects elsewhere.
     other = [voice_params(key_b, s, ALPHAS, SEMITONES) for s in subjects]
     assert sum(a.alpha == b.alpha for a, b in zip(params, other)) == 0
+
+
+
+def test_key_service_gives_per_subject_voices_that_erasure_destroys(tmp_path, monkeypatch):
+    """With a kms: URI as the voice key, each subject's pseudo-voice key is its own
+    secret: forgetting the subject makes its audio SUBJECT_ERASED, others go on."""
+    import io
+
+    import apache_beam as beam
+    import numpy as np
+    import soundfile
+    from apache_beam.testing.util import assert_that, equal_to
+    from veil_testing import beam_pipeline
+
+    from veil.transforms.audio import AudioConfig, AudioHandler
+    from veil.transforms.classification import load_policy
+    from veil.transforms.crypto import KeyServiceConfig, LocalKeyring
+    from veil.transforms.keys import SubjectKeyErased
+    from veil.transforms.privacy import ApplyPrivacyStep
+    from veil.transforms.records import Source, WorkItem
+
+    monkeypatch.setenv("VEIL_TEST_VOICE_MASTER", "22" * 32)
+    LocalKeyring.create(tmp_path / "keyring.json", "VEIL_TEST_VOICE_MASTER")
+    uri = (
+        f"kms:local?store={tmp_path / 'keys.db'}&keyring={tmp_path / 'keyring.json'}"
+        "&master_key_env=VEIL_TEST_VOICE_MASTER"
+    )
+    keys = KeyServiceConfig.from_uri(uri).open().secret_keys()
+    assert keys.key_for_subject(VOICE_SCOPE, "s1") != keys.key_for_subject(VOICE_SCOPE, "s2")
+
+    buf = io.BytesIO()
+    tone = 0.3 * np.sin(2 * np.pi * 220 * np.arange(16000) / 16000)
+    soundfile.write(buf, tone, 16000, format="WAV", subtype="PCM_16")
+
+    def item(record_id, offset, subject):
+        record = {"record_id": record_id, "subject_key": subject, "payload": buf.getvalue()}
+        return WorkItem(Source("veil.raw", 0, offset), record, modality="audio")
+
+    config = AudioConfig(key_file=uri, spoken_pii=False, isolation=None)
+
+    def run(items, want_ok, want_dead):
+        pipeline = beam_pipeline()
+        out = (
+            pipeline
+            | beam.Create(items, reshuffle=False)
+            | ApplyPrivacyStep(AudioHandler(load_policy(), config))
+        )
+        assert_that(out.records | beam.Map(lambda i: i.record_id), equal_to(want_ok), "ok")
+        dead = out.dead_letters | "Codes" >> beam.Map(lambda f: (f.record_id, f.error_code))
+        assert_that(dead, equal_to(want_dead), label="dead")
+        pipeline.run()
+
+    run([item("a1", 0, "s1"), item("a2", 1, "s2")], ["a1", "a2"], [])
+    KeyServiceConfig.from_uri(uri).open().forget("s1")
+    with pytest.raises(SubjectKeyErased):
+        keys.key_for_subject(VOICE_SCOPE, "s1")
+    run([item("a3", 2, "s1"), item("a4", 3, "s2")], ["a4"], [("a3", "SUBJECT_ERASED")])
