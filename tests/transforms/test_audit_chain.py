@@ -246,3 +246,23 @@ def test_the_writer_refuses_to_start_without_a_required_or_readable_key(tmp_path
     with pytest.raises(AuditKeyUnavailable):
         AuditChainer(AuditChainSpec("veil.audit", key_ref=str(tmp_path / "gone.key")), config)
     assert AuditChainer(AuditChainSpec("veil.audit"), config).key == NO_KEY  # usable, unsigned
+
+
+@pytest.mark.parametrize("sequence", [0, 1, 63, 64, 8191, 2**31, 2**62])
+@pytest.mark.parametrize("key", [KEY, MacKey(None, "none")], ids=["mac", "no-mac"])
+def test_spliced_link_encodes_exactly_like_a_full_encode(sequence, key):
+    """The sink splices the ChainLink onto the unchained Avro bytes instead of
+    re-encoding every audit event; both must give the same bytes."""
+    from veil.transforms.audit_chain import link_event
+    from veil.transforms.kafkaio.audit_chainer import with_link
+
+    event = _events(0, 1)[0]
+    unchained = catalog().encode(AUDIT_EVENT, event)
+    linked = dict(event)
+    link_event(linked, sequence, bytes(range(32)), key)
+    assert with_link(unchained, linked["chain"]) == catalog().encode(AUDIT_EVENT, linked)
+    # A value that is already chained is re-encoded in full, never spliced twice.
+    chained = catalog().encode(AUDIT_EVENT, linked)
+    relinked = dict(event)
+    link_event(relinked, sequence + 1, bytes(32), key)
+    assert with_link(chained, relinked["chain"]) == catalog().encode(AUDIT_EVENT, relinked)
