@@ -186,7 +186,8 @@ def test_message_size_limit_is_inclusive():
 
 
 def test_dead_letters_never_carry_exception_text():
-    """A Failure has no field for a message; only codes, ids, coordinates and raw."""
+    """A Failure has no field for a message; only codes, ids, coordinates, and the raw
+    value and decoded record that go out only inside the dead-letter envelope."""
     fields = {f.name for f in dataclasses.fields(Failure)}
     assert fields == {
         "source",
@@ -197,6 +198,7 @@ def test_dead_letters_never_carry_exception_text():
         "modality",
         "raw",
         "trail",
+        "record",
     }
     pipeline, decoded = _decode(
         [

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 
 import numpy as np
 
@@ -142,7 +143,11 @@ class AudioHandler(PrivacyHandler[AudioModel]):
     def share_key(self) -> str:
         c = self._config
         isolated = c.isolation is not None and c.isolation.enabled
-        return f"audio:{c.mode}:pii={c.spoken_pii}:key={c.key_file or '$' + c.key_env}" + (
+        # The key source as resolved here (a path or kms: URI, never key material): a
+        # model loaded while $VEIL_AUDIO_KEY_FILE named nothing, or another file, must
+        # not be shared with a handler whose key is elsewhere.
+        source = c.key_file or (os.environ.get(c.key_env, "") if c.key_env else "")
+        return f"audio:{c.mode}:pii={c.spoken_pii}:key={source or '-'}" + (
             "" if isolated else ":in-process"
         )
 
