@@ -3,7 +3,7 @@
     veil run [--veil_* flags] [Beam runner flags]
     veil produce PATH... --topic T [--subject KEY]
     veil consume --topic T [--max N]
-    veil sanitize PATH... --out DIR
+    veil sanitize PATH... --out DIR [--allow-dead-letters] [--veil_* flags]
     veil topics create
     veil keys init|init-keyring|create|rotate|retire|forget|list|watch-erasures
     veil reveal FILE --principal P --role R
@@ -11,7 +11,14 @@
     veil demo --bootstrap HOST:PORT
 
 Errors print one line on stderr and exit non-zero: 2 for usage and configuration
-errors, 1 for failures while running.
+errors (an unknown flag names the nearest valid one), 1 for failures while running,
+3 when ``veil sanitize`` dead-lettered a record (unless ``--allow-dead-letters``).
+
+Flags: one name per setting. Pipeline settings are ``--veil_<name>`` in every command
+(``veil run``, ``veil sanitize``, and ``--veil_bootstrap_servers``,
+``--veil_topic_prefix``, ``--veil_key_store``, ... in the others, whose short forms
+``--bootstrap``, ``--prefix``, ``--store`` stay as aliases); each reads
+``$VEIL_<NAME>`` when not given.
 """
 
 from __future__ import annotations
@@ -27,11 +34,42 @@ _LOGGER = logging.getLogger("veil")
 
 DEFAULT_BOOTSTRAP = os.environ.get("VEIL_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
 
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_DEAD_LETTERS = 0, 1, 2, 3
+
 
 class CliError(Exception):
     def __init__(self, message: str, code: int = 1):
         super().__init__(message)
         self.code = code
+
+
+class VeilArgumentParser(argparse.ArgumentParser):
+    """argparse that raises ``CliError`` (exit 2, one line) instead of exiting, and names
+    the nearest valid flag for an unknown one."""
+
+    def error(self, message):
+        raise CliError(message, EXIT_USAGE)
+
+    def option_strings(self) -> list[str]:
+        return [o for action in self._actions for o in action.option_strings]
+
+
+def _unknown_flag_error(parser: VeilArgumentParser, args, extra) -> CliError:
+    from veil.pipelines.options import nearest
+
+    # The innermost subcommand's parser knows the flags that were valid here.
+    while True:
+        subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        chosen = subs and getattr(args, subs[0].dest, None)
+        if not chosen:
+            break
+        parser = subs[0].choices[chosen]
+    flag = next((a for a in extra if a.startswith("-")), extra[0])
+    name = flag.split("=", 1)[0]
+    close = nearest(name, parser.option_strings()) if name.startswith("-") else None
+    hint = f"; did you mean {close}?" if close else ""
+    what = "unknown flag" if name.startswith("-") else "unexpected argument"
+    return CliError(f"{what} {name}{hint} (see `{parser.prog} --help`)", EXIT_USAGE)
 
 
 def _client_config(args) -> dict:
@@ -42,6 +80,7 @@ def _client_config(args) -> dict:
 
 
 def _progress(iterable, total=None, desc=""):
+    """A progress bar (records/s) on a terminal; nothing when stderr is not one."""
     from tqdm import tqdm
 
     return tqdm(iterable, total=total, desc=desc, unit="rec", disable=not sys.stderr.isatty())
@@ -51,15 +90,43 @@ def _progress(iterable, total=None, desc=""):
 
 
 def cmd_run(args, beam_argv):
-    from veil.pipelines.options import ConfigError
+    from veil.pipelines.options import ConfigError, check_flags
     from veil.pipelines.sanitize import run
     from veil.transforms.classification import PolicyError
 
     try:
-        run(beam_argv)
+        for name in check_flags(beam_argv):
+            _LOGGER.warning("%s: not a Python pipeline option; passed to the job server", name)
+        result = run(beam_argv)
     except (ConfigError, PolicyError) as exc:
-        raise CliError(str(exc), 2) from None
+        raise CliError(str(exc), EXIT_USAGE) from None
+    print(run_summary(result))
     return 0
+
+
+def run_summary(result) -> str:
+    """One line from the pipeline's counters: records read, sanitized, dead-lettered
+    (by code). Runners that report no metrics give ``no counters reported``."""
+    try:
+        counters = result.metrics().query()["counters"]
+    except Exception:  # a runner without metrics support
+        return "veil run finished (no counters reported)"
+    totals: dict[tuple, int] = {}
+    for counter in counters:
+        value = counter.committed if counter.committed is not None else counter.attempted
+        key = (counter.key.metric.namespace, counter.key.metric.name)
+        totals[key] = totals.get(key, 0) + (value or 0)
+    if not totals:
+        return "veil run finished (no counters reported)"
+    read = totals.get(("veil.kafka", "records_read"), 0)
+    sanitized = sum(v for (ns, name), v in totals.items() if name == "sanitized")
+    codes = {name: v for (ns, name), v in totals.items() if ns == "veil.dead_letter" and v}
+    dead = sum(codes.values())
+    detail = ", ".join(f"{code} {n}" for code, n in sorted(codes.items()))
+    return (
+        f"veil run finished: {read} record(s) read, {sanitized} sanitized, "
+        f"{dead} dead-lettered" + (f" ({detail})" if detail else "")
+    )
 
 
 # --- veil produce ---------------------------------------------------------------------
@@ -102,8 +169,10 @@ def cmd_produce(args, _):
 
 def _check_paths(paths):
     for path in paths:
+        if os.path.isdir(path):
+            raise CliError(f"{path}: a directory (name the files, e.g. {path}/*)", EXIT_USAGE)
         if not os.path.isfile(path):
-            raise CliError(f"{path}: no such file", 2)
+            raise CliError(f"{path}: no such file", EXIT_USAGE)
 
 
 # --- veil consume ---------------------------------------------------------------------
@@ -185,17 +254,59 @@ def cmd_consume(args, _):
 
 
 def cmd_sanitize(args, beam_argv):
+    from veil.pipelines.files import UsageError
     from veil.pipelines.local import sanitize_files
+    from veil.pipelines.options import ConfigError, check_flags
+    from veil.transforms.classification import PolicyError
 
-    _check_paths(args.paths)
-    summary = sanitize_files(args.paths, args.out, args.subject, args.policy, beam_argv)
+    try:
+        for name in check_flags(beam_argv):
+            raise ConfigError(f"unknown flag {name} (see `veil sanitize --help`)")
+        summary = sanitize_files(
+            args.paths,
+            args.out,
+            args.subject,
+            args.policy,
+            beam_argv,
+            overwrite=args.overwrite,
+            id_key=args.id_key,
+            id_map=args.id_map,
+        )
+    except (UsageError, ConfigError, PolicyError) as exc:
+        raise CliError(str(exc), EXIT_USAGE) from None
+    dead = summary["dead_letters"]
+    codes = ", ".join(f"{c} {n}" for c, n in sorted(summary["dead_letter_codes"].items()))
     print(
         f"{summary['records']} record(s): {summary['sanitized']} sanitized, "
-        f"{summary['dead_letters']} dead-lettered; outputs in {args.out}"
+        f"{dead} dead-lettered" + (f" ({codes})" if codes else "") + f"; outputs in {args.out}"
     )
     for problem in summary["input_errors"]:
         print(f"input error: {problem}", file=sys.stderr)
-    return 0
+    for path, line, code in summary["dead_lettered_inputs"]:
+        where = f"{path}:{line}" if line else path
+        print(f"dead-lettered: {where} ({code}{_HINTS.get(code, '')})", file=sys.stderr)
+    if dead and not args.allow_dead_letters:
+        print(
+            f"veil: {dead} record(s) dead-lettered (see {os.path.join(args.out, 'dead-letter.jsonl')}"
+            "); exit 3 (pass --allow-dead-letters to exit 0)",
+            file=sys.stderr,
+        )
+        return EXIT_DEAD_LETTERS
+    return EXIT_OK
+
+
+# What to do about the dead-letter codes that mean "this machine is not set up".
+_HINTS = {
+    "IMAGE_MODEL_UNAVAILABLE": ": the face model is not in the model cache; run `make image-setup` "
+    "or point $VEIL_MODEL_DIR / $VEIL_CACHE at a cache holding it",
+    "VIDEO_MODEL_UNAVAILABLE": ": the face model is not in the model cache; run `make image-setup` "
+    "or point $VEIL_MODEL_DIR / $VEIL_CACHE at a cache holding it",
+    "AUDIO_KEY_UNAVAILABLE": ": no voice key; create one with `veil keys init PATH` and pass "
+    "--veil_audio_key_file PATH (or set $VEIL_AUDIO_KEY_FILE)",
+    "IMAGE_OCR_FAILED": ": Tesseract missing or failing (apt-get install tesseract-ocr)",
+    "PSEUDONYM_KEY_UNAVAILABLE": ": no pseudonym key; set the policy's keys or "
+    "$VEIL_PSEUDONYM_KEY_FILE",
+}
 
 
 # --- veil topics ----------------------------------------------------------------------
@@ -236,30 +347,70 @@ def cmd_keys_init(args, _):
 
 def cmd_demo(args, beam_argv):
     from veil.pipelines.demo import run_demo
-
     from veil.pipelines.kafka_args import as_run_flags
+    from veil.pipelines.options import ConfigError, check_flags
 
+    try:
+        check_flags(beam_argv)
+    except ConfigError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from None
     return run_demo(args.bootstrap, args.prefix, as_run_flags(args) + list(beam_argv))
 
 
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(
+    top = VeilArgumentParser(
         prog="veil",
         description="Veil: a streaming privacy pipeline (Kafka -> Apache Beam -> Kafka).",
+        epilog="Exit codes: 0 done, 1 failure, 2 usage or configuration error, 3 `veil "
+        "sanitize` dead-lettered a record. Settings: --veil_<name> flags or $VEIL_<NAME>.",
+        allow_abbrev=False,
     )
-    top.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
-    sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    top.add_argument(
+        "-v", "--verbose", action="store_true", help="log Veil's progress at INFO level"
+    )
+    sub = top.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", parser_class=VeilArgumentParser
+    )
+    for register in (
+        register_run,
+        register_produce,
+        register_consume,
+        register_sanitize,
+        register_topics,
+        register_keys,
+        register_audit,
+        register_demo,
+    ):
+        register(sub)
+    return top
 
-    def with_bootstrap(p):
-        p.add_argument(
-            "--bootstrap",
-            default=DEFAULT_BOOTSTRAP,
-            help="Kafka bootstrap servers (default: $VEIL_BOOTSTRAP_SERVERS or 127.0.0.1:9092)",
-        )
-        from veil.pipelines.kafka_args import add_security_args
 
-        return add_security_args(p)  # --security-protocol, --sasl-username, ...
+def with_bootstrap(p):
+    """Adds the Kafka connection flags (bootstrap and security) to ``p``."""
+    p.add_argument(
+        "--veil_bootstrap_servers",
+        "--bootstrap",
+        dest="bootstrap",
+        default=DEFAULT_BOOTSTRAP,
+        metavar="HOST:PORT[,...]",
+        help="Kafka bootstrap servers (default: $VEIL_BOOTSTRAP_SERVERS or 127.0.0.1:9092)",
+    )
+    from veil.pipelines.kafka_args import add_security_args
 
+    return add_security_args(p)  # --veil_security_protocol (--security-protocol), ...
+
+
+def add_prefix_arg(p):
+    p.add_argument(
+        "--veil_topic_prefix",
+        "--prefix",
+        dest="prefix",
+        default=os.environ.get("VEIL_TOPIC_PREFIX", "veil"),
+        help="topic name prefix (default: $VEIL_TOPIC_PREFIX or veil)",
+    )
+
+
+def register_run(sub):
     sub.add_parser(
         "run",
         usage="veil run [--veil_* flags] [--runner RUNNER] [runner flags]",
@@ -267,51 +418,128 @@ def parser() -> argparse.ArgumentParser:
         description="Runs the Kafka -> Kafka pipeline. Every flag is passed to Beam: "
         "--veil_bootstrap_servers, --veil_topic_prefix, --veil_read_mode "
         "(unbounded|bounded), --veil_consumer_group, --veil_policy, ... "
-        "(see README 'Configuration'), plus --runner and runner flags.",
+        "(see `veil run --help`), plus --runner and runner flags.",
         add_help=False,
     )
 
+
+def register_produce(sub):
     p = with_bootstrap(sub.add_parser("produce", help="wrap files into MediaRecords and produce them"))
     p.add_argument("paths", nargs="+", metavar="PATH", help="files, or .jsonl of MediaRecords")
     p.add_argument("--topic", required=True, help="topic to produce to (e.g. veil.raw)")
     p.add_argument("--subject", default=None, help="subject key (default: per record / file stem)")
     p.add_argument("--modality", default=None, help="declare a modality instead of sniffing")
 
+
+def register_consume(sub):
     p = with_bootstrap(sub.add_parser("consume", help="print a topic's records as JSON lines"))
-    p.add_argument("--topic", required=True)
+    p.add_argument("--topic", required=True, help="topic to read from the beginning")
     p.add_argument("--max", type=int, default=None, help="stop after N records")
     p.add_argument(
         "--idle-timeout", type=float, default=5.0, help="stop after this many idle seconds"
     )
 
+
+def register_sanitize(sub):
     p = sub.add_parser(
         "sanitize",
         help="run the same transforms on local files, without Kafka",
-        description="Each input file gives a sanitized file of the same name in DIR; a "
-        ".jsonl of MediaRecords gives a .jsonl of SanitizedRecords. DIR also gets "
-        "audit.jsonl and dead-letter.jsonl.",
+        usage="veil sanitize PATH... --out DIR [options] [--veil_* flags]",
+        description="Runs the graph of `veil run` on local files. Each plain file gives a "
+        "sanitized file at the same relative path under DIR, with a sidecar "
+        "<name>.veil.json beside it (classification and protected envelopes, for `veil "
+        "reveal`); a .jsonl of MediaRecords gives a .jsonl of SanitizedRecords. DIR also "
+        "gets audit.jsonl and dead-letter.jsonl. Written files name inputs by opaque ids "
+        "only, never by file name.",
+        epilog="Every `veil run` flag that applies to local work passes through: "
+        "--veil_audit_key, --veil_audit_require_key, --veil_key_store (and the KMS flags), "
+        "--veil_step_time_limit_s, --veil_max_payload_bytes, --veil_decoder_isolation, "
+        "--veil_audio_key_file, ... (list: `veil run --help`); each also reads "
+        "$VEIL_<NAME>. Exit codes: 0 every record sanitized; 3 a record was "
+        "dead-lettered (see dead-letter.jsonl; --allow-dead-letters: 0); 2 usage or "
+        "configuration error (nothing written); 1 failure.",
     )
-    p.add_argument("paths", nargs="+", metavar="PATH")
-    p.add_argument("--out", required=True, metavar="DIR")
-    p.add_argument("--subject", default=None, help="subject key for plain files")
-    p.add_argument("--policy", default=None, help="policy YAML (default: packaged policy)")
+    p.add_argument(
+        "paths",
+        nargs="+",
+        metavar="PATH",
+        help="input files or directories (every file below, recursively); .jsonl files "
+        "hold one MediaRecord per line",
+    )
+    p.add_argument(
+        "--out",
+        required=True,
+        metavar="DIR",
+        help="output directory (created); must not be, hold or lie inside an input "
+        "directory; existing outputs are refused unless --overwrite",
+    )
+    p.add_argument(
+        "--subject",
+        default=os.environ.get("VEIL_SUBJECT"),
+        help="subject key for plain files and records without one (default: $VEIL_SUBJECT, "
+        "else each file's stem)",
+    )
+    p.add_argument(
+        "--veil_policy",
+        "--policy",
+        dest="policy",
+        default=os.environ.get("VEIL_POLICY"),
+        metavar="FILE",
+        help="policy YAML (default: $VEIL_POLICY, else the packaged policy)",
+    )
+    p.add_argument(
+        "--allow-dead-letters",
+        action="store_true",
+        default=_env_flag("VEIL_ALLOW_DEAD_LETTERS"),
+        help="exit 0 even when records were dead-lettered (default: exit 3; "
+        "$VEIL_ALLOW_DEAD_LETTERS)",
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace outputs an earlier run left in DIR (inputs are never overwritten)",
+    )
+    p.add_argument(
+        "--id-key",
+        default=None,
+        metavar="KEYFILE",
+        help="key file (`veil keys init`) for the inputs' opaque ids, stable across runs "
+        "(default: $VEIL_ID_KEY_FILE, else a random key per run)",
+    )
+    p.add_argument(
+        "--id-map",
+        default=None,
+        metavar="FILE",
+        help="write the opaque id -> input path table here (0600, outside DIR)",
+    )
 
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def register_topics(sub):
     p = with_bootstrap(sub.add_parser("topics", help="create Veil's topics with their configs"))
-    p.add_argument("action", choices=("create",))
-    p.add_argument("--prefix", default="veil")
-    p.add_argument("--partitions", type=int, default=3)
+    p.add_argument("action", choices=("create",), help="create the topics that do not exist")
+    add_prefix_arg(p)
+    p.add_argument("--partitions", type=int, default=3, help="partitions per topic (default 3)")
 
-    from veil.pipelines.keys_cli import register as register_keys
 
-    register_keys(sub, with_bootstrap)  # veil keys ..., veil reveal
+def register_keys(sub):
+    from veil.pipelines.keys_cli import register
 
-    from veil.pipelines.audit_cli import register as register_audit
+    register(sub, with_bootstrap)  # veil keys ..., veil reveal
 
-    register_audit(sub, with_bootstrap)  # veil audit verify
 
+def register_audit(sub):
+    from veil.pipelines.audit_cli import register
+
+    register(sub, with_bootstrap)  # veil audit verify
+
+
+def register_demo(sub):
     p = with_bootstrap(sub.add_parser("demo", help="end-to-end demo against a running broker"))
-    p.add_argument("--prefix", default="veil")
-    return top
+    add_prefix_arg(p)
 
 
 def _run_help() -> str:
@@ -343,36 +571,50 @@ def _audit_cli(args, beam_argv):
     return cmd_audit(args, beam_argv)
 
 
-def main(argv=None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    top = parser()
-    split = next((i for i, a in enumerate(argv) if not a.startswith("-")), None)
-    if split is not None and argv[split] == "run":
-        if any(a in ("-h", "--help") for a in argv[split + 1 :]):
-            print(_run_help())
-            return 0
-        args, beam_argv = top.parse_args(argv[: split + 1]), argv[split + 1 :]
-    else:
-        args, beam_argv = top.parse_known_args(argv)
-        if beam_argv and args.command not in ("sanitize", "demo"):
-            top.error(f"unrecognized arguments: {' '.join(beam_argv)}")
+def _configure_logging(verbose: bool) -> None:
+    """WARNING for everyone; with ``-v`` INFO for Veil's own loggers only (Beam's and
+    kafka-python's INFO lines, e.g. type-hint notes, stay out)."""
     logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
+        level=logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    # kafka-python narrates every connection at INFO; keep its warnings only.
-    logging.getLogger("kafka").setLevel(logging.WARNING)
-    handler = {
-        "run": cmd_run,
-        "produce": cmd_produce,
-        "consume": cmd_consume,
-        "sanitize": cmd_sanitize,
-        "topics": cmd_topics,
-        "keys": _keys_cli("cmd_keys"),
-        "reveal": _keys_cli("cmd_reveal"),
-        "audit": _audit_cli,
-        "demo": cmd_demo,
-    }[args.command]
+    logging.getLogger("veil").setLevel(logging.INFO if verbose else logging.WARNING)
+
+
+HANDLERS = {
+    "run": cmd_run,
+    "produce": cmd_produce,
+    "consume": cmd_consume,
+    "sanitize": cmd_sanitize,
+    "topics": cmd_topics,
+    "keys": _keys_cli("cmd_keys"),
+    "reveal": _keys_cli("cmd_reveal"),
+    "audit": _audit_cli,
+    "demo": cmd_demo,
+}
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        top = parser()
+        split = next((i for i, a in enumerate(argv) if not a.startswith("-")), None)
+        if split is not None and argv[split] == "run":
+            if any(a in ("-h", "--help") for a in argv[split + 1 :]):
+                print(_run_help())
+                return 0
+            args, beam_argv = top.parse_args(argv[: split + 1]), argv[split + 1 :]
+        else:
+            args, beam_argv = top.parse_known_args(argv)
+            if beam_argv and args.command not in ("sanitize", "demo"):
+                raise _unknown_flag_error(top, args, beam_argv)
+    except CliError as exc:
+        print(f"veil: error: {exc}", file=sys.stderr)
+        return exc.code
+    except SystemExit as exc:  # --help
+        return exc.code if isinstance(exc.code, int) else 0
+    _configure_logging(args.verbose)
+    handler = HANDLERS[args.command]
     try:
         return handler(args, beam_argv)
     except CliError as exc:

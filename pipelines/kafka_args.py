@@ -21,7 +21,8 @@ from veil.transforms.kafkaio.client import (
     security_config,
 )
 
-# setting name -> the command flag that sets it (for error messages)
+# setting name -> the command flag that sets it (for error messages). Each also takes
+# `veil run`'s name (--veil_security_protocol, ...): one name for a setting everywhere.
 _FLAGS = {
     "security_protocol": "--security-protocol",
     "ssl_cafile": "--ssl-cafile",
@@ -47,22 +48,28 @@ def add_security_args(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     default = _defaults()
     g = p.add_argument_group("Kafka security (defaults from $VEIL_* variables)")
     g.add_argument(
+        "--veil_security_protocol",
         "--security-protocol",
+        dest="security_protocol",
         choices=PROTOCOLS,
         default=default["security_protocol"],
         help="default: $VEIL_SECURITY_PROTOCOL or PLAINTEXT",
     )
     g.add_argument(
+        "--veil_ssl_cafile",
         "--ssl-cafile",
+        dest="ssl_cafile",
         default=default["ssl_cafile"],
         help="CA that signs the brokers' certificates",
     )
     g.add_argument(
-        "--sasl-mechanism", default=default["sasl_mechanism"], help=", ".join(SASL_MECHANISMS)
+        "--veil_sasl_mechanism", "--sasl-mechanism", dest="sasl_mechanism", default=default["sasl_mechanism"], help=", ".join(SASL_MECHANISMS)
     )
-    g.add_argument("--sasl-username", default=default["sasl_username"], help="SASL user")
+    g.add_argument("--veil_sasl_username", "--sasl-username", dest="sasl_username", default=default["sasl_username"], help="SASL user")
     g.add_argument(
+        "--veil_sasl_password_env",
         "--sasl-password-env",
+        dest="sasl_password_env",
         default=default["sasl_password_env"],
         help=f"variable holding the SASL password (default: {DEFAULT_PASSWORD_ENV})",
     )

@@ -29,22 +29,39 @@ from veil.pipelines.cli import CliError
 
 
 def add_key_service_args(p: argparse.ArgumentParser) -> None:
+    """The key service flags: `veil run`'s --veil_* names (short aliases kept), each
+    defaulting to its $VEIL_* variable."""
     env = os.environ.get
-    p.add_argument(
+
+    def add(flag, alias, default=None, **kwargs):
+        dest = alias.lstrip("-").replace("-", "_")
+        p.add_argument(flag, alias, dest=dest, default=env(flag[2:].upper(), default), **kwargs)
+
+    add(
+        "--veil_key_store",
         "--store",
-        default=env("VEIL_KEY_STORE"),
         help="data-key store: SQLite file, or kafka://HOST:PORT/TOPIC (kafka://TOPIC with "
-        "--bootstrap)",
+        "--bootstrap) [env: $VEIL_KEY_STORE]",
     )
-    p.add_argument("--kms", default=env("VEIL_KMS", "local"), choices=("local", "pkcs11"))
-    p.add_argument("--keyring", default=env("VEIL_KEYRING"), help="local keyring file")
-    p.add_argument("--master-key-env", default="VEIL_MASTER_KEY")
-    p.add_argument("--master-key-file", default=env("VEIL_MASTER_KEY_FILE"))
-    p.add_argument("--pkcs11-module", default=env("VEIL_PKCS11_MODULE"))
-    p.add_argument("--pkcs11-token", default=env("VEIL_PKCS11_TOKEN"))
-    p.add_argument("--pkcs11-pin-env", default="VEIL_HSM_PIN")
-    p.add_argument("--audit-log", default=env("VEIL_AUDIT_LOG"), help="append audit events here")
-    p.add_argument("--prefix", default="veil", help="topic prefix (audit, erasure)")
+    add("--veil_kms", "--kms", "local", choices=("local", "pkcs11"), help="KEK backend")
+    add("--veil_keyring", "--keyring", help="local keyring file [env: $VEIL_KEYRING]")
+    add(
+        "--veil_master_key_env",
+        "--master-key-env",
+        "VEIL_MASTER_KEY",
+        help="variable holding the keyring's master key (hex)",
+    )
+    add("--veil_master_key_file", "--master-key-file", help="or a secret file holding it")
+    add("--veil_pkcs11_module", "--pkcs11-module", help="PKCS#11 library path")
+    add("--veil_pkcs11_token", "--pkcs11-token", help="PKCS#11 token label")
+    add(
+        "--veil_pkcs11_pin_env",
+        "--pkcs11-pin-env",
+        "VEIL_HSM_PIN",
+        help="variable holding the HSM user PIN",
+    )
+    add("--veil_audit_log", "--audit-log", help="append audit events here [env: $VEIL_AUDIT_LOG]")
+    add("--veil_topic_prefix", "--prefix", "veil", help="topic prefix (audit, erasure)")
 
 
 def register(sub, with_bootstrap) -> None:
@@ -93,13 +110,19 @@ def register(sub, with_bootstrap) -> None:
 
 def _store_bootstrap_arg(p):
     p.add_argument(
-        "--bootstrap", default=None, help="Kafka bootstrap servers of a kafka://TOPIC store"
+        "--veil_bootstrap_servers",
+        "--bootstrap",
+        dest="bootstrap",
+        default=os.environ.get("VEIL_BOOTSTRAP_SERVERS"),
+        help="Kafka bootstrap servers of a kafka://TOPIC store",
     )
 
 
 def _kafka_audit_arg(p):
     p.add_argument(
+        "--veil_bootstrap_servers",
         "--bootstrap",
+        dest="bootstrap",
         default=None,
         help="Kafka bootstrap servers: audit events also go to <prefix>.audit (and "
         "`forget` publishes to <prefix>.erasure)",

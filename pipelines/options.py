@@ -24,14 +24,46 @@ from veil.transforms.kafkaio.client import (
 
 LOCAL_RUNNER = "apache_beam.runners.portability.fn_api_runner.FnApiRunner"
 
+# Runners that hand options Python does not know to a Java job server (Flink's
+# --checkpointing_interval and friends): unknown flags other than --veil_* pass there.
+JOB_SERVER_RUNNERS = ("FlinkRunner", "PortableRunner", "SparkRunner", "PrismRunner")
+
 
 class ConfigError(ValueError):
     """An option is missing or out of range; the message names the flag."""
 
 
+def env_name(flag: str) -> str:
+    """The environment variable of a ``--veil_*`` setting: ``--veil_topic_prefix`` ->
+    ``VEIL_TOPIC_PREFIX``. Every setting has one; the flag wins over the variable."""
+    return flag.lstrip("-").upper()
+
+
+class _EnvDefaults:
+    """Wraps an argparse parser so each ``--veil_*`` flag's default comes from its
+    environment variable (``env_name``) when that is set; help says so."""
+
+    def __init__(self, parser):
+        self._parser = parser
+
+    def add_argument(self, flag, **kwargs):
+        name = env_name(flag)
+        value = os.environ.get(name)
+        if value is not None:
+            if kwargs.get("action") == "store_true":
+                kwargs["default"] = value.strip().lower() in ("1", "true", "yes", "on")
+            else:
+                kwargs["default"] = value
+        help_ = kwargs.get("help", "")
+        if f"${name}" not in help_:
+            kwargs["help"] = f"{help_} [env: ${name}]".strip()
+        return self._parser.add_argument(flag, **kwargs)
+
+
 class VeilOptions(PipelineOptions):
     @classmethod
     def _add_argparse_args(cls, parser):
+        parser = _EnvDefaults(parser)
         parser.add_argument(
             "--veil_bootstrap_servers",
             default=os.environ.get("VEIL_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
@@ -194,6 +226,13 @@ class VeilOptions(PipelineOptions):
             help="How long workers keep an unwrapped data key (bounds erasure latency).",
         )
         parser.add_argument(
+            "--veil_audio_key_file",
+            default=None,
+            help="The voice key file on the workers (a key file from `veil keys init`); "
+            "unset: $VEIL_AUDIO_KEY_FILE there, else audio records are dead-lettered "
+            "AUDIO_KEY_UNAVAILABLE.",
+        )
+        parser.add_argument(
             "--veil_decoder_isolation",
             choices=("on", "off"),
             default="on",
@@ -234,10 +273,12 @@ class VeilConfig:
     decoder_isolation: bool = True  # native decoders in veil.transforms.sandbox workers
     audit_key: str | None = None  # audit MAC key file or kms: URI (resolved on workers)
     audit_require_key: bool = False
+    audio_key_file: str | None = None  # voice key file on the workers
 
     @classmethod
     def from_options(cls, options: PipelineOptions) -> "VeilConfig":
         o = options.view_as(VeilOptions)
+        _check_choices(o)
         servers = (o.veil_bootstrap_servers or "").strip()
         if not servers or not all(_is_host_port(s) for s in servers.split(",")):
             raise ConfigError("--veil_bootstrap_servers must be host:port[,host:port]")
@@ -321,6 +362,7 @@ class VeilConfig:
             decoder_isolation=o.veil_decoder_isolation != "off",
             audit_key=o.veil_audit_key,
             audit_require_key=bool(o.veil_audit_require_key),
+            audio_key_file=o.veil_audio_key_file or None,
         )
 
     def audit_chain(self):
@@ -339,6 +381,74 @@ class VeilConfig:
         config = {"bootstrap_servers": self.bootstrap_servers.split(",")}
         config.update({k: v for k, v in self.security.items() if v is not None})
         return config
+
+
+_CHOICES = {
+    "veil_read_mode": ("unbounded", "bounded"),
+    "veil_start_offset": ("earliest", "latest"),
+    "veil_delivery": ("at_least_once", "exactly_once"),
+    "veil_kms": ("local", "pkcs11"),
+    "veil_decoder_isolation": ("on", "off"),
+    "veil_security_protocol": PROTOCOLS,
+}
+
+
+def _check_choices(o) -> None:
+    """Values from environment variables skip argparse's choices: check them here."""
+    for flag, choices in _CHOICES.items():
+        value = getattr(o, flag)
+        if value not in choices:
+            raise ConfigError(
+                f"--{flag} (or ${env_name(flag)}) {value!r}: must be one of {list(choices)}"
+            )
+
+
+def nearest(name: str, candidates) -> str | None:
+    """The candidate closest to ``name`` (hyphens and underscores alike), or None."""
+    import difflib
+
+    def norm(flag):
+        return flag.lstrip("-").replace("-", "_").lower()
+
+    by_norm = {norm(c): c for c in candidates}
+    if norm(name) in by_norm:
+        return by_norm[norm(name)]
+    match = difflib.get_close_matches(norm(name), list(by_norm), n=1, cutoff=0.6)
+    return by_norm[match[0]] if match else None
+
+
+def check_flags(argv) -> list[str]:
+    """Refuses flags no options class knows, naming the nearest valid one.
+
+    Every ``--veil_*`` flag must be one of ``VeilOptions``'; other unknown flags are
+    errors too, except with a runner that forwards them to a Java job server
+    (``JOB_SERVER_RUNNERS``), where they are returned so the caller can say they pass
+    unchecked. Raises ``ConfigError``.
+    """
+    from apache_beam.options.pipeline_options import _BeamArgumentParser
+
+    class _Parser(_BeamArgumentParser):
+        def error(self, message):
+            raise ConfigError(message)
+
+    parser = _Parser(allow_abbrev=False, add_help=False)
+    for cls in {str(c): c for c in PipelineOptions.__subclasses__()}.values():
+        cls._add_argparse_args(parser)
+    known, unknown = parser.parse_known_args(list(argv))
+    runner = str(getattr(known, "runner", None) or "").rsplit(".", 1)[-1]
+    flags = [a for a in unknown if a.startswith("-")]
+    valid = [o for o in parser._option_string_actions if o.startswith("--")]
+    passed = []
+    for flag in flags:
+        name = flag.split("=", 1)[0]
+        veil = name.lstrip("-").replace("-", "_").lower().startswith("veil")
+        if runner in JOB_SERVER_RUNNERS and not veil:
+            passed.append(name)
+            continue
+        close = nearest(name, [v for v in valid if v.startswith("--veil")] if veil else valid)
+        hint = f"; did you mean {close}?" if close else " (see `veil run --help`)"
+        raise ConfigError(f"unknown flag {name}{hint}")
+    return passed
 
 
 def _is_host_port(value: str) -> bool:

@@ -49,7 +49,7 @@ SUPPORTED_MODALITIES = (
 )
 
 
-def _handlers(policy, isolation=NATIVE_DECODERS) -> dict:
+def _handlers(policy, isolation=NATIVE_DECODERS, audio_key_file=None) -> dict:
     """One privacy handler per supported modality (models load later, in setup).
 
     ``isolation``: the sandbox the native decoders (images, audio) run in, or None to
@@ -59,19 +59,21 @@ def _handlers(policy, isolation=NATIVE_DECODERS) -> dict:
     Audio's voice key is named on the worker ($VEIL_AUDIO_KEY_FILE); without one every
     audio record is dead-lettered AUDIO_KEY_UNAVAILABLE. Images need the face model in
     the model cache and Tesseract on the worker, else IMAGE_MODEL_UNAVAILABLE /
-    IMAGE_OCR_FAILED.
+    IMAGE_OCR_FAILED. ``audio_key_file`` (``--veil_audio_key_file``) names the voice key
+    file instead of the variable.
     """
+    audio = AudioConfig(isolation=isolation, key_file=audio_key_file)
     return {
         Modality.TEXT: TextHandler(policy),
         Modality.STRUCTURED: StructuredHandler(policy),
         Modality.IMAGE: ImageHandler(policy, ImageConfig(isolation=isolation)),
-        Modality.AUDIO: AudioHandler(policy, AudioConfig(isolation=isolation)),
+        Modality.AUDIO: AudioHandler(policy, audio),
         # Video: the face model as for images; the audio track per the policy's
         # video.audio (drop, or the audio branch with its voice key).
         Modality.VIDEO: VideoHandler(
             policy,
             VideoConfig(
-                audio=AudioConfig(isolation=isolation),
+                audio=audio,
                 isolation=VIDEO_DECODERS if isolation is not None else None,
             ),
         ),
@@ -136,7 +138,7 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions, source=None, sink=N
     )
     quarantine = policy.quarantine_levels
     isolation = NATIVE_DECODERS if config.decoder_isolation else None
-    for modality, handler in _handlers(policy, isolation).items():
+    for modality, handler in _handlers(policy, isolation, config.audio_key_file).items():
         name = modality.capitalize()
         # Audio and video share the long media limit (--veil_audio_time_limit_s).
         media = modality in (Modality.AUDIO, Modality.VIDEO)
