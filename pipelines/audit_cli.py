@@ -25,7 +25,7 @@ def register(sub, with_bootstrap) -> None:
             "and reordered events, and where.",
         )
     )
-    p.add_argument("action", choices=("verify",))
+    p.add_argument("action", choices=("verify",), help="verify: check every chain")
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--topic", help="audit topic (e.g. veil.audit)")
     source.add_argument("--file", help="a file of audit events")

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import copy
 
-import yaml
-
 import pytest
+import yaml
 
 from veil.transforms.classification import (
     PolicyError,
