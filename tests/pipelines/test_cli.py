@@ -349,7 +349,7 @@ def test_sanitize_id_map_is_private_and_complete(sanitized):
     id_map = work / "ids.jsonl"
     assert stat.S_IMODE(id_map.stat().st_mode) == 0o600
     mapping = {row["input_id"]: row["path"] for row in _jsonl(id_map)}
-    assert len(mapping) == 6 and all(OPAQUE_ID.match(i) for i in mapping)
+    assert len(mapping) == 5 and all(OPAQUE_ID.match(i) for i in mapping)
     audit_ids = {e["source"]["topic"] for e in _jsonl(out / "audit.jsonl")}
     assert audit_ids == set(mapping)
     (sidecar,) = _jsonl(out / "dupB" / "msg.txt.veil.json")
