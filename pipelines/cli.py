@@ -577,11 +577,13 @@ def _audit_cli(args, beam_argv):
 def _configure_logging(verbose: bool) -> None:
     """WARNING for everyone; with ``-v`` INFO for Veil's own loggers only (Beam's and
     kafka-python's INFO lines, e.g. type-hint notes, stay out)."""
-    logging.basicConfig(
+    logging.basicConfig(  # a no-op when the embedding process configured logging
         level=logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    logging.getLogger("veil").setLevel(logging.INFO if verbose else logging.WARNING)
+    veil = logging.getLogger("veil")
+    if verbose and veil.getEffectiveLevel() > logging.INFO:
+        veil.setLevel(logging.INFO)
 
 
 HANDLERS = {
