@@ -287,7 +287,7 @@ def cmd_sanitize(args, beam_argv):
         print(f"input error: {problem}", file=sys.stderr)
     for path, line, code in summary["dead_lettered_inputs"]:
         where = f"{path}:{line}" if line else path
-        print(f"dead-lettered: {where} ({code}{_HINTS.get(code, '')})", file=sys.stderr)
+        print(f"dead-lettered: {where} ({code}{_hint(code)})", file=sys.stderr)
     if dead and not args.allow_dead_letters:
         print(
             f"veil: {dead} record(s) dead-lettered (see {os.path.join(args.out, 'dead-letter.jsonl')}"
@@ -298,12 +298,19 @@ def cmd_sanitize(args, beam_argv):
     return EXIT_OK
 
 
-# What to do about the dead-letter codes that mean "this machine is not set up".
+def _hint(code: str) -> str:
+    """What to do about a dead-letter code that means "this machine is not set up"."""
+    if code in ("IMAGE_MODEL_UNAVAILABLE", "VIDEO_MODEL_UNAVAILABLE"):
+        from veil.transforms.image.models import cache_dir
+
+        return (
+            f": no verified face model in {cache_dir()}; run `make image-setup`, or point "
+            "$VEIL_MODEL_DIR (or $VEIL_CACHE) at a model cache holding it"
+        )
+    return _HINTS.get(code, "")
+
+
 _HINTS = {
-    "IMAGE_MODEL_UNAVAILABLE": ": the face model is not in the model cache; run `make image-setup` "
-    "or point $VEIL_MODEL_DIR / $VEIL_CACHE at a cache holding it",
-    "VIDEO_MODEL_UNAVAILABLE": ": the face model is not in the model cache; run `make image-setup` "
-    "or point $VEIL_MODEL_DIR / $VEIL_CACHE at a cache holding it",
     "AUDIO_KEY_UNAVAILABLE": ": no voice key; create one with `veil keys init PATH` and pass "
     "--veil_audio_key_file PATH (or set $VEIL_AUDIO_KEY_FILE)",
     "IMAGE_OCR_FAILED": ": Tesseract missing or failing (apt-get install tesseract-ocr)",

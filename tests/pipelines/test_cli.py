@@ -491,3 +491,14 @@ def test_progress_bar_only_on_a_terminal(tmp_path):
         os.close(slave)
     assert summary["sanitized"] == 3
     assert "3/3" in shown and "rec/s" in shown and "sanitize" in shown
+
+
+def test_a_machine_not_set_up_is_named_with_the_path_and_the_fix(tmp_path, monkeypatch):
+    from veil.pipelines.cli import _hint
+
+    monkeypatch.setenv("VEIL_MODEL_DIR", str(tmp_path / "models"))
+    hint = _hint("IMAGE_MODEL_UNAVAILABLE")
+    assert f"no verified face model in {tmp_path / 'models'}" in hint
+    assert "make image-setup" in hint
+    assert "--veil_audio_key_file" in _hint("AUDIO_KEY_UNAVAILABLE")
+    assert _hint("BAD_FRAMING") == ""
