@@ -289,9 +289,10 @@ def cmd_sanitize(args, beam_argv):
         where = f"{path}:{line}" if line else path
         print(f"dead-lettered: {where} ({code}{_hint(code)})", file=sys.stderr)
     if dead and not args.allow_dead_letters:
+        letters = os.path.join(args.out, "dead-letter.jsonl")
         print(
-            f"veil: {dead} record(s) dead-lettered (see {os.path.join(args.out, 'dead-letter.jsonl')}"
-            "); exit 3 (pass --allow-dead-letters to exit 0)",
+            f"veil: {dead} record(s) dead-lettered (see {letters}); exit 3 "
+            "(pass --allow-dead-letters to exit 0)",
             file=sys.stderr,
         )
         return EXIT_DEAD_LETTERS
@@ -434,7 +435,9 @@ def register_run(sub):
 
 
 def register_produce(sub):
-    p = with_bootstrap(sub.add_parser("produce", help="wrap files into MediaRecords and produce them"))
+    p = with_bootstrap(
+        sub.add_parser("produce", help="wrap files into MediaRecords and produce them")
+    )
     p.add_argument("paths", nargs="+", metavar="PATH", help="files, or .jsonl of MediaRecords")
     p.add_argument("--topic", required=True, help="topic to produce to (e.g. veil.raw)")
     p.add_argument("--subject", default=None, help="subject key (default: per record / file stem)")

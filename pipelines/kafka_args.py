@@ -63,9 +63,19 @@ def add_security_args(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         help="CA that signs the brokers' certificates",
     )
     g.add_argument(
-        "--veil_sasl_mechanism", "--sasl-mechanism", dest="sasl_mechanism", default=default["sasl_mechanism"], help=", ".join(SASL_MECHANISMS)
+        "--veil_sasl_mechanism",
+        "--sasl-mechanism",
+        dest="sasl_mechanism",
+        default=default["sasl_mechanism"],
+        help=", ".join(SASL_MECHANISMS),
     )
-    g.add_argument("--veil_sasl_username", "--sasl-username", dest="sasl_username", default=default["sasl_username"], help="SASL user")
+    g.add_argument(
+        "--veil_sasl_username",
+        "--sasl-username",
+        dest="sasl_username",
+        default=default["sasl_username"],
+        help="SASL user",
+    )
     g.add_argument(
         "--veil_sasl_password_env",
         "--sasl-password-env",

@@ -222,7 +222,8 @@ def _sort_spool(spool: str, out: Path, inputs, total: int, input_errors, mac_key
             target.parent.mkdir(parents=True, exist_ok=True)
             with target.open("w", encoding="utf-8") as f:
                 for record in records:
-                    f.write(json.dumps(to_json(SANITIZED_RECORD, record), ensure_ascii=False) + "\n")
+                    line = json.dumps(to_json(SANITIZED_RECORD, record), ensure_ascii=False)
+                    f.write(line + "\n")
             written.append(target)
         elif records:
             target.parent.mkdir(parents=True, exist_ok=True)

@@ -28,19 +28,22 @@ def _norm(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
+def _name(requirement: str) -> str:
+    return _norm(re.split(r"[<>=!~ \[;]", requirement, maxsplit=1)[0])
+
+
 def _setup_call() -> ast.Call:
     tree = ast.parse((REPO / "setup.py").read_text())
-    return next(
-        n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "setup"
-    )
+    calls = (n for n in ast.walk(tree) if isinstance(n, ast.Call))
+    return next(n for n in calls if getattr(n.func, "id", "") == "setup")
 
 
 def _declared() -> tuple[set, dict]:
     call = _setup_call()
     kw = {k.arg: k.value for k in call.keywords}
-    requires = {_norm(re.split(r"[<>=!~ \[;]", r, 1)[0]) for r in ast.literal_eval(kw["install_requires"])}
+    requires = {_name(r) for r in ast.literal_eval(kw["install_requires"])}
     extras = {
-        name: {_norm(re.split(r"[<>=!~ \[;]", r, 1)[0]) for r in reqs}
+        name: {_name(r) for r in reqs}
         for name, reqs in ast.literal_eval(kw["extras_require"]).items()
     }
     return requires, extras

@@ -160,7 +160,10 @@ USAGE_ERRORS = [
         ["sanitize", "in/a.txt", "--out", "o", "--allow-dead-letter"],
         "did you mean --allow-dead-letters?",
     ),
-    (["sanitize", "in/a.txt", "--out", "o", "--policy", "nope.yaml"], "--policy nope.yaml: no such file"),
+    (
+        ["sanitize", "in/a.txt", "--out", "o", "--policy", "nope.yaml"],
+        "--policy nope.yaml: no such file",
+    ),
     (
         ["sanitize", "in/a.txt", "--out", "o", "--policy", "de.yaml"],
         "text.language 'de' is not supported",
