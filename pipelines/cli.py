@@ -142,7 +142,7 @@ def cmd_produce(args, _):
     from veil.pipelines.files import InputError, encode_record, iter_records
     from veil.transforms.kafkaio import MAX_MESSAGE_BYTES, client
 
-    _check_paths(args.paths)
+    paths = _expand_paths(args.paths)
     producer = KafkaProducer(
         acks="all",
         enable_idempotence=True,
@@ -152,7 +152,7 @@ def cmd_produce(args, _):
     sent = failed = 0
     try:
         for path, line, record in _progress(
-            iter_records(args.paths, args.subject, args.modality), desc="produce"
+            iter_records(paths, args.subject, args.modality), desc="produce"
         ):
             if isinstance(record, InputError):
                 print(f"skipped: {record}", file=sys.stderr)
@@ -171,12 +171,14 @@ def cmd_produce(args, _):
     return 1 if failed else 0
 
 
-def _check_paths(paths):
-    for path in paths:
-        if os.path.isdir(path):
-            raise CliError(f"{path}: a directory (name the files, e.g. {path}/*)", EXIT_USAGE)
-        if not os.path.isfile(path):
-            raise CliError(f"{path}: no such file", EXIT_USAGE)
+def _expand_paths(paths) -> list:
+    """Files, and every regular file below a directory; usage errors exit 2."""
+    from veil.pipelines.files import UsageError, collect_inputs
+
+    try:
+        return [item.path for item in collect_inputs(paths)]
+    except UsageError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from None
 
 
 # --- veil consume ---------------------------------------------------------------------

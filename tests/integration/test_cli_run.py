@@ -1,4 +1,4 @@
-"""``veil produce`` then a bounded ``veil run``, in process: the run ends with a summary
+"""``veil produce DIR`` then a bounded ``veil run``, in process: the run ends with a summary
 line from the pipeline's counters (issue 19), read, sanitized and dead-lettered by code."""
 
 from __future__ import annotations
@@ -15,14 +15,15 @@ pytestmark = pytest.mark.integration
 def test_bounded_run_ends_with_a_summary(kafka_bootstrap, topic_prefix, tmp_path, capsys):
     kafka = ["--veil_bootstrap_servers", kafka_bootstrap, "--veil_topic_prefix", topic_prefix]
     assert main(["topics", "create", *kafka, "--partitions", "1"]) == 0
-    records = tmp_path / "records.jsonl"
+    (tmp_path / "in").mkdir()
+    records = tmp_path / "in" / "records.jsonl"  # produced by naming its directory
     records.write_text(
         json.dumps({"subject_key": "alice", "payload": "Mail ann@example.com"})
         + "\n"
         + json.dumps({"subject_key": "bob", "payload": "x", "modality": "hologram"})
         + "\n"
     )
-    assert main(["produce", str(records), "--topic", f"{topic_prefix}.raw", *kafka[:2]]) == 0
+    assert main(["produce", str(tmp_path / "in"), "--topic", f"{topic_prefix}.raw", *kafka[:2]]) == 0
     capsys.readouterr()
     code = main(
         [

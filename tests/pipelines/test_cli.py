@@ -191,7 +191,7 @@ USAGE_ERRORS = [
     (["sanitize", "in/a.txt", "--out", "done"], "done/a.txt exists"),
     (["consume", "--topic", "t", "--maxx", "3"], "unknown flag --maxx; did you mean --max?"),
     (["keys", "list", "--stor", "x"], "unknown flag --stor; did you mean --store?"),
-    (["produce", "in", "--topic", "t"], "in: a directory"),
+    (["produce", "nothing", "--topic", "t"], "nothing: no such file or directory"),
 ]
 
 
