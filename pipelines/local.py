@@ -235,6 +235,10 @@ def _sort_spool(spool: str, out: Path, inputs, total: int, input_errors, mac_key
                 json.dumps(sidecar, ensure_ascii=False, default=str) + "\n", encoding="utf-8"
             )
             written.append(target)
+        else:  # dead-lettered: no output, and none left over from an --overwrite'd run
+            for stale in (target, sidecar_path(target)):
+                if stale.is_file():
+                    stale.unlink()
     order = lambda e: (e["source"]["topic"], e["source"]["offset"], e["event_time"])  # noqa: E731
     # Hash-chained (and MACed with the configured audit key) in file order, so
     # `veil audit verify --file DIR/audit.jsonl` checks it like the audit topic.

@@ -406,6 +406,18 @@ def test_sanitize_again_refuses_then_overwrites_only_its_outputs(sanitized, caps
     assert tree(src) == before
 
 
+def test_overwrite_leaves_no_stale_output_of_a_now_dead_lettered_input(tmp_path, capsys):
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.txt").write_text("Mail ann@example.com\n")
+    assert veil(capsys, "sanitize", tmp_path / "in", "--out", tmp_path / "o")[0] == 0
+    assert (tmp_path / "o" / "a.txt.veil.json").is_file()
+    (tmp_path / "in" / "a.txt").write_bytes(b"\xff\xfe not text")  # now dead-lettered
+    code, _, err = veil(capsys, "sanitize", tmp_path / "in", "--out", tmp_path / "o",
+                        "--overwrite")  # fmt: skip
+    assert code == 3 and f"dead-lettered: {tmp_path / 'in' / 'a.txt'} (" in err
+    assert sorted(tree(tmp_path / "o")) == ["audit.jsonl", "dead-letter.jsonl"]
+
+
 def test_sanitize_everything_dead_lettered_is_not_success(tmp_path, capsys):
     (tmp_path / "bad.jsonl").write_text("not json\n{\"payload\": 3}\n")
     code, stdout, err = veil(capsys, "sanitize", tmp_path / "bad.jsonl", "--out", tmp_path / "o")

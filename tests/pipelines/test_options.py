@@ -184,3 +184,65 @@ def test_resolve_refuses_a_missing_password_variable(monkeypatch):
     monkeypatch.delenv("VEIL_TEST_MISSING_PASSWORD", raising=False)
     with pytest.raises(KeyError, match="VEIL_TEST_MISSING_PASSWORD"):
         resolve({"bootstrap_servers": ["a:1"], "sasl_password_env": "VEIL_TEST_MISSING_PASSWORD"})
+
+
+# --- every setting from the environment; unknown flags (issue 19) -----------------------
+
+
+def test_every_veil_setting_reads_its_environment_variable_and_the_flag_wins(monkeypatch):
+    monkeypatch.setenv("VEIL_TOPIC_PREFIX", "envp")
+    monkeypatch.setenv("VEIL_READ_MODE", "bounded")
+    monkeypatch.setenv("VEIL_STEP_TIME_LIMIT_S", "2.5")
+    monkeypatch.setenv("VEIL_AUDIT_REQUIRE_KEY", "true")
+    monkeypatch.setenv("VEIL_AUDIO_KEY_FILE", "/etc/veil/voice.key")
+    cfg = config()
+    assert (cfg.topics.raw, cfg.bounded, cfg.step_time_limit_s) == ("envp.raw", True, 2.5)
+    assert cfg.audit_require_key is True and cfg.audio_key_file == "/etc/veil/voice.key"
+    cfg = config("--veil_topic_prefix=flag", "--veil_read_mode=unbounded")
+    assert (cfg.topics.raw, cfg.bounded) == ("flag.raw", False)
+
+
+def test_every_veil_flag_has_an_environment_variable():
+    import argparse
+
+    from veil.pipelines.options import VeilOptions, env_name
+
+    parser = argparse.ArgumentParser()
+    VeilOptions._add_argparse_args(parser)
+    flags = [a for a in parser._actions if a.option_strings and a.dest != "help"]
+    assert len(flags) > 25
+    for action in flags:
+        assert f"${env_name(action.option_strings[0])}" in action.help, action.dest
+
+
+def test_a_bad_value_from_the_environment_names_flag_and_variable(monkeypatch):
+    monkeypatch.setenv("VEIL_DELIVERY", "twice")
+    with pytest.raises(ConfigError, match=r"--veil_delivery \(or \$VEIL_DELIVERY\) 'twice'"):
+        config()
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--veil_audit_requre_key"], "did you mean --veil_audit_require_key?"),
+        (["--veil-idle-stop-s=3"], "did you mean --veil_idle_stop_s?"),
+        (["--bogus-flag"], "unknown flag --bogus-flag"),
+        (["--runer=FlinkRunner"], "did you mean --runner?"),
+        (["--runner=FlinkRunner", "--veil_polcy=p.yaml"], "did you mean --veil_policy?"),
+    ],
+)
+def test_unknown_flags_are_refused_with_the_nearest_valid_one(argv, message):
+    from veil.pipelines.options import check_flags
+
+    with pytest.raises(ConfigError) as caught:
+        check_flags(argv)
+    assert message in str(caught.value)
+
+
+def test_job_server_runners_get_their_own_flags_through():
+    from veil.pipelines.options import check_flags
+
+    assert check_flags(["--runner=FlinkRunner", "--checkpointing_interval=5000"]) == [
+        "--checkpointing_interval"
+    ]
+    assert check_flags(["--veil_read_mode=bounded", "--job_name=x"]) == []
