@@ -51,7 +51,23 @@ class VeilArgumentParser(argparse.ArgumentParser):
         kwargs.setdefault("allow_abbrev", False)  # --stor is a mistake, not --store
         super().__init__(*args, **kwargs)
 
+    def parse_known_args(self, args=None, namespace=None):
+        self._seen_args = list(sys.argv[1:] if args is None else args)
+        return super().parse_known_args(args, namespace)
+
     def error(self, message):
+        # "--topic is required" when --topc was typed: the typo is the news.
+        if message.startswith("the following arguments are required"):
+            from veil.pipelines.options import nearest
+
+            known = self.option_strings()
+            for arg in getattr(self, "_seen_args", ()):
+                name = arg.split("=", 1)[0]
+                if name.startswith("--") and name not in known:
+                    close = nearest(name, known)
+                    hint = f"; did you mean {close}?" if close else ""
+                    message = f"unknown flag {name}{hint} ({message})"
+                    break
         raise CliError(message, EXIT_USAGE)
 
     def option_strings(self) -> list[str]:

@@ -190,6 +190,7 @@ USAGE_ERRORS = [
     ),
     (["sanitize", "in/a.txt", "--out", "done"], "done/a.txt exists"),
     (["consume", "--topic", "t", "--maxx", "3"], "unknown flag --maxx; did you mean --max?"),
+    (["consume", "--topc", "t"], "unknown flag --topc; did you mean --topic?"),
     (["keys", "list", "--stor", "x"], "unknown flag --stor; did you mean --store?"),
     (["produce", "nothing", "--topic", "t"], "nothing: no such file or directory"),
 ]
