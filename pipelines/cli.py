@@ -27,6 +27,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import sys
 import time
 
@@ -68,6 +69,15 @@ class VeilArgumentParser(argparse.ArgumentParser):
                     hint = f"; did you mean {close}?" if close else ""
                     message = f"unknown flag {name}{hint} ({message})"
                     break
+        choice = re.match(r"argument (.+): invalid choice: '(.*)' \(choose from (.*)\)$", message)
+        if choice:
+            import difflib
+
+            options = re.findall(r"'([^']*)'", choice.group(3))
+            close = difflib.get_close_matches(choice.group(2), options, n=1, cutoff=0.5)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            what, value = choice.group(1), choice.group(2)
+            message = f"{what}: unknown {value!r}{hint} (one of: {', '.join(options)})"
         raise CliError(message, EXIT_USAGE)
 
     def option_strings(self) -> list[str]:
@@ -587,6 +597,14 @@ def _run_help() -> str:
     return p.format_help()
 
 
+def _print_help(text: str) -> None:
+    try:
+        print(text)
+        sys.stdout.flush()
+    except BrokenPipeError:  # `veil run --help | head`
+        sys.stdout = open(os.devnull, "w")
+
+
 def _keys_cli(name):
     def handler(args, beam_argv):
         from veil.pipelines import keys_cli
@@ -634,7 +652,7 @@ def main(argv=None) -> int:
         split = next((i for i, a in enumerate(argv) if not a.startswith("-")), None)
         if split is not None and argv[split] == "run":
             if any(a in ("-h", "--help") for a in argv[split + 1 :]):
-                print(_run_help())
+                _print_help(_run_help())
                 return 0
             args, beam_argv = top.parse_args(argv[: split + 1]), argv[split + 1 :]
         else:

@@ -193,6 +193,8 @@ USAGE_ERRORS = [
     (["consume", "--topc", "t"], "unknown flag --topc; did you mean --topic?"),
     (["keys", "list", "--stor", "x"], "unknown flag --stor; did you mean --store?"),
     (["produce", "nothing", "--topic", "t"], "nothing: no such file or directory"),
+    (["sanitiz", "in/a.txt"], "COMMAND: unknown 'sanitiz'; did you mean 'sanitize'?"),
+    (["topics", "craete"], "unknown 'craete'; did you mean 'create'?"),
 ]
 
 
