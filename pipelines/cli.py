@@ -292,7 +292,7 @@ def cmd_sanitize(args, beam_argv):
     from veil.transforms.classification import PolicyError
 
     try:
-        check_flags(beam_argv, args.own_flags)
+        check_flags(beam_argv, getattr(args, "own_flags", ()))
         summary = sanitize_files(
             args.paths,
             args.out,
@@ -553,6 +553,7 @@ def register_sanitize(sub):
         metavar="FILE",
         help="write the opaque id -> input path table here (0600, outside DIR)",
     )
+    p.set_defaults(own_flags=p.option_strings())  # suggested for a misspelt flag too
 
 
 def _env_flag(name: str) -> bool:
@@ -659,10 +660,6 @@ def main(argv=None) -> int:
             args, beam_argv = top.parse_known_args(argv)
             if beam_argv and args.command not in ("sanitize", "demo"):
                 raise _unknown_flag_error(top, args, beam_argv)
-            if args.command == "sanitize":  # for suggestions among its own flags too
-                args.own_flags = top._subparsers._group_actions[0].choices[
-                    "sanitize"
-                ].option_strings()
     except CliError as exc:
         print(f"veil: error: {exc}", file=sys.stderr)
         return exc.code
