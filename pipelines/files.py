@@ -168,9 +168,7 @@ def collect_inputs(paths, ids: InputIds | None = None) -> list[LocalInput]:
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            found = sorted(
-                p for p in path.rglob("*") if p.is_file() and not p.is_symlink()
-            )
+            found = sorted(p for p in path.rglob("*") if p.is_file())
             if not found:
                 raise UsageError(f"{raw}: directory holds no file")
             files.extend((f, path) for f in found)
@@ -199,6 +197,8 @@ def check_output_dir(inputs: list[LocalInput], out: Path, overwrite: bool = Fals
     """Refuses an output directory that is, holds, or lies inside an input directory or
     holds an input file; outputs of two inputs at one path; and (without ``overwrite``)
     an existing output file. Nothing is written before this passes."""
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file, not a directory")
     out_real = out.resolve()
     for item in inputs:
         real = item.path.resolve()

@@ -178,8 +178,8 @@ def _audit_key(config):
         key = resolve_mac_key(config.audit_key, config.key_service)
     except AuditKeyUnavailable:
         raise ConfigError(
-            "--veil_audit_key: the audit MAC key cannot be read (a key file from "
-            "`veil keys init`, mode 0600, or a kms: URI)"
+            "the audit MAC key (--veil_audit_key or $VEIL_AUDIT_KEY_FILE) cannot be read: "
+            "it must be a key file from `veil keys init` (mode 0600) or a kms: URI"
         ) from None
     if config.audit_require_key and key == NO_KEY:
         raise ConfigError(

@@ -189,6 +189,7 @@ USAGE_ERRORS = [
         "would be written to o/audit.jsonl, which Veil's own log also writes",
     ),
     (["sanitize", "in/a.txt", "--out", "done"], "done/a.txt exists"),
+    (["sanitize", "in/a.txt", "--out", "done/a.txt"], "--out done/a.txt is a file"),
     (["consume", "--topic", "t", "--maxx", "3"], "unknown flag --maxx; did you mean --max?"),
     (["consume", "--topc", "t"], "unknown flag --topc; did you mean --topic?"),
     (["keys", "list", "--stor", "x"], "unknown flag --stor; did you mean --store?"),
