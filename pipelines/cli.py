@@ -127,11 +127,34 @@ def cmd_run(args, beam_argv):
     try:
         for name in check_flags(beam_argv):
             _LOGGER.warning("%s: not a Python pipeline option; passed to the job server", name)
+        _check_local_audit_key(beam_argv)
         result = run(beam_argv)
     except (ConfigError, PolicyError) as exc:
         raise CliError(str(exc), EXIT_USAGE) from None
     print(run_summary(result))
     return 0
+
+
+def _check_local_audit_key(beam_argv) -> None:
+    """On the local runner this process is the worker: --veil_audit_require_key with no
+    key anywhere is a configuration error now, not a failure once records flow."""
+    from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+
+    from veil.pipelines.options import LOCAL_RUNNER, ConfigError, VeilConfig
+    from veil.pipelines.runners import prepare_argv
+    from veil.transforms.audit_chain import AUDIT_KEY_ENV
+
+    options = PipelineOptions(prepare_argv(beam_argv))
+    if options.view_as(StandardOptions).runner != LOCAL_RUNNER:
+        return  # remote workers may hold $VEIL_AUDIT_KEY_FILE; they check it themselves
+    config = VeilConfig.from_options(options)
+    if config.audit_require_key and not (
+        config.audit_key or os.environ.get(AUDIT_KEY_ENV) or config.key_service
+    ):
+        raise ConfigError(
+            "--veil_audit_require_key: no audit MAC key configured: pass --veil_audit_key "
+            f"KEYFILE or set ${AUDIT_KEY_ENV} (create one with `veil keys init PATH`)"
+        )
 
 
 def run_summary(result) -> str:

@@ -149,6 +149,7 @@ USAGE_ERRORS = [
         "unknown flag --veil_audit_requre_key; did you mean --veil_audit_require_key?",
     ),
     (["run", "--bogus-flag"], "unknown flag --bogus-flag"),
+    (["run", "--veil_audit_require_key"], "--veil_audit_require_key: no audit MAC key"),
     (["run", "--veil-read-mode=bounded"], "did you mean --veil_read_mode?"),
     (["sanitize", "missing.txt", "--out", "o"], "missing.txt: no such file or directory"),
     (
