@@ -138,6 +138,8 @@ def sanitize_files(
     if id_map and Path(id_map).resolve().is_relative_to(out.resolve()):
         raise UsageError(f"--id-map {id_map}: keep the id map outside --out (it names the inputs)")
     argv = list(beam_argv) + ["--veil_topic_prefix=veil"]
+    if not any(a.startswith("--veil_erasure_listener") for a in argv):
+        argv.append("--veil_erasure_listener=off")  # no broker here (issue 18 item 7)
     if policy:
         argv.append(f"--veil_policy={policy}")
     options = PipelineOptions(prepare_argv(argv))

@@ -220,6 +220,14 @@ class VeilOptions(PipelineOptions):
             help="Refuse to run without an audit MAC key (production).",
         )
         parser.add_argument(
+            "--veil_erasure_listener",
+            choices=("on", "off"),
+            default="on",
+            help="With --veil_key_store: workers follow <prefix>.erasure on the pipeline's "
+            "brokers and drop erased subjects' keys at once (off: `veil sanitize`, which "
+            "has no broker; erasure then takes effect within --veil_key_cache_ttl_s).",
+        )
+        parser.add_argument(
             "--veil_key_cache_ttl_s",
             type=float,
             default=60.0,
@@ -340,7 +348,7 @@ class VeilConfig:
                 # use the pipeline's brokers and security settings (names, no secrets).
                 bootstrap=servers,
                 kafka_client=tuple(sorted(security.items())),
-                erasure_topic=topics.erasure,
+                erasure_topic=topics.erasure if o.veil_erasure_listener == "on" else None,
             )
             _check_key_store(o.veil_key_store, servers)
         return cls(
@@ -389,6 +397,7 @@ _CHOICES = {
     "veil_delivery": ("at_least_once", "exactly_once"),
     "veil_kms": ("local", "pkcs11"),
     "veil_decoder_isolation": ("on", "off"),
+    "veil_erasure_listener": ("on", "off"),
     "veil_security_protocol": PROTOCOLS,
 }
 

@@ -476,6 +476,7 @@ def test_sidecar_envelopes_reveal(tmp_path, capsys, monkeypatch):
         "--policy", tmp_path / "enc.yaml", *keys,
     )
     assert code == 0, err
+    assert "Erasure listener" not in err  # no broker is tried (issue 18 item 7)
     assert "John Smith" not in (tmp_path / "o" / "call.txt").read_text()
     (sidecar,) = _jsonl(tmp_path / "o" / "call.txt.veil.json")
     assert [p["field_path"] for p in sidecar["protected"]] == ["payload[5:15]"]

@@ -246,3 +246,9 @@ def test_job_server_runners_get_their_own_flags_through():
         "--checkpointing_interval"
     ]
     assert check_flags(["--veil_read_mode=bounded", "--job_name=x"]) == []
+
+
+def test_erasure_listener_can_be_turned_off(tmp_path):
+    store = [f"--veil_key_store={tmp_path / 'k.db'}", f"--veil_keyring={tmp_path / 'r.json'}"]
+    assert config(*store).key_service.erasure_topic == "veil.erasure"
+    assert config(*store, "--veil_erasure_listener=off").key_service.erasure_topic is None
