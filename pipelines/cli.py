@@ -654,6 +654,9 @@ def _configure_logging(verbose: bool) -> None:
     veil = logging.getLogger("veil")
     if verbose and veil.getEffectiveLevel() > logging.INFO:
         veil.setLevel(logging.INFO)
+    # kafka-python narrates every connection at INFO and logs record contents at DEBUG:
+    # its warnings only, whatever the embedding process configured.
+    logging.getLogger("kafka").setLevel(logging.WARNING)
 
 
 HANDLERS = {

@@ -232,6 +232,7 @@ def test_verbose_shows_veils_lines_not_beams(capsys):
         _configure_logging(True)
         assert logging.getLogger("veil.transforms.text").getEffectiveLevel() == logging.INFO
         assert logging.getLogger("apache_beam.typehints").getEffectiveLevel() == logging.WARNING
+        assert logging.getLogger("kafka.producer").getEffectiveLevel() == logging.WARNING
         logging.getLogger("veil").setLevel(logging.NOTSET)
         _configure_logging(False)
         assert logging.getLogger("veil.transforms.text").getEffectiveLevel() == logging.WARNING
