@@ -267,7 +267,7 @@ def parser() -> argparse.ArgumentParser:
         description="Runs the Kafka -> Kafka pipeline. Every flag is passed to Beam: "
         "--veil_bootstrap_servers, --veil_topic_prefix, --veil_read_mode "
         "(unbounded|bounded), --veil_consumer_group, --veil_policy, ... "
-        "(see README 'Configuration'), plus --runner and runner flags.",
+        "(see docs/cli.md), plus --runner and runner flags.",
         add_help=False,
     )
 
