@@ -188,6 +188,8 @@ def cmd_sanitize(args, beam_argv):
     from veil.pipelines.local import sanitize_files
 
     _check_paths(args.paths)
+    if args.show_originals and not args.report:
+        raise CliError("--show-originals needs --report", 2)
     summary = sanitize_files(args.paths, args.out, args.subject, args.policy, beam_argv)
     print(
         f"{summary['records']} record(s): {summary['sanitized']} sanitized, "
@@ -195,6 +197,15 @@ def cmd_sanitize(args, beam_argv):
     )
     for problem in summary["input_errors"]:
         print(f"input error: {problem}", file=sys.stderr)
+    if args.report:  # the review report (veil.pipelines.report)
+        from veil.pipelines.report import sanitize_report
+        from veil.pipelines.report_cli import audit_keys
+
+        path = sanitize_report(
+            args.paths, args.out, args.subject, summary["sanitized_records"], args.policy,
+            audit_keys(()), args.show_originals,
+        )
+        print(f"report: {path}" + (" (holds RAW personal data)" if args.show_originals else ""))
     return 0
 
 
@@ -295,6 +306,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="DIR")
     p.add_argument("--subject", default=None, help="subject key for plain files")
     p.add_argument("--policy", default=None, help="policy YAML (default: packaged policy)")
+    p.add_argument("--report", action="store_true", help="also write DIR/report.html with a review gallery")
+    p.add_argument(
+        "--show-originals",
+        action="store_true",
+        help="with --report: show the originals beside the sanitized output "
+        "(the report then holds raw personal data, and says so on every page)",
+    )
 
     p = with_bootstrap(sub.add_parser("topics", help="create Veil's topics with their configs"))
     p.add_argument("action", choices=("create",))
@@ -308,6 +326,10 @@ def parser() -> argparse.ArgumentParser:
     from veil.pipelines.audit_cli import register as register_audit
 
     register_audit(sub, with_bootstrap)  # veil audit verify
+
+    from veil.pipelines.report_cli import register as register_report
+
+    register_report(sub, with_bootstrap)  # veil report
 
     p = with_bootstrap(sub.add_parser("demo", help="end-to-end demo against a running broker"))
     p.add_argument("--prefix", default="veil")
@@ -343,6 +365,12 @@ def _audit_cli(args, beam_argv):
     return cmd_audit(args, beam_argv)
 
 
+def _report_cli(args, beam_argv):
+    from veil.pipelines.report_cli import cmd_report
+
+    return cmd_report(args, beam_argv)
+
+
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     top = parser()
@@ -371,6 +399,7 @@ def main(argv=None) -> int:
         "keys": _keys_cli("cmd_keys"),
         "reveal": _keys_cli("cmd_reveal"),
         "audit": _audit_cli,
+        "report": _report_cli,
         "demo": cmd_demo,
     }[args.command]
     try:

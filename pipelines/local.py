@@ -112,6 +112,7 @@ def _sort_spool(spool: str, out: Path, paths, total: int, input_errors) -> dict:
         "dead_letters": len(dead),
         "audit_events": len(audit),
         "input_errors": input_errors,
+        "sanitized_records": sanitized,  # decoded, for veil sanitize --report
     }
 
 
