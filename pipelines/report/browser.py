@@ -38,14 +38,16 @@ FLAGS = (
 )
 
 _PAGE_STATE = """(() => {
-  const sections = {};
+  const sections = {}, tops = {};
   for (const s of document.querySelectorAll('section[data-section]')) {
     const r = s.getBoundingClientRect();
     sections[s.dataset.section] = r.height > 20 && getComputedStyle(s).display !== 'none';
+    tops[s.dataset.section] = Math.round(r.top + window.scrollY);
   }
   const images = [...document.images];
   return JSON.stringify({
     sections,
+    tops,
     images: images.length,
     broken_images: images.filter(i => !(i.complete && i.naturalWidth > 0)).length,
     raw_banner_fixed: (() => { const b = document.querySelector('[data-raw-warning]');
@@ -63,6 +65,7 @@ class BrowserError(RuntimeError):
 class Capture:
     errors: list
     sections: dict
+    tops: dict
     images: int
     broken_images: int
     raw_banner_position: str | None
@@ -213,6 +216,7 @@ def capture(report: str | Path, screenshot: str | Path | None = None, width: int
         return Capture(
             errors=errors,
             sections=state["sections"],
+            tops=state["tops"],
             images=state["images"],
             broken_images=state["broken_images"],
             raw_banner_position=state["raw_banner_fixed"],

@@ -123,10 +123,10 @@ def bars(
 def _human(unit: str):
     def label(value, _):
         if unit == "bytes":
-            for step, name in ((1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")):
+            for step, name in ((1e9, "GB"), (1e6, "MB"), (1e3, "kB")):
                 if value >= step:
-                    return f"{value / step:g} {name}"
-            return f"{value:g} B"
+                    return f"{value / step:.3g} {name}"
+            return f"{value:.3g} B"
         return f"{value:g}"
 
     return FuncFormatter(label)

@@ -206,7 +206,7 @@ def _mono(payload: bytes):
     return audio.samples.mean(axis=1), audio.sample_rate
 
 
-def silenced_spans(before: np.ndarray, rate_b: int, after: np.ndarray, rate_a: int, min_s=0.1):
+def silenced_spans(before: np.ndarray, rate_b: int, after: np.ndarray, rate_a: int, min_s=0.1, join_s=0.25):
     """Time spans (s) where the output is digitally silent and the input was not."""
     hop = 0.01
     n = int(min(len(before) / rate_b, len(after) / rate_a) / hop)
@@ -221,7 +221,10 @@ def silenced_spans(before: np.ndarray, rate_b: int, after: np.ndarray, rate_a: i
             start = i
         elif not silent and start is not None:
             if (i - start) * hop >= min_s:
-                spans.append((start * hop, i * hop))
+                if spans and start * hop - spans[-1][1] <= join_s:  # a word gap inside a span
+                    spans[-1] = (spans[-1][0], i * hop)
+                else:
+                    spans.append((start * hop, i * hop))
             start = None
     return spans
 
@@ -245,7 +248,8 @@ def audio_figure(before, rate_b, after, rate_a, spans, show_originals: bool) -> 
         panels.insert(0, (axes[1], before, rate_b, "before (ORIGINAL)"))
         panels[1] = (axes[2], after, rate_a, "after (sanitized)")
     for axis, samples, rate, label in panels:
-        axis.specgram(samples, NFFT=512, Fs=rate, noverlap=384, cmap="magma", vmin=-120)
+        with np.errstate(divide="ignore"):  # digital silence is -inf dB: drawn as the floor
+            axis.specgram(samples, NFFT=512, Fs=rate, noverlap=384, cmap="magma", vmin=-120)
         axis.set_ylim(0, min(8000, rate / 2))
         axis.set_ylabel(f"{label}\nHz", fontsize=8)
     for axis in axes:
@@ -280,7 +284,14 @@ def build(paths, subject, sanitized: list, policy, show_originals: bool) -> list
     originals = input_records(paths, subject)
     reviewer = None
     items = []
-    for record in sorted(sanitized, key=lambda r: (r["source"]["topic"], r["source"]["offset"])):
+    order = {key: i for i, key in enumerate(originals)}
+
+    def position(record):
+        src = record["source"]
+        key = f"{src['topic']}/{src['partition']}@{src['offset']}"
+        return (order.get(key, len(order)), src["topic"], src["offset"])
+
+    for record in sorted(sanitized, key=position):
         src = record["source"]
         key = f"{src['topic']}/{src['partition']}@{src['offset']}"
         original = originals.get(key)

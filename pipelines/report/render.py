@@ -140,10 +140,11 @@ def render(data: ReportData, gallery=None, show_originals: bool = False) -> str:
 
     codes = Counter(r.error_code or "UNKNOWN" for r in records if r.outcome == "dead-lettered")
     stages = Counter((r.stage or "?", r.error_code or "UNKNOWN") for r in records if r.outcome == "dead-lettered")
-    body = _chart(charts.bars(codes, "dead letters", default="#c0392b"), "dead-letter codes")
+    body = _chart(charts.bars(codes, "dead letters", default="#c0392b", width=charts.HALF), "dead-letter codes")
     if stages:
         rows = "".join(f"<tr><td>{_e(s)}</td><td>{_e(c)}</td><td>{n}</td></tr>" for (s, c), n in sorted(stages.items()))
-        body += f'<table class="plain"><tr><th>stage</th><th>code</th><th>records</th></tr>{rows}</table>'
+        table = f'<table class="plain"><tr><th>stage</th><th>code</th><th>records</th></tr>{rows}</table>'
+        body = f'<div class="grid2"><div>{body}</div><div><h3>By stage</h3>{table}</div></div>'
     parts.append(_section("dead-letters", SECTIONS[4][1], body))
 
     steps = {}
