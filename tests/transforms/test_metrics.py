@@ -1,0 +1,37 @@
+"""``Histogram``: cumulative buckets, sum and count as plain Beam counters."""
+
+from __future__ import annotations
+
+import apache_beam as beam
+from apache_beam.metrics.metric import MetricsFilter
+from veil_testing import beam_pipeline
+
+from veil.transforms.metrics import Histogram
+
+
+class _ObserveFn(beam.DoFn):
+    def setup(self):
+        self._h = Histogram("veil.test", "latency_ms", (10, 100))
+
+    def process(self, value):
+        self._h.update(value)
+        yield value
+
+
+def test_histogram_counts_cumulative_buckets_sum_and_count():
+    pipeline = beam_pipeline()
+    _ = pipeline | beam.Create([3.0, 10.0, 55.5, 250.0]) | beam.ParDo(_ObserveFn())
+    result = pipeline.run()
+    counters = {
+        c.key.metric.name: c.committed
+        for c in result.metrics().query(MetricsFilter().with_namespace("veil.test"))["counters"]
+    }
+    assert counters == {
+        "latency_ms_bucket_le_10": 2,  # 3 and 10 (le: inclusive)
+        "latency_ms_bucket_le_100": 3,
+        "latency_ms_bucket_le_inf": 4,
+        "latency_ms_sum": 3 + 10 + 56 + 250,
+        "latency_ms_count": 4,
+    }
+    dists = result.metrics().query(MetricsFilter().with_namespace("veil.test"))["distributions"]
+    assert dists[0].committed.count == 4
