@@ -36,6 +36,7 @@ class Histogram:
         self._inf = Metrics.counter(namespace, bucket_name(name, None))
         self._sum = Metrics.counter(namespace, f"{name}_sum")
         self._count = Metrics.counter(namespace, f"{name}_count")
+        self._carry = 0.0
 
     def update(self, value: float) -> None:
         self._distribution.update(int(value))
@@ -43,7 +44,12 @@ class Histogram:
             if value <= bound:
                 counter.inc()
         self._inf.inc()
-        self._sum.inc(int(round(value)))
+        # Counters are integers: carry the fraction, so sub-millisecond steps still add up.
+        self._carry += value
+        whole = int(self._carry)
+        if whole:
+            self._sum.inc(whole)
+            self._carry -= whole
         self._count.inc()
 
 
