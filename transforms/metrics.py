@@ -27,7 +27,12 @@ def bucket_name(name: str, bound) -> str:
 
 
 class Histogram:
-    """A distribution plus cumulative bucket counters (``le`` semantics), sum and count."""
+    """A distribution plus cumulative bucket counters (``le`` semantics), sum and count.
+
+    ``update`` only counts locally; ``flush`` (call it in ``finish_bundle``) adds the
+    bundle's counts to the Beam counters, one increment per counter and bundle: Beam's
+    counter increments cost microseconds each, 19 of them per record would not.
+    """
 
     def __init__(self, namespace: str, name: str, bounds=LATENCY_BUCKETS_MS):
         self._distribution = Metrics.distribution(namespace, name)
@@ -36,21 +41,35 @@ class Histogram:
         self._inf = Metrics.counter(namespace, bucket_name(name, None))
         self._sum = Metrics.counter(namespace, f"{name}_sum")
         self._count = Metrics.counter(namespace, f"{name}_count")
-        self._carry = 0.0
+        self._carry = 0.0  # counters are integers: fractions of a millisecond carry over
+        self._pending = [0] * len(self._bounds)
+        self._pending_count = 0
 
     def update(self, value: float) -> None:
         self._distribution.update(int(value))
-        for bound, counter in zip(self._bounds, self._buckets):
+        for i, bound in enumerate(self._bounds):
             if value <= bound:
-                counter.inc()
-        self._inf.inc()
-        # Counters are integers: carry the fraction, so sub-millisecond steps still add up.
+                self._pending[i] += 1
+                break  # made cumulative in flush
+        self._pending_count += 1
         self._carry += value
+
+    def flush(self) -> None:
+        if not self._pending_count:
+            return
+        running = 0
+        for i, counter in enumerate(self._buckets):
+            running += self._pending[i]
+            if running:
+                counter.inc(running)
+        self._inf.inc(self._pending_count)
+        self._count.inc(self._pending_count)
         whole = int(self._carry)
         if whole:
             self._sum.inc(whole)
             self._carry -= whole
-        self._count.inc()
+        self._pending = [0] * len(self._bounds)
+        self._pending_count = 0
 
 
 __all__ = ["LATENCY_BUCKETS_MS", "Histogram", "bucket_name"]

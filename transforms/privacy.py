@@ -107,6 +107,9 @@ class PrivacyStepFn(beam.DoFn):
     def start_bundle(self):
         self._timeouts.inc(0)  # the series exists before the first time-out (alerting)
 
+    def finish_bundle(self):
+        self._latency.flush()  # the bundle's step-time buckets, one increment each
+
     def process(self, item: WorkItem):
         stage = self._handler.stage
         self._in.inc()

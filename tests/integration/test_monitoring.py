@@ -148,7 +148,6 @@ def test_prometheus_scrapes_flink_and_the_dead_letter_alert_fires(
         assert p99 is not None and 0 < p99 <= 120000
         # One lag gauge per partition read (Beam gauges reach Flink as numbers).
         assert prom.wait(lambda: (prom.value("count(veil_consumer_lag_records)") or 0) >= 1, 60)
-        assert prom.value("sum(veil_kafka_records_read_total)") >= 30
         # No dead letters yet: every code's series is there, at 0 (so rate() sees a first
         # burst), and no alert.
         assert prom.wait(lambda: (prom.value("count(veil_dead_letters_total)") or 0) >= 40, 60)

@@ -17,6 +17,9 @@ class _ObserveFn(beam.DoFn):
         self._h.update(value)
         yield value
 
+    def finish_bundle(self):
+        self._h.flush()
+
 
 def test_histogram_counts_cumulative_buckets_sum_and_count():
     pipeline = beam_pipeline()
