@@ -23,7 +23,9 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-SPOKEN = "my name is john smith and my phone number is two one two five five five zero one seven five"
+SPOKEN = (
+    "my name is john smith and my phone number is two one two five five five zero one seven five"
+)
 
 
 def cache() -> Path:
@@ -43,27 +45,62 @@ def make_samples(into: Path) -> list[Path]:
     texts = into / "texts.jsonl"
     shutil.copy(REPO / "pipelines" / "data" / "demo-records.jsonl", texts)
     record = {
-        "patient": {"name": "Robert Johnson", "email": "rj@example.org", "dob": "1957-03-14", "zip": "02139"},
+        "patient": {
+            "name": "Robert Johnson",
+            "email": "rj@example.org",
+            "dob": "1957-03-14",
+            "zip": "02139",
+        },
         "visit": {"reason": "follow-up for type 2 diabetes", "clinic": "Cambridge"},
     }
     lines = [
-        {"record_id": "demo-json-1", "subject_key": "patient-77", "content_type": "application/json",
-         "payload": json.dumps(record)},
-        {"record_id": "demo-bad-empty", "subject_key": "customer-9", "content_type": "text/plain",
-         "payload": ""},
-        {"record_id": "demo-bad-latin1", "subject_key": "customer-9", "content_type": "text/plain",
-         "payload_base64": base64.b64encode("caf\xe9 au lait".encode("latin-1")).decode()},
+        {
+            "record_id": "demo-json-1",
+            "subject_key": "patient-77",
+            "content_type": "application/json",
+            "payload": json.dumps(record),
+        },
+        {
+            "record_id": "demo-bad-empty",
+            "subject_key": "customer-9",
+            "content_type": "text/plain",
+            "payload": "",
+        },
+        {
+            "record_id": "demo-bad-latin1",
+            "subject_key": "customer-9",
+            "content_type": "text/plain",
+            "payload_base64": base64.b64encode("caf\xe9 au lait".encode("latin-1")).decode(),
+        },
     ]
     (into / "records.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
     shutil.copy(photo, into / "photo.png")
     (into / "cut-off.png").write_bytes(photo.read_bytes()[:4096])
     shutil.copy(clip, into / "clip.mp4")
     subprocess.run(
-        ["espeak-ng", "-v", "en-us+f2", "-s", "150", "-g", "8", "-w", str(into / "call.wav"), SPOKEN],
+        [
+            "espeak-ng",
+            "-v",
+            "en-us+f2",
+            "-s",
+            "150",
+            "-g",
+            "8",
+            "-w",
+            str(into / "call.wav"),
+            SPOKEN,
+        ],
         check=True,
         capture_output=True,
     )
-    return [texts, into / "records.jsonl", into / "photo.png", into / "cut-off.png", into / "clip.mp4", into / "call.wav"]
+    return [
+        texts,
+        into / "records.jsonl",
+        into / "photo.png",
+        into / "cut-off.png",
+        into / "clip.mp4",
+        into / "call.wav",
+    ]
 
 
 def voice_key(where: Path) -> Path:
@@ -74,11 +111,22 @@ def voice_key(where: Path) -> Path:
     return key
 
 
-def run(out: Path, show_originals: bool = False, env: dict | None = None) -> subprocess.CompletedProcess:
+def run(
+    out: Path, show_originals: bool = False, env: dict | None = None
+) -> subprocess.CompletedProcess:
     inputs = make_samples(out / "inputs")
     env = dict(os.environ if env is None else env)
     env.setdefault("VEIL_AUDIO_KEY_FILE", str(voice_key(out)))
-    argv = [sys.executable, "-m", "veil.pipelines.cli", "sanitize", *map(str, inputs), "--out", str(out / "sanitized"), "--report"]
+    argv = [
+        sys.executable,
+        "-m",
+        "veil.pipelines.cli",
+        "sanitize",
+        *map(str, inputs),
+        "--out",
+        str(out / "sanitized"),
+        "--report",
+    ]
     if show_originals:
         argv.append("--show-originals")
     return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=900)
@@ -95,11 +143,13 @@ def screenshots(report: Path, into: Path) -> None:
         raise SystemExit(f"browser errors: {shot.errors}")
     image = Image.open(full)
     gallery_top = shot.tops.get("gallery", image.height)
-    image.crop((0, 0, image.width, min(gallery_top, 2400))).save(into / "report-overview.png", optimize=True)
+    image.crop((0, 0, image.width, min(gallery_top, 2400))).save(
+        into / "report-overview.png", optimize=True
+    )
     if "gallery" in shot.tops:
-        image.crop((0, gallery_top - 12, image.width, min(image.height, gallery_top + 2600))).convert("RGB").save(
-            into / "report-gallery.jpg", quality=82, optimize=True
-        )
+        image.crop(
+            (0, gallery_top - 12, image.width, min(image.height, gallery_top + 2600))
+        ).convert("RGB").save(into / "report-gallery.jpg", quality=82, optimize=True)
     full.unlink()
 
 

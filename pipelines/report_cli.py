@@ -26,7 +26,9 @@ def register(sub, with_bootstrap) -> None:
     )
     p.add_argument("dir", nargs="?", metavar="DIR", help="a veil sanitize output directory")
     p.add_argument("--out", default=None, metavar="FILE", help="default: DIR/report.html")
-    p.add_argument("--since", default=None, help="topics: window start, e.g. 1h, 30m, 2d or an ISO time")
+    p.add_argument(
+        "--since", default=None, help="topics: window start, e.g. 1h, 30m, 2d or an ISO time"
+    )
     p.add_argument("--until", default=None, help="topics: window end (default: now)")
     p.add_argument("--prefix", default="veil", help="topics: topic prefix (default: veil)")
     p.add_argument("--policy", default=None, help="policy YAML (default: packaged policy)")
@@ -87,6 +89,8 @@ def cmd_report(args, _):
         data = from_topics(_client_config(args), args.prefix, since, until, keys)
         out = args.out
     path = write_report(out, data)
-    print(f"report: {path} ({len(data.records)} record(s); audit chain: "
-          f"{'not checked' if data.chain is None else data.chain.summary})")
+    print(
+        f"report: {path} ({len(data.records)} record(s); audit chain: "
+        f"{'not checked' if data.chain is None else data.chain.summary})"
+    )
     return 0

@@ -19,7 +19,24 @@ from __future__ import annotations
 from apache_beam.metrics import Metrics
 
 #: Privacy-step time buckets (ms): text and JSON take milliseconds, media seconds.
-LATENCY_BUCKETS_MS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 120000)
+LATENCY_BUCKETS_MS = (
+    1,
+    2,
+    5,
+    10,
+    25,
+    50,
+    100,
+    250,
+    500,
+    1000,
+    2500,
+    5000,
+    10000,
+    30000,
+    60000,
+    120000,
+)
 
 
 def bucket_name(name: str, bound) -> str:

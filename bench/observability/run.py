@@ -64,9 +64,13 @@ def main() -> None:
     base = min(_pipeline_s(_Nothing(), args.n) for _ in range(2))
     dist = min(_pipeline_s(_Dist(), args.n) for _ in range(2))
     hist = min(_pipeline_s(_Hist(), args.n) for _ in range(2))
-    print(f"metrics, {args.n} elements: no metric {base:.2f} s, distribution {dist:.2f} s, histogram {hist:.2f} s")
-    print(f"  histogram / distribution: {hist / dist:.2f}x; histogram over the distribution: "
-          f"{(hist - dist) / args.n * 1e6:.1f} us per element")
+    print(
+        f"metrics, {args.n} elements: no metric {base:.2f} s, distribution {dist:.2f} s, histogram {hist:.2f} s"
+    )
+    print(
+        f"  histogram / distribution: {hist / dist:.2f}x; histogram over the distribution: "
+        f"{(hist - dist) / args.n * 1e6:.1f} us per element"
+    )
     if args.dir:
         from veil.pipelines.report import from_directory, write_report
         from veil.transforms.audit_chain import read_file, verify
@@ -77,8 +81,10 @@ def main() -> None:
         started = time.perf_counter()
         write_report("/tmp/veil-bench-report.html", from_directory(args.dir))
         report_s = time.perf_counter() - started
-        print(f"report of {args.dir}: veil audit verify {verify_s:.3f} s, veil report {report_s:.3f} s "
-              f"(ratio {report_s / verify_s:.0f}x)")
+        print(
+            f"report of {args.dir}: veil audit verify {verify_s:.3f} s, veil report {report_s:.3f} s "
+            f"(ratio {report_s / verify_s:.0f}x)"
+        )
 
 
 if __name__ == "__main__":

@@ -33,7 +33,9 @@ def write_report(path, data: ReportData, gallery=None, show_originals: bool = Fa
     return path
 
 
-def sanitize_report(paths, out_dir, subject, sanitized, policy_path, keys=(), show_originals=False) -> Path:
+def sanitize_report(
+    paths, out_dir, subject, sanitized, policy_path, keys=(), show_originals=False
+) -> Path:
     """The report ``veil sanitize --report`` writes to ``DIR/report.html``."""
     from veil.pipelines.report import gallery
     from veil.transforms.classification import load_policy

@@ -100,7 +100,9 @@ class _Pipe:
         message, self._buffer = self._buffer.split(b"\0", 1)
         return json.loads(message)
 
-    def call(self, method: str, params: dict | None = None, session: str | None = None, timeout=60.0):
+    def call(
+        self, method: str, params: dict | None = None, session: str | None = None, timeout=60.0
+    ):
         self._next += 1
         request = {"id": self._next, "method": method, "params": params or {}}
         if session:
@@ -140,7 +142,12 @@ def _errors(events: list) -> list:
     for event in events:
         method, params = event.get("method"), event.get("params", {})
         if method == "Runtime.consoleAPICalled" and params.get("type") in ("error", "assert"):
-            out.append("console: " + " ".join(str(a.get("value", a.get("description", ""))) for a in params.get("args", [])))
+            out.append(
+                "console: "
+                + " ".join(
+                    str(a.get("value", a.get("description", ""))) for a in params.get("args", [])
+                )
+            )
         elif method == "Runtime.exceptionThrown":
             out.append("exception: " + str(params.get("exceptionDetails", {}).get("text")))
         elif method == "Log.entryAdded" and params.get("entry", {}).get("level") == "error":
@@ -149,7 +156,9 @@ def _errors(events: list) -> list:
     return out
 
 
-def capture(report: str | Path, screenshot: str | Path | None = None, width: int = 1280, timeout=90.0) -> Capture:
+def capture(
+    report: str | Path, screenshot: str | Path | None = None, width: int = 1280, timeout=90.0
+) -> Capture:
     """Loads ``report`` (a local HTML file) and reports what the browser saw."""
     chromium = chromium_path()
     if chromium is None:
@@ -166,7 +175,14 @@ def capture(report: str | Path, screenshot: str | Path | None = None, width: int
         os.dup2(b, 4)
 
     proc = subprocess.Popen(
-        [chromium, *FLAGS, f"--user-data-dir={profile}", f"--window-size={width},900", "--remote-debugging-pipe", "about:blank"],
+        [
+            chromium,
+            *FLAGS,
+            f"--user-data-dir={profile}",
+            f"--window-size={width},900",
+            "--remote-debugging-pipe",
+            "about:blank",
+        ],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -178,8 +194,12 @@ def capture(report: str | Path, screenshot: str | Path | None = None, width: int
     os.close(from_child_w)
     pipe = _Pipe(proc, to_child_w, from_child_r)
     try:
-        target = pipe.call("Target.createTarget", {"url": "about:blank"}, timeout=timeout)["targetId"]
-        session = pipe.call("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
+        target = pipe.call("Target.createTarget", {"url": "about:blank"}, timeout=timeout)[
+            "targetId"
+        ]
+        session = pipe.call("Target.attachToTarget", {"targetId": target, "flatten": True})[
+            "sessionId"
+        ]
         for domain in ("Page.enable", "Runtime.enable", "Log.enable"):
             pipe.call(domain, session=session)
         pipe.call(
@@ -192,9 +212,11 @@ def capture(report: str | Path, screenshot: str | Path | None = None, width: int
         pipe.wait_event("Page.loadEventFired", timeout=timeout)
         pipe.drain(0.5)  # late console messages
         state = json.loads(
-            pipe.call("Runtime.evaluate", {"expression": _PAGE_STATE, "returnByValue": True}, session=session)[
-                "result"
-            ]["value"]
+            pipe.call(
+                "Runtime.evaluate",
+                {"expression": _PAGE_STATE, "returnByValue": True},
+                session=session,
+            )["result"]["value"]
         )
         shot = None
         if screenshot is not None:
@@ -205,7 +227,9 @@ def capture(report: str | Path, screenshot: str | Path | None = None, width: int
                 session=session,
             )
             data = pipe.call(
-                "Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True}, session=session
+                "Page.captureScreenshot",
+                {"format": "png", "captureBeyondViewport": True},
+                session=session,
             )["data"]
             import base64
 

@@ -133,7 +133,11 @@ def _human(unit: str):
 
 
 def distributions(
-    series: dict[str, list[float]], xlabel: str, log: bool = False, width: float = HALF, unit: str = ""
+    series: dict[str, list[float]],
+    xlabel: str,
+    log: bool = False,
+    width: float = HALF,
+    unit: str = "",
 ) -> str | None:
     """One row of points per group over a box plot: a distribution people can read
     with a handful of records as well as with thousands."""
@@ -166,4 +170,10 @@ def distributions(
     return _png(fig)
 
 
-__all__ = ["OUTCOME_COLOURS", "SENSITIVITY_COLOURS", "bars", "distributions", "outcomes_by_modality"]
+__all__ = [
+    "OUTCOME_COLOURS",
+    "SENSITIVITY_COLOURS",
+    "bars",
+    "distributions",
+    "outcomes_by_modality",
+]

@@ -198,7 +198,9 @@ def from_directory(out_dir, keys=(), policy_path=None, sanitized=None) -> Report
         records=sorted(views.values(), key=lambda v: v.key),
         audit_events=len(events),
         policy_versions=policy_versions,
-        pipeline_versions=sorted({e["pipeline_version"] for e in events if e.get("pipeline_version")}),
+        pipeline_versions=sorted(
+            {e["pipeline_version"] for e in events if e.get("pipeline_version")}
+        ),
         chain=_chain(located, list(keys)),
         notes=notes,
     )
@@ -236,7 +238,9 @@ def _read_window(consumer, topic: str, since_ms: int, until_ms: int):
                 break
 
 
-def from_topics(client_config: dict, prefix: str, since: dt.datetime, until: dt.datetime, keys=()) -> ReportData:
+def from_topics(
+    client_config: dict, prefix: str, since: dt.datetime, until: dt.datetime, keys=()
+) -> ReportData:
     """The records whose outcomes were written to the topics between ``since`` and ``until``.
 
     The audit chain is verified over the whole audit topic (chains start at genesis).
@@ -287,7 +291,9 @@ def from_topics(client_config: dict, prefix: str, since: dt.datetime, until: dt.
         records=sorted(views.values(), key=lambda v: v.key),
         audit_events=len(events),
         policy_versions=sorted({e["policy_version"] for e in events if e.get("policy_version")}),
-        pipeline_versions=sorted({e["pipeline_version"] for e in events if e.get("pipeline_version")}),
+        pipeline_versions=sorted(
+            {e["pipeline_version"] for e in events if e.get("pipeline_version")}
+        ),
         chain=chain,
         window=(since, until),
     )

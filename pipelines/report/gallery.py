@@ -59,7 +59,11 @@ def _jpeg_uri(pixels: np.ndarray, side: int = THUMB_SIDE) -> str:
     height, width = pixels.shape[:2]
     scale = min(1.0, side / max(height, width))
     if scale < 1.0:
-        pixels = cv2.resize(pixels, (max(1, int(width * scale)), max(1, int(height * scale))), interpolation=cv2.INTER_AREA)
+        pixels = cv2.resize(
+            pixels,
+            (max(1, int(width * scale)), max(1, int(height * scale))),
+            interpolation=cv2.INTER_AREA,
+        )
     ok, data = cv2.imencode(".jpg", pixels, [int(cv2.IMWRITE_JPEG_QUALITY), 85])
     if not ok:
         raise ValueError("thumbnail encode failed")
@@ -94,7 +98,9 @@ class TextReviewer:
         policy = self._policy
         try:
             text = record["payload"].decode("utf-8")
-            found = select_spans(detect(self._model, text, policy.text), policy.text.score_threshold)
+            found = select_spans(
+                detect(self._model, text, policy.text), policy.text.score_threshold
+            )
             regimes = classify(entity_counts([t for _, _, t in found]), policy).regimes
             if self._keys is None:
                 self._keys = keys_from_config(policy.key_file, policy.key_env)
@@ -104,7 +110,9 @@ class TextReviewer:
                 out.append(text[cursor:start])
                 length += start - cursor
                 spec = policy.operator_for("text", entity, regimes)
-                value = apply_operator(spec, text[start:end], entity, ctx, f"payload[{start}:{end}]")
+                value = apply_operator(
+                    spec, text[start:end], entity, ctx, f"payload[{start}:{end}]"
+                )
                 value = "" if value is DROP else value
                 spans.append((length, length + len(value), entity, spec.name))
                 out.append(value)
@@ -180,7 +188,10 @@ def contact_sheet_uri(payload: bytes, frames: int = SHEET_FRAMES) -> str:
         every = [f.pixels for f in reader.frames()]
     if not every:
         raise ValueError("no frames")
-    picks = [every[round(i * (len(every) - 1) / max(1, frames - 1))] for i in range(min(frames, len(every)))]
+    picks = [
+        every[round(i * (len(every) - 1) / max(1, frames - 1))]
+        for i in range(min(frames, len(every)))
+    ]
     height, width = picks[0].shape[:2]
     cell_w = 320
     cell_h = max(1, round(height * cell_w / width))
@@ -188,7 +199,9 @@ def contact_sheet_uri(payload: bytes, frames: int = SHEET_FRAMES) -> str:
     while len(cells) % 3:
         cells.append(np.full_like(cells[0], 255))
     gap = np.full((cell_h, 4, 3), 255, np.uint8)
-    rows = [np.hstack([cells[i], gap, cells[i + 1], gap, cells[i + 2]]) for i in range(0, len(cells), 3)]
+    rows = [
+        np.hstack([cells[i], gap, cells[i + 1], gap, cells[i + 2]]) for i in range(0, len(cells), 3)
+    ]
     hgap = np.full((4, rows[0].shape[1], 3), 255, np.uint8)
     sheet = rows[0]
     for row in rows[1:]:
@@ -206,7 +219,9 @@ def _mono(payload: bytes):
     return audio.samples.mean(axis=1), audio.sample_rate
 
 
-def silenced_spans(before: np.ndarray, rate_b: int, after: np.ndarray, rate_a: int, min_s=0.1, join_s=0.25):
+def silenced_spans(
+    before: np.ndarray, rate_b: int, after: np.ndarray, rate_a: int, min_s=0.1, join_s=0.25
+):
     """Time spans (s) where the output is digitally silent and the input was not."""
     hop = 0.01
     n = int(min(len(before) / rate_b, len(after) / rate_a) / hop)
@@ -329,7 +344,9 @@ def build(paths, subject, sanitized: list, policy, show_originals: bool) -> list
             elif modality == "video":
                 item.html = _img(contact_sheet_uri(payload), "sanitized video frames")
                 if show_originals and original is not None:
-                    item.original_html = _img(contact_sheet_uri(original["payload"]), "original video frames")
+                    item.original_html = _img(
+                        contact_sheet_uri(original["payload"]), "original video frames"
+                    )
             elif modality == "audio":
                 after, rate_a = _mono(payload)
                 if original is not None:
@@ -337,7 +354,10 @@ def build(paths, subject, sanitized: list, policy, show_originals: bool) -> list
                     spans = silenced_spans(before, rate_b, after, rate_a)
                 else:
                     before, rate_b, spans = after, rate_a, []
-                item.html = _img(audio_figure(before, rate_b, after, rate_a, spans, show_originals), "audio before and after")
+                item.html = _img(
+                    audio_figure(before, rate_b, after, rate_a, spans, show_originals),
+                    "audio before and after",
+                )
                 item.note = f"{len(spans)} span(s) silenced, {sum(e - s for s, e in spans):.1f} s"
         except Exception as exc:  # noqa: BLE001 - one sample must not sink the report
             _LOGGER.warning("gallery item %s not rendered: %s", key, type(exc).__name__)

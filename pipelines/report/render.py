@@ -104,7 +104,9 @@ def render(data: ReportData, gallery=None, show_originals: bool = False) -> str:
         _tile(total, "records in"),
         _tile(outcomes["sanitized"], "sanitized", "ok"),
         _tile(outcomes["quarantined"], "quarantined"),
-        _tile(outcomes["dead-lettered"], "dead-lettered", "bad" if outcomes["dead-lettered"] else ""),
+        _tile(
+            outcomes["dead-lettered"], "dead-lettered", "bad" if outcomes["dead-lettered"] else ""
+        ),
         _tile(sum(sum(r.entity_counts.values()) for r in records), "entities found"),
         _tile(data.audit_events, "audit events"),
         _tile(f"{settled}/{total}", "records with an outcome", "ok" if settled == total else "bad"),
@@ -116,7 +118,13 @@ def render(data: ReportData, gallery=None, show_originals: bool = False) -> str:
     parts.append(_section("summary", "Summary", body))
 
     pairs = [(r.modality or "unknown", r.outcome) for r in records]
-    parts.append(_section("outcomes", SECTIONS[1][1], _chart(charts.outcomes_by_modality(pairs), "records by modality and outcome")))
+    parts.append(
+        _section(
+            "outcomes",
+            SECTIONS[1][1],
+            _chart(charts.outcomes_by_modality(pairs), "records by modality and outcome"),
+        )
+    )
 
     published = [r for r in records if r.outcome in ("sanitized", "quarantined")]
     levels = Counter(r.sensitivity or "not recorded" for r in published)
@@ -126,7 +134,16 @@ def render(data: ReportData, gallery=None, show_originals: bool = False) -> str:
         regimes["(none)"] = no_regime
     body = (
         '<div class="grid2"><div><h3>Sensitivity level</h3>'
-        + _chart(charts.bars(levels, "records", charts.SENSITIVITY_COLOURS, width=charts.HALF, order=tuple(charts.SENSITIVITY_COLOURS)), "sensitivity levels")
+        + _chart(
+            charts.bars(
+                levels,
+                "records",
+                charts.SENSITIVITY_COLOURS,
+                width=charts.HALF,
+                order=tuple(charts.SENSITIVITY_COLOURS),
+            ),
+            "sensitivity levels",
+        )
         + "</div><div><h3>Regimes</h3>"
         + _chart(charts.bars(regimes, "records", default="#7b5ea7", width=charts.HALF), "regimes")
         + "</div></div>"
@@ -136,13 +153,27 @@ def render(data: ReportData, gallery=None, show_originals: bool = False) -> str:
     entities = Counter()
     for r in records:
         entities.update(r.entity_counts)
-    parts.append(_section("entities", SECTIONS[3][1], _chart(charts.bars(entities, "entities found", default="#3d6fb6"), "entities by type")))
+    parts.append(
+        _section(
+            "entities",
+            SECTIONS[3][1],
+            _chart(charts.bars(entities, "entities found", default="#3d6fb6"), "entities by type"),
+        )
+    )
 
     codes = Counter(r.error_code or "UNKNOWN" for r in records if r.outcome == "dead-lettered")
-    stages = Counter((r.stage or "?", r.error_code or "UNKNOWN") for r in records if r.outcome == "dead-lettered")
-    body = _chart(charts.bars(codes, "dead letters", default="#c0392b", width=charts.HALF), "dead-letter codes")
+    stages = Counter(
+        (r.stage or "?", r.error_code or "UNKNOWN") for r in records if r.outcome == "dead-lettered"
+    )
+    body = _chart(
+        charts.bars(codes, "dead letters", default="#c0392b", width=charts.HALF),
+        "dead-letter codes",
+    )
     if stages:
-        rows = "".join(f"<tr><td>{_e(s)}</td><td>{_e(c)}</td><td>{n}</td></tr>" for (s, c), n in sorted(stages.items()))
+        rows = "".join(
+            f"<tr><td>{_e(s)}</td><td>{_e(c)}</td><td>{n}</td></tr>"
+            for (s, c), n in sorted(stages.items())
+        )
         table = f'<table class="plain"><tr><th>stage</th><th>code</th><th>records</th></tr>{rows}</table>'
         body = f'<div class="grid2"><div>{body}</div><div><h3>By stage</h3>{table}</div></div>'
     parts.append(_section("dead-letters", SECTIONS[4][1], body))
@@ -156,9 +187,13 @@ def render(data: ReportData, gallery=None, show_originals: bool = False) -> str:
             sizes.setdefault(r.modality or "unknown", []).append(r.sanitized_bytes)
     body = (
         '<div class="grid2"><div><h3>Privacy-step time per record</h3>'
-        + _chart(charts.distributions(steps, "milliseconds (log scale)", log=True), "privacy step time")
+        + _chart(
+            charts.distributions(steps, "milliseconds (log scale)", log=True), "privacy step time"
+        )
         + "</div><div><h3>Sanitized record size</h3>"
-        + _chart(charts.distributions(sizes, "bytes (log scale)", log=True, unit="bytes"), "record sizes")
+        + _chart(
+            charts.distributions(sizes, "bytes (log scale)", log=True, unit="bytes"), "record sizes"
+        )
         + "</div></div>"
     )
     parts.append(_section("distributions", SECTIONS[5][1], body))
@@ -168,10 +203,16 @@ def render(data: ReportData, gallery=None, show_originals: bool = False) -> str:
     else:
         body = f'<p><span class="status {chain_kind}">{chain_word}</span> {_e(chain.summary)}</p>'
         if chain.chains:
-            rows = "".join(f"<tr><td>{_e(n)}</td><td>{s}</td></tr>" for n, s in chain.chains.items())
-            body += f'<table class="plain"><tr><th>chain</th><th>head sequence</th></tr>{rows}</table>'
+            rows = "".join(
+                f"<tr><td>{_e(n)}</td><td>{s}</td></tr>" for n, s in chain.chains.items()
+            )
+            body += (
+                f'<table class="plain"><tr><th>chain</th><th>head sequence</th></tr>{rows}</table>'
+            )
         if chain.problems:
-            body += "<ul>" + "".join(f"<li><code>{_e(p)}</code></li>" for p in chain.problems) + "</ul>"
+            body += (
+                "<ul>" + "".join(f"<li><code>{_e(p)}</code></li>" for p in chain.problems) + "</ul>"
+            )
         if not chain.macs_checked:
             body += '<p class="note">No audit key given: hash links checked, MACs not (pass --key or set $VEIL_AUDIT_KEY_FILE).</p>'
     parts.append(_section("audit-chain", SECTIONS[6][1], body))
@@ -190,15 +231,19 @@ def render(data: ReportData, gallery=None, show_originals: bool = False) -> str:
         f"policy {_e(', '.join(data.policy_versions) or '-')} · pipeline {_e(', '.join(data.pipeline_versions) or '-')}"
     )
     title = "Veil privacy report" + (" — RAW PERSONAL DATA" if show_originals else "")
-    banner = f'<div class="raw-banner" data-raw-warning>{_e(RAW_WARNING)}</div>' if show_originals else ""
+    banner = (
+        f'<div class="raw-banner" data-raw-warning>{_e(RAW_WARNING)}</div>'
+        if show_originals
+        else ""
+    )
     nav = "".join(f'<a href="#{sid}">{_e(name)}</a>' for sid, name in toc)
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; img-src data:; style-src 'unsafe-inline'\">"
-        f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{_e(title)}</title>"
+        f'<meta name="viewport" content="width=device-width, initial-scale=1"><title>{_e(title)}</title>'
         f"<style>{_CSS}</style></head>"
         f"<body class=\"{'raw' if show_originals else ''}\">{banner}"
-        f"<header class=\"top\"><h1>{_e(title)}</h1><div class=\"meta\">{meta}</div></header>"
+        f'<header class="top"><h1>{_e(title)}</h1><div class="meta">{meta}</div></header>'
         f"<main><nav class=\"toc\">{nav}</nav>{''.join(parts)}</main></body></html>\n"
     )
 
@@ -208,13 +253,20 @@ def _gallery(items, show_originals: bool) -> str:
         return '<p class="empty">No sanitized records to show.</p>'
     out = []
     if show_originals:
-        out.append(f'<p class="note"><strong>{_e(RAW_WARNING)}</strong> Originals are outlined in red.</p>')
+        out.append(
+            f'<p class="note"><strong>{_e(RAW_WARNING)}</strong> Originals are outlined in red.</p>'
+        )
     else:
-        out.append('<p class="note">Sanitized output only. Originals are shown only when the report is made with --show-originals.</p>')
+        out.append(
+            '<p class="note">Sanitized output only. Originals are shown only when the report is made with --show-originals.</p>'
+        )
     for item in items:
         level = item.sensitivity or "not recorded"
         colour = charts.SENSITIVITY_COLOURS.get(level, "#8a8f98")
-        chips = "".join(f'<span class="chip">{_e(t)} × {n}</span>' for t, n in sorted(item.entity_counts.items()))
+        chips = "".join(
+            f'<span class="chip">{_e(t)} × {n}</span>'
+            for t, n in sorted(item.entity_counts.items())
+        )
         head = (
             f'<div class="head"><strong>{_e(item.modality)}</strong>'
             f'<span class="chip level" style="background:{colour}">{_e(level)}</span>{chips}'
@@ -223,12 +275,14 @@ def _gallery(items, show_originals: bool) -> str:
         if item.original_html is not None:
             body = (
                 '<div class="pair"><div class="orig"><div class="lbl raw">original — raw personal data</div>'
-                f"{item.original_html}</div><div><div class=\"lbl\">sanitized</div>{item.html}</div></div>"
+                f'{item.original_html}</div><div><div class="lbl">sanitized</div>{item.html}</div></div>'
             )
         else:
             body = item.html
         note = f'<p class="note">{_e(item.note)}</p>' if item.note else ""
-        out.append(f'<div class="item" data-modality="{_e(item.modality)}">{head}{body}{note}</div>')
+        out.append(
+            f'<div class="item" data-modality="{_e(item.modality)}">{head}{body}{note}</div>'
+        )
     return "".join(out)
 
 

@@ -37,18 +37,27 @@ def test_alert_rules_are_valid_and_each_fires_on_its_condition():
 
 
 def test_monitor_script_writes_a_valid_config(tmp_path):
-    env = {**os.environ, "PROM_DIR": str(tmp_path), "FLINK_METRICS": "127.0.0.1:9251,127.0.0.1:9252",
-           "PROM_PORT": "1", "PATH": f"{tmp_path}/bin:{os.environ['PATH']}"}
+    env = {
+        **os.environ,
+        "PROM_DIR": str(tmp_path),
+        "FLINK_METRICS": "127.0.0.1:9251,127.0.0.1:9252",
+        "PROM_PORT": "1",
+        "PATH": f"{tmp_path}/bin:{os.environ['PATH']}",
+    }
     # A stand-in for the final exec only: the script's own checks (promtool) run for real.
     (tmp_path / "bin").mkdir()
-    (tmp_path / "bin" / "prometheus").write_text("#!/bin/sh\necho \"$@\" > \"$PROM_DIR/args\"\n")
+    (tmp_path / "bin" / "prometheus").write_text('#!/bin/sh\necho "$@" > "$PROM_DIR/args"\n')
     (tmp_path / "bin" / "prometheus").chmod(0o755)
-    done = subprocess.run(["bash", str(MONITORING / "monitor.sh")], env=env, capture_output=True, text=True)
+    done = subprocess.run(
+        ["bash", str(MONITORING / "monitor.sh")], env=env, capture_output=True, text=True
+    )
     assert done.returncode == 0, done.stderr
     config = yaml.safe_load((tmp_path / "prometheus.yml").read_text())
     job = config["scrape_configs"][0]
     assert job["static_configs"][0]["targets"] == ["127.0.0.1:9251", "127.0.0.1:9252"]
-    assert len(job["metric_relabel_configs"]) == len(yaml.safe_load((MONITORING / "relabel.yml").read_text()))
+    assert len(job["metric_relabel_configs"]) == len(
+        yaml.safe_load((MONITORING / "relabel.yml").read_text())
+    )
     assert "--web.listen-address=127.0.0.1:1" in (tmp_path / "args").read_text()
 
 
@@ -66,11 +75,18 @@ def _produced_names() -> set:
 
 
 def test_alerts_and_dashboard_use_only_metrics_that_exist():
-    produced = _produced_names() | {"veil_step_latency_ms_bucket", "flink_jobmanager_job_numRestarts"}
+    produced = _produced_names() | {
+        "veil_step_latency_ms_bucket",
+        "flink_jobmanager_job_numRestarts",
+    }
     texts = [(MONITORING / "alerts.yml").read_text()]
     dashboard = json.loads((MONITORING / "grafana-dashboard.json").read_text())
     texts += [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
     used = {m for text in texts for m in re.findall(r"\b(veil_[a-z_]+|flink_[A-Za-z_]+)\b", text)}
     used -= {"veil_dead_letters_total by code"}
     assert used and used <= produced, sorted(used - produced)
-    assert {"veil_records_in_total", "veil_dead_letters_total", "veil_step_latency_ms_bucket"} <= used
+    assert {
+        "veil_records_in_total",
+        "veil_dead_letters_total",
+        "veil_step_latency_ms_bucket",
+    } <= used

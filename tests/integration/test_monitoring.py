@@ -68,7 +68,11 @@ class Prometheus:
         return sum(float(r["value"][1]) for r in result)
 
     def firing(self) -> set:
-        return {a["labels"]["alertname"] for a in self._get("/api/v1/alerts")["alerts"] if a["state"] == "firing"}
+        return {
+            a["labels"]["alertname"]
+            for a in self._get("/api/v1/alerts")["alerts"]
+            if a["state"] == "firing"
+        }
 
     def wait(self, what, timeout_s: float, proc=None):
         deadline = time.monotonic() + timeout_s
@@ -87,7 +91,9 @@ class Prometheus:
 
 @pytest.fixture
 def job_server_jar():
-    built = subprocess.run(["bash", str(REPO / "deploy" / "flink" / "flink.sh"), "jar"], capture_output=True, text=True)
+    built = subprocess.run(
+        ["bash", str(REPO / "deploy" / "flink" / "flink.sh"), "jar"], capture_output=True, text=True
+    )
     assert built.returncode == 0, built.stderr[-3000:]
     return built.stdout.strip().splitlines()[-1]
 
@@ -118,8 +124,13 @@ def test_prometheus_scrapes_flink_and_the_dead_letter_alert_fires(
     (conf / "flink-conf.yaml").write_text(reporter.replace("9249-9259", str(metrics_port)))
     env = {**os.environ, "FLINK_CONF_DIR": str(conf), "VEIL_FLINK_JOB_SERVER_JAR": job_server_jar}
     pipeline = veil_run(
-        kafka_bootstrap, topic_prefix, "--runner=FlinkRunner", "--flink_master=[local]",
-        "--checkpointing_interval=2000", env=env, start_new_session=True,
+        kafka_bootstrap,
+        topic_prefix,
+        "--runner=FlinkRunner",
+        "--flink_master=[local]",
+        "--checkpointing_interval=2000",
+        env=env,
+        start_new_session=True,
     )
     prom_env = {
         **os.environ,
@@ -132,19 +143,24 @@ def test_prometheus_scrapes_flink_and_the_dead_letter_alert_fires(
     }
     prom_log = open(tmp_path / "prometheus.log", "wb")
     prometheus = subprocess.Popen(
-        ["bash", str(MONITORING / "monitor.sh")], env=prom_env, stdout=prom_log, stderr=subprocess.STDOUT,
+        ["bash", str(MONITORING / "monitor.sh")],
+        env=prom_env,
+        stdout=prom_log,
+        stderr=subprocess.STDOUT,
         start_new_session=True,
     )
     prom = Prometheus(prom_port)
     try:
         # Records in, the step-time histogram and the consumer lag, from Flink's reporter.
-        assert prom.wait(lambda: (prom.value("sum(veil_records_in_total)") or 0) >= 30, 420, pipeline), (
-            "records-in never reached 30 in Prometheus"
-        )
+        assert prom.wait(
+            lambda: (prom.value("sum(veil_records_in_total)") or 0) >= 30, 420, pipeline
+        ), "records-in never reached 30 in Prometheus"
         assert prom.value('sum(veil_step_latency_ms_count{stage="text"})') >= 30
         assert prom.value('sum(veil_step_latency_ms_bucket{stage="text", le="+Inf"})') >= 30
         assert prom.value('sum(veil_step_latency_ms_sum{stage="text"})') > 0
-        p99 = prom.value('histogram_quantile(0.99, sum by (le) (veil_step_latency_ms_bucket{stage="text"}))')
+        p99 = prom.value(
+            'histogram_quantile(0.99, sum by (le) (veil_step_latency_ms_bucket{stage="text"}))'
+        )
         assert p99 is not None and 0 < p99 <= 120000
         # One lag gauge per partition read (Beam gauges reach Flink as numbers).
         assert prom.wait(lambda: (prom.value("count(veil_consumer_lag_records)") or 0) >= 1, 60)
@@ -160,7 +176,9 @@ def test_prometheus_scrapes_flink_and_the_dead_letter_alert_fires(
             (b"s", framed(media_record(f"empty-{i}", "s", b""))) for i in range(30)
         ]
         produce(kafka_bootstrap, names.raw, bad)
-        assert prom.wait(lambda: (prom.value("sum(veil_dead_letters_total)") or 0) >= 60, 300, pipeline), (
+        assert prom.wait(
+            lambda: (prom.value("sum(veil_dead_letters_total)") or 0) >= 60, 300, pipeline
+        ), (
             prom.value("sum(veil_dead_letters_total)"),
             prom.value("sum(veil_records_in_total)"),
             prom.value("count(veil_dead_letters_total)"),

@@ -106,13 +106,15 @@ def test_the_browser_check_sees_console_errors(tmp_path):
     """The error check can fail: a script (blocked by the CSP) and a missing image."""
     page = tmp_path / "bad.html"
     page.write_text(
-        "<!DOCTYPE html><html><head><meta http-equiv=\"Content-Security-Policy\" "
+        '<!DOCTYPE html><html><head><meta http-equiv="Content-Security-Policy" '
         "content=\"default-src 'none'\"></head><body><script>console.error('x')</script>"
-        "<img src=\"missing.png\"></body></html>"
+        '<img src="missing.png"></body></html>'
     )
     shot = capture(page)
     assert shot.errors and shot.broken_images == 1
-    page.write_text("<!DOCTYPE html><html><body><script>console.error('boom')</script></body></html>")
+    page.write_text(
+        "<!DOCTYPE html><html><body><script>console.error('boom')</script></body></html>"
+    )
     assert any("boom" in e for e in capture(page).errors)
 
 
@@ -166,7 +168,9 @@ def _png_with_text(text: bytes) -> bytes:
     plain = cv2.imencode(".png", np.full((64, 64, 3), 128, np.uint8))[1].tobytes()
 
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
 
     return plain[:33] + chunk(b"tEXt", b"Author\x00" + text) + plain[33:]
 
@@ -175,14 +179,33 @@ def _png_with_text(text: bytes) -> bytes:
 def canary_inputs(tmp_path_factory):
     where = tmp_path_factory.mktemp("canary-in")
     lines = [
-        {"record_id": "c-text", "subject_key": SUBJECT, "content_type": "text/plain",
-         "payload": SENTENCE, "attributes": {"note": CANARIES["name"]}},
-        {"record_id": "c-json", "subject_key": SUBJECT, "content_type": "application/json",
-         "payload": json.dumps({"patient": CANARIES["name"], "ssn": CANARIES["ssn"],
-                                "contact": {"email": CANARIES["email"], "phone": CANARIES["phone"]},
-                                "card": CANARIES["card"], "home": CANARIES["address"]})},
-        {"record_id": "c-bad", "subject_key": SUBJECT, "content_type": "text/plain",
-         "payload_base64": base64.b64encode(SENTENCE.encode("utf-16")).decode()},
+        {
+            "record_id": "c-text",
+            "subject_key": SUBJECT,
+            "content_type": "text/plain",
+            "payload": SENTENCE,
+            "attributes": {"note": CANARIES["name"]},
+        },
+        {
+            "record_id": "c-json",
+            "subject_key": SUBJECT,
+            "content_type": "application/json",
+            "payload": json.dumps(
+                {
+                    "patient": CANARIES["name"],
+                    "ssn": CANARIES["ssn"],
+                    "contact": {"email": CANARIES["email"], "phone": CANARIES["phone"]},
+                    "card": CANARIES["card"],
+                    "home": CANARIES["address"],
+                }
+            ),
+        },
+        {
+            "record_id": "c-bad",
+            "subject_key": SUBJECT,
+            "content_type": "text/plain",
+            "payload_base64": base64.b64encode(SENTENCE.encode("utf-16")).decode(),
+        },
     ]
     (where / "records.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
     (where / "scan.png").write_bytes(_png_with_text(SENTENCE.encode()))
@@ -191,8 +214,19 @@ def canary_inputs(tmp_path_factory):
 
 def _sanitize(inputs, out, *flags):
     done = subprocess.run(
-        [sys.executable, "-m", "veil.pipelines.cli", "sanitize", *map(str, inputs), "--out", str(out),
-         "--subject", SUBJECT, "--report", *flags],
+        [
+            sys.executable,
+            "-m",
+            "veil.pipelines.cli",
+            "sanitize",
+            *map(str, inputs),
+            "--out",
+            str(out),
+            "--subject",
+            SUBJECT,
+            "--report",
+            *flags,
+        ],
         capture_output=True,
         text=True,
         timeout=900,
@@ -202,7 +236,12 @@ def _sanitize(inputs, out, *flags):
 
 
 def _leaks(html: bytes) -> list:
-    return [(name, form) for name, value in CANARIES.items() for form in encodings(value) if form in html]
+    return [
+        (name, form)
+        for name, value in CANARIES.items()
+        for form in encodings(value)
+        if form in html
+    ]
 
 
 def test_canary_report_holds_no_raw_values(canary_inputs, tmp_path):
@@ -233,8 +272,16 @@ def test_show_originals_shows_them_and_says_so_on_every_page(canary_inputs, tmp_
 
 def test_show_originals_needs_report(tmp_path):
     done = subprocess.run(
-        [sys.executable, "-m", "veil.pipelines.cli", "sanitize", str(REPO / "pipelines" / "data" / "demo-records.jsonl"),
-         "--out", str(tmp_path), "--show-originals"],
+        [
+            sys.executable,
+            "-m",
+            "veil.pipelines.cli",
+            "sanitize",
+            str(REPO / "pipelines" / "data" / "demo-records.jsonl"),
+            "--out",
+            str(tmp_path),
+            "--show-originals",
+        ],
         capture_output=True,
         text=True,
         timeout=120,
@@ -263,12 +310,16 @@ def test_silenced_spans_marks_only_silence_where_there_was_sound():
     after[int(1.6 * rate) : int(1.8 * rate)] = 0  # 0.1 s later: joined to the first
     spans = silenced_spans(before, rate, after, rate)
     assert len(spans) == 1
-    assert spans[0][0] == pytest.approx(1.0, abs=0.02) and spans[0][1] == pytest.approx(1.8, abs=0.02)
+    assert spans[0][0] == pytest.approx(1.0, abs=0.02) and spans[0][1] == pytest.approx(
+        1.8, abs=0.02
+    )
 
 
 def test_parse_when():
     now = dt.datetime(2026, 1, 2, 12, 0, tzinfo=dt.timezone.utc)
     assert parse_when("90m", now) == now - dt.timedelta(minutes=90)
-    assert parse_when("2026-01-02T10:00:00", now) == dt.datetime(2026, 1, 2, 10, tzinfo=dt.timezone.utc)
+    assert parse_when("2026-01-02T10:00:00", now) == dt.datetime(
+        2026, 1, 2, 10, tzinfo=dt.timezone.utc
+    )
     with pytest.raises(ValueError):
         parse_when("yesterday", now)
