@@ -24,6 +24,7 @@ import html
 import io
 import json
 import logging
+import re
 from pathlib import Path
 
 import numpy as np
@@ -166,7 +167,13 @@ def structured_html(payload: bytes) -> str:
         shown = payload.decode("utf-8", errors="replace")
     if len(shown) > MAX_TEXT_CHARS:
         shown = shown[:MAX_TEXT_CHARS] + "\n…"
-    return f'<pre class="json-sample">{_esc(shown)}</pre>'
+    # Replacement tokens (<TYPE>, <TYPE_hex> pseudonyms) marked like the text spans.
+    marked = re.sub(
+        r"&lt;([A-Z][A-Z_]*?)(_[0-9a-f]{6,})?&gt;",
+        lambda m: f'<mark class="pii flat" style="--hue:{_hue(m.group(1))}">{m.group(0)}</mark>',
+        _esc(shown),
+    )
+    return f'<pre class="json-sample">{marked}</pre>'
 
 
 # --- images and video -------------------------------------------------------------------

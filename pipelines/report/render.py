@@ -67,6 +67,7 @@ mark.pii { background:hsl(var(--hue) 70% 88%); border-bottom:2px solid hsl(var(-
            padding:1px 3px; border-radius:3px; position:relative; }
 mark.pii .tag { position:absolute; left:0; top:-1.25em; white-space:nowrap; font-size:9.5px;
                 line-height:1; color:hsl(var(--hue) 55% 28%); font-weight:700; }
+mark.pii.flat { padding:0 2px; border-bottom-width:1px; }
 pre.json-sample { background:#f6f7f9; padding:10px; border-radius:6px; font-size:12px; overflow:auto; max-height:320px; margin:0; }
 @media print { body { background:#fff; } section.card { break-inside: avoid; } }
 """

@@ -323,3 +323,11 @@ def test_parse_when():
     )
     with pytest.raises(ValueError):
         parse_when("yesterday", now)
+
+
+def test_structured_html_marks_replacement_tokens_and_escapes():
+    from veil.pipelines.report.gallery import structured_html
+
+    html = structured_html(b'{"a": "<PERSON>", "b": "<b>x</b> <EMAIL_ADDRESS_0a1b2c3d>"}')
+    assert html.count('<mark class="pii flat"') == 2
+    assert "&lt;b&gt;x&lt;/b&gt;" in html and "<b>" not in html
