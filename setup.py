@@ -19,6 +19,7 @@ VERSION = re.search(
 
 PACKAGE_DIR = {
     "veil.pipelines": "pipelines",
+    "veil.pipelines.report": "pipelines/report",
     "veil.transforms": "transforms",
     "veil.transforms.kafkaio": "transforms/kafkaio",
     "veil.transforms.audio": "transforms/audio",
