@@ -9,7 +9,7 @@ CACHE ?= $(CURDIR)/.cache
 export VEIL_CACHE := $(CACHE)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: all demo test unit prereqs venv broker-fetch audio-testdata hsm-setup image-setup video-setup flink-jar fuzz clean distclean
+.PHONY: all demo test unit prereqs venv broker-fetch audio-testdata hsm-setup image-setup video-setup flink-jar report-setup report-demo monitor-setup monitor fuzz clean distclean
 
 all: test
 
@@ -57,7 +57,25 @@ hsm-setup:
 flink-jar: prereqs
 	@bash deploy/flink/flink.sh jar >/dev/null
 
-test: venv broker-fetch audio-testdata hsm-setup image-setup video-setup flink-jar
+# Debian's Chromium for the report's browser tests (installed once).
+report-setup:
+	@bash deploy/setup-report.sh
+
+# The report demo: every modality through `veil sanitize --report` (docs/report.md);
+# SCREENSHOTS=docs/images refreshes the docs' screenshots.
+report-demo: venv image-setup video-setup audio-testdata report-setup
+	$(PY) deploy/report_demo.py --out $(CACHE)/report-demo $(if $(SCREENSHOTS),--screenshots $(SCREENSHOTS))
+
+# Debian's Prometheus for `make monitor` and the monitoring test (installed once).
+monitor-setup:
+	@bash deploy/monitoring/setup.sh
+
+# Prometheus with Veil's alert rules, scraping Flink's reporter (docs/monitoring.md);
+# runs in the foreground until Ctrl-C. FLINK_METRICS=HOST:PORT[,...] (default 127.0.0.1:9249).
+monitor: monitor-setup
+	@bash deploy/monitoring/monitor.sh
+
+test: venv broker-fetch audio-testdata hsm-setup image-setup video-setup flink-jar report-setup monitor-setup
 	$(PY) -m pytest
 
 unit: venv audio-testdata hsm-setup image-setup video-setup

@@ -19,6 +19,7 @@ VERSION = re.search(
 
 PACKAGE_DIR = {
     "veil.pipelines": "pipelines",
+    "veil.pipelines.report": "pipelines/report",
     "veil.transforms": "transforms",
     "veil.transforms.kafkaio": "transforms/kafkaio",
     "veil.transforms.audio": "transforms/audio",
@@ -47,6 +48,8 @@ setup(
         # on Maven Central here (deploy/flink/job-server builds the job-server jar).
         "apache-beam==2.62.0",
         "kafka-python>=3.0.12,<3.1",
+        # veil report: the charts and the review gallery's images, rendered offline.
+        "matplotlib>=3.10,<3.11",
         "cryptography>=46.0,<47",
         "fastavro>=1.13,<1.14",
         "opencv-python-headless>=5.0,<5.1",

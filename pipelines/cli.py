@@ -314,6 +314,8 @@ def cmd_sanitize(args, beam_argv):
     from veil.pipelines.options import ConfigError, check_flags
     from veil.transforms.classification import PolicyError
 
+    if args.show_originals and not args.report:
+        raise CliError("--show-originals needs --report", EXIT_USAGE)
     try:
         check_flags(beam_argv, getattr(args, "own_flags", ()))
         summary = sanitize_files(
@@ -339,6 +341,20 @@ def cmd_sanitize(args, beam_argv):
     for path, line, code in summary["dead_lettered_inputs"]:
         where = f"{path}:{line}" if line else path
         print(f"dead-lettered: {where} ({code}{_hint(code)})", file=sys.stderr)
+    if args.report:  # the review report (veil.pipelines.report)
+        from veil.pipelines.report import sanitize_report
+        from veil.pipelines.report_cli import audit_keys
+
+        path = sanitize_report(
+            args.paths,
+            args.out,
+            args.subject,
+            summary["sanitized_records"],
+            args.policy,
+            audit_keys(()),
+            args.show_originals,
+        )
+        print(f"report: {path}" + (" (holds RAW personal data)" if args.show_originals else ""))
     if dead and not args.allow_dead_letters:
         letters = os.path.join(args.out, "dead-letter.jsonl")
         print(
@@ -441,6 +457,7 @@ def parser() -> argparse.ArgumentParser:
         register_topics,
         register_keys,
         register_audit,
+        register_report,
         register_demo,
     ):
         register(sub)
@@ -480,7 +497,7 @@ def register_run(sub):
         description="Runs the Kafka -> Kafka pipeline. Every flag is passed to Beam: "
         "--veil_bootstrap_servers, --veil_topic_prefix, --veil_read_mode "
         "(unbounded|bounded), --veil_consumer_group, --veil_policy, ... "
-        "(see `veil run --help`), plus --runner and runner flags.",
+        "(see `veil run --help` and docs/cli.md), plus --runner and runner flags.",
         add_help=False,
     )
 
@@ -576,6 +593,15 @@ def register_sanitize(sub):
         metavar="FILE",
         help="write the opaque id -> input path table here (0600, outside DIR)",
     )
+    p.add_argument(
+        "--report", action="store_true", help="also write DIR/report.html with a review gallery"
+    )
+    p.add_argument(
+        "--show-originals",
+        action="store_true",
+        help="with --report: show the originals beside the sanitized output "
+        "(the report then holds raw personal data, and says so on every page)",
+    )
     p.set_defaults(own_flags=p.option_strings())  # suggested for a misspelt flag too
 
 
@@ -600,6 +626,12 @@ def register_audit(sub):
     from veil.pipelines.audit_cli import register
 
     register(sub, with_bootstrap)  # veil audit verify
+
+
+def register_report(sub):
+    from veil.pipelines.report_cli import register
+
+    register(sub, with_bootstrap)  # veil report
 
 
 def register_demo(sub):
@@ -644,6 +676,12 @@ def _audit_cli(args, beam_argv):
     return cmd_audit(args, beam_argv)
 
 
+def _report_cli(args, beam_argv):
+    from veil.pipelines.report_cli import cmd_report
+
+    return cmd_report(args, beam_argv)
+
+
 def _configure_logging(verbose: bool) -> None:
     """WARNING for everyone; with ``-v`` INFO for Veil's own loggers only (Beam's and
     kafka-python's INFO lines, e.g. type-hint notes, stay out)."""
@@ -668,6 +706,7 @@ HANDLERS = {
     "keys": _keys_cli("cmd_keys"),
     "reveal": _keys_cli("cmd_reveal"),
     "audit": _audit_cli,
+    "report": _report_cli,
     "demo": cmd_demo,
 }
 

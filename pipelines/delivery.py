@@ -58,7 +58,7 @@ def check_delivery(options: PipelineOptions, delivery: str) -> str:
     if name not in EXACTLY_ONCE_RUNNERS:
         raise ConfigError(
             f"--veil_delivery exactly_once is not supported on {name}: it finalizes bundles "
-            "out of step with Kafka transactions (see README, delivery modes); use "
+            "out of step with Kafka transactions (see docs/delivery.md); use "
             "at_least_once there, or the local FnApiRunner"
         )
     if options.view_as(DirectOptions).direct_running_mode == "multi_processing":

@@ -264,6 +264,7 @@ def _sort_spool(spool: str, out: Path, inputs, total: int, input_errors, mac_key
         "audit_mac_key_id": mac_key.key_id,
         "input_errors": input_errors,
         "outputs": [str(p) for p in written],
+        "sanitized_records": sanitized,  # decoded, for veil sanitize --report
     }
 
 

@@ -131,10 +131,10 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions, source=None, sink=N
     writes = {}
     topics, version, keys = config.topics, policy.version, config.key_service
     writes["DecodeFailures"] = decoded.dead_letters | "DeadLetterDecode" >> PublishDeadLetters(
-        topics, version, keys
+        topics, version, keys, step="decode"
     )
     writes["RouteFailures"] = routed.dead_letters | "DeadLetterRoute" >> PublishDeadLetters(
-        topics, version, keys
+        topics, version, keys, step="route"
     )
     quarantine = policy.quarantine_levels
     isolation = NATIVE_DECODERS if config.decoder_isolation else None
@@ -149,13 +149,14 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions, source=None, sink=N
             protected = records | f"Protect{name}" >> ProtectOriginals(keys)
             records = protected.records
             writes[f"{name}ProtectFailures"] = protected.dead_letters | (
-                f"DeadLetterProtect{name}" >> PublishDeadLetters(topics, version, keys)
+                f"DeadLetterProtect{name}"
+                >> PublishDeadLetters(topics, version, keys, step=f"protect_{modality}")
             )
         writes[f"{name}Sanitized"] = records | f"Publish{name}" >> PublishSanitized(
-            topics, version, quarantine, keys
+            topics, version, quarantine, keys, step=f"publish_{modality}"
         )
         writes[f"{name}Failures"] = branch.dead_letters | f"DeadLetter{name}" >> (
-            PublishDeadLetters(topics, version, keys)
+            PublishDeadLetters(topics, version, keys, step=modality)
         )
     for label, pcoll in writes.items():
         pcoll | f"Write{label}" >> sink

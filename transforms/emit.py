@@ -58,14 +58,27 @@ def _headers(record_id: str | None, source: Source, subject: str) -> tuple:
     return tuple(headers)
 
 
+_ERROR_CODES = tuple(v for k, v in vars(ErrorCode).items() if k.isupper())
+
+
 def _key(record_id: str | None, source: Source) -> bytes:
     return (record_id or f"src:{source.dedup_key()}").encode()
 
 
 class _Emitter(beam.DoFn):
     def __init__(
-        self, topics: TopicNames, policy_version: str, quarantine=frozenset(), key_service=None
+        self,
+        topics: TopicNames,
+        policy_version: str,
+        quarantine=frozenset(),
+        key_service=None,
+        step: str | None = None,
     ):
+        # Dead-letter counters are named per graph step (veil.dead_letter.<step>/<CODE>):
+        # Beam's Flink runner keeps one Flink metric per name in a fused operator, so
+        # steps sharing a name would overwrite each other's counts.
+        self._dead_letter_ns = f"veil.dead_letter.{step}" if step else "veil.dead_letter"
+        self._step = step
         self._topics = topics
         self._policy_version = policy_version
         self._quarantine = frozenset(quarantine)
@@ -132,7 +145,7 @@ class _Emitter(beam.DoFn):
             "original": original,
             "original_key_id": key_id,
         }
-        Metrics.counter("veil.dead_letter", failure.error_code).inc()
+        Metrics.counter(self._dead_letter_ns, failure.error_code).inc()
         if failure.modality:
             Metrics.counter(f"veil.{failure.modality}", "dead_letters").inc()
         trail = list(failure.trail)
@@ -159,6 +172,13 @@ class _Emitter(beam.DoFn):
 
 
 class PublishDeadLettersFn(_Emitter):
+    def start_bundle(self):
+        # Every code's counter exists from the first bundle on, at 0: Prometheus' rate()
+        # cannot see a first burst in a series that is born at its burst's value.
+        if self._step:
+            for code in _ERROR_CODES:
+                Metrics.counter(self._dead_letter_ns, code).inc(0)
+
     def process(self, failure: Failure):
         yield from self._dead_letter_writes(failure)
 
@@ -225,10 +245,15 @@ class PublishSanitized(beam.PTransform):
     """
 
     def __init__(
-        self, topics: TopicNames, policy_version: str, quarantine=frozenset(), key_service=None
+        self,
+        topics: TopicNames,
+        policy_version: str,
+        quarantine=frozenset(),
+        key_service=None,
+        step: str | None = None,
     ):
         super().__init__()
-        self._fn = PublishSanitizedFn(topics, policy_version, quarantine, key_service)
+        self._fn = PublishSanitizedFn(topics, policy_version, quarantine, key_service, step)
 
     def expand(self, items):
         return items | "EncodeSanitized" >> beam.ParDo(self._fn)
@@ -241,9 +266,10 @@ class PublishDeadLetters(beam.PTransform):
     an envelope under the dead-letter key (``original``, ``original_key_id``).
     """
 
-    def __init__(self, topics: TopicNames, policy_version: str, key_service=None):
+    def __init__(self, topics: TopicNames, policy_version: str, key_service=None, step=None):
+        """``step``: names the dead-letter counters (``veil.dead_letter.<step>/<CODE>``)."""
         super().__init__()
-        self._fn = PublishDeadLettersFn(topics, policy_version, key_service=key_service)
+        self._fn = PublishDeadLettersFn(topics, policy_version, key_service=key_service, step=step)
 
     def expand(self, failures):
         return failures | "EncodeDeadLetters" >> beam.ParDo(self._fn)

@@ -28,6 +28,7 @@ from apache_beam import pvalue
 from apache_beam.metrics import Metrics
 from apache_beam.utils.shared import Shared
 
+from veil.transforms.metrics import Histogram
 from veil.transforms.records import AuditStep, ErrorCode, Failure, WorkItem
 
 _LOGGER = logging.getLogger(__name__)
@@ -93,14 +94,21 @@ class PrivacyStepFn(beam.DoFn):
         ns = f"veil.{handler.stage}"
         self._in = Metrics.counter(ns, "records_in")
         self._out = Metrics.counter(ns, "records_out")
-        self._latency = Metrics.distribution(ns, "latency_ms")
+        self._latency = Histogram(ns, "latency_ms")  # also Prometheus buckets
         self._bytes = Metrics.counter(ns, "bytes_in")
+        self._timeouts = Metrics.counter(ns, f"dead_letter_{ErrorCode.PRIVACY_STEP_TIMEOUT}")
 
     def setup(self):
         handler = self._handler
         holder = self._shared.acquire(lambda: _ModelHolder(handler.load()), handler.share_key())
         self._holder = holder
         self._detectors = handler.detectors(holder.model)
+
+    def start_bundle(self):
+        self._timeouts.inc(0)  # the series exists before the first time-out (alerting)
+
+    def finish_bundle(self):
+        self._latency.flush()  # the bundle's step-time buckets, one increment each
 
     def process(self, item: WorkItem):
         stage = self._handler.stage
@@ -122,7 +130,7 @@ class PrivacyStepFn(beam.DoFn):
             yield self._fail(item, ErrorCode.PRIVACY_STEP_FAILED, type(exc).__name__)
             return
         elapsed_ms = (self._clock() - started) * 1000
-        self._latency.update(int(elapsed_ms))
+        self._latency.update(elapsed_ms)
         if elapsed_ms > self._time_limit_s * 1000:
             yield self._fail(item, ErrorCode.PRIVACY_STEP_TIMEOUT, None)
             return

@@ -15,7 +15,7 @@ a stable dead-letter code:
 * ``DECODER_UNAVAILABLE``: no worker could be started (fail closed).
 
 A crashed or timed-out worker is replaced on the next call; the pool is reused across
-records (spawning a Python process per record costs about a second, see the README).
+records (spawning a Python process per record costs about a second, see docs/security.md).
 
 Trust goes one way. The parent never unpickles what a worker sends: replies are a JSON
 header plus raw array buffers (allow-listed dtypes, sizes checked), error codes are

@@ -61,7 +61,7 @@ NOT_EXPOSED = {
     "veil_pkcs11_token",
     "veil_pkcs11_pin_env",
     "veil_key_cache_ttl_s",
-    # Exactly-once is refused on Dataflow (README "Delivery modes"): only one choice.
+    # Exactly-once is refused on Dataflow (docs/delivery.md): only one choice.
     "veil_delivery",
     # The audit key reaches workers as $VEIL_AUDIT_KEY_FILE through VEIL_SECRET_ENV
     # (secret_env.py), like the other key files; a path on the launcher means nothing.

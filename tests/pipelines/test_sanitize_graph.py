@@ -68,7 +68,10 @@ def test_graph_conserves_records_and_reports_metrics():
     assert counters[("veil.text", "records_out")] == 2
     assert counters[("veil.text", "entities_PERSON")] >= 1
     assert counters[("veil.text", "sanitized")] == 2
-    assert counters[("veil.dead_letter", "VIDEO_CORRUPT")] == 1
+    # Dead-letter counters are per step, and every code's exists from the start (at 0).
+    assert counters[("veil.dead_letter.video", "VIDEO_CORRUPT")] == 1
+    assert counters[("veil.dead_letter.decode", "BAD_FRAMING")] == 1
+    assert counters[("veil.dead_letter.decode", "EMPTY_PAYLOAD")] == 0
     assert counters[("veil.image", "dead_letter_IMAGE_DECODE_ERROR")] == 1
     dists = {
         (r.key.metric.namespace, r.key.metric.name): r.committed

@@ -11,7 +11,7 @@ Modules:
   per-subject parameters from HMAC-SHA256 of the subject key;
 * ``asr``: PocketSphinx with its packaged English model, word timestamps;
 * ``spoken_pii``: transcript normalization, findings to time spans, blanking;
-* ``similarity``: the speaker-distance measure the tests and README use;
+* ``similarity``: the speaker-distance measure the tests and docs/audio.md use;
 * ``handler``: ``AudioHandler`` and ``AudioConfig`` for ``ApplyPrivacyStep``.
 
 Example::

@@ -6,7 +6,7 @@
 ``pitch_shift``: librosa's pitch shift (phase-vocoder time stretch, then resampling
 back to the original length) by the subject's number of semitones. It moves pitch and
 formants together; weaker than McAdams by Veil's speaker-distance measure (see
-README), kept for material where McAdams' formant warping sounds too unnatural.
+docs/audio.md), kept for material where McAdams' formant warping sounds too unnatural.
 
 Audio above 16 kHz is resampled to 16 kHz (soxr, high quality) for the transform and
 back to its own rate afterwards, so the sample rate and length are kept while content

@@ -44,6 +44,7 @@ class ErasureListener:
         self._closed = threading.Event()
         self.ready = threading.Event()  # set once positioned at the end of the topic
         self.seen = 0
+        self.connected = False  # positioned on the topic and polling without error
         self._thread = threading.Thread(target=self._run, name="veil-erasure", daemon=True)
 
     @classmethod
@@ -89,10 +90,13 @@ class ErasureListener:
                         self._closed.wait(RETRY_S)
                         continue
                     self.ready.set()
+                    self.connected = True
                 for records in consumer.poll(timeout_ms=POLL_MS).values():
                     for rec in records:
                         self._apply(rec.key)
+                self.connected = _connections(consumer) > 0
             except Exception as exc:  # keep going; the TTL remains the upper bound
+                self.connected = False
                 _LOGGER.warning("Erasure listener error: %s", type(exc).__name__)
                 if consumer is not None:
                     try:
@@ -112,6 +116,14 @@ class ErasureListener:
         self._service.evict(key_id)
         self.seen += 1
         _LOGGER.info("Erasure request for %s: evicted from the key cache", key_id)
+
+
+def _connections(consumer) -> float:
+    """Open broker connections (poll() does not raise while kafka-python reconnects)."""
+    try:
+        return float(consumer.metrics().get("consumer-metrics", {}).get("connection-count", 0))
+    except Exception:  # noqa: BLE001 - metrics unavailable: assume connected
+        return 1.0
 
 
 def wait_ready(service, timeout_s: float = 30.0) -> bool:

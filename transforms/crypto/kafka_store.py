@@ -26,7 +26,7 @@ total order of one partition, on the broker Veil already runs (no new infrastruc
   ignores any candidate for it, and refuses to create one (``SubjectErased``): a new
   record of a forgotten subject is dead-lettered, there is no new key generation.
   The wrapped keys leave the broker's disk when the log cleaner compacts their
-  segment: bounded by the topic's ``max.compaction.lag.ms`` (see README "Data-key
+  segment: bounded by the topic's ``max.compaction.lag.ms`` (see docs/keys.md "Data-key
   store"); until then they sit wrapped under a KEK, like a backup.
 
 Each worker keeps an index of the topic in memory (a background consumer that started

@@ -81,6 +81,9 @@ class ProtectOriginalsFn(beam.DoFn):
             self._service = None
 
     def process(self, item: WorkItem):
+        listener = getattr(self._service, "erasure_listener", None)
+        if listener is not None:  # 0 pages someone: erasures then wait for the key cache TTL
+            Metrics.gauge("veil.keys", "erasure_listener_connected").set(int(listener.connected))
         if not item.pending_protection:
             yield item
             return

@@ -12,7 +12,7 @@ Key hierarchy::
 A subject's key id is ``s:`` + HMAC-SHA256(index key, subject key) (128 bits, hex): the
 raw subject key never appears in a header, an audit event or the store. Unwrapped DEKs
 live only in this process's memory, for ``cache_ttl_s`` (default 60 s, shorter than the
-erasure deadline in README "Erasure"). An erasure seen by the store's index (Kafka
+erasure deadline in docs/keys.md "Erasure"). An erasure seen by the store's index (Kafka
 store) or on the ``veil.erasure`` topic (``ErasureListener``, when ``erasure_topic`` is
 set) evicts the subject at once and makes every later use re-check the store for one
 TTL, so the deadline is sub-second in practice and the TTL at worst.
@@ -374,7 +374,7 @@ class KeyService:
             retired = []
             if retire_old:
                 # A second pass catches keys another process wrapped under the old KEK
-                # while the first pass ran; see README "Rotation" for the remaining window.
+                # while the first pass ran; see docs/keys.md "Rotation" for the remaining window.
                 rewrapped += self._rewrap_all(new)
                 for version in self._kms.versions():
                     if version != new:

@@ -243,6 +243,12 @@ class _ReadPartitionFn(beam.DoFn, RestrictionProvider):
             self._committer.commit({tp: OffsetAndMetadata(next_offset, "", -1)})
         self._commits.inc()
 
+    def _report_lag(self, tp, next_offset: int) -> None:
+        """Records behind the partition's high-water mark (gauge ``consumer_lag_p<N>``)."""
+        high = self._fetcher.highwater(tp)
+        if high is not None:
+            Metrics.gauge("veil.kafka", f"consumer_lag_p{tp.partition}").set(max(0, high - next_offset))
+
     def _idle_stopped(self, tp, position: int, empty_poll_s: float) -> bool:
         """True once the partition is caught up and has been idle for ``idle_stop``."""
         idle = self._idle_s.get(tp, 0.0) + empty_poll_s
@@ -285,6 +291,7 @@ class _ReadPartitionFn(beam.DoFn, RestrictionProvider):
                 now = time.monotonic()
                 if not records:
                     position = fetcher.position(tp)
+                    self._report_lag(tp, position)
                     if position >= restriction.stop:
                         tracker.try_claim(restriction.stop)  # done: nothing is left
                         return
@@ -298,6 +305,7 @@ class _ReadPartitionFn(beam.DoFn, RestrictionProvider):
                         return
                     continue
                 self._idle_s[tp] = 0.0
+                self._report_lag(tp, records[-1].offset + 1)
                 for rec in records:
                     if not tracker.try_claim(rec.offset):
                         return

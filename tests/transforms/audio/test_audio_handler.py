@@ -274,7 +274,7 @@ def reader():
     "mode, params", EDGES, ids=[f"{m}-{p.alpha}-{p.semitones:+}" for m, p in EDGES]
 )
 def test_anonymized_voice_is_further_from_its_speaker_than_his_own_utterances(reader, mode, params):
-    """Speaker distance (MFCC-statistics cosine distance; see README "Audio").
+    """Speaker distance (MFCC-statistics cosine distance; see docs/audio.md).
 
     Same reader, different utterances: at most ``same_max`` apart. At both ends of the
     default parameter ranges, every anonymized utterance is further than that from
