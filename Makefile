@@ -9,7 +9,7 @@ CACHE ?= $(CURDIR)/.cache
 export VEIL_CACHE := $(CACHE)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: all demo test unit prereqs venv broker-fetch audio-testdata hsm-setup image-setup video-setup flink-jar fuzz clean distclean
+.PHONY: all demo test unit prereqs venv broker-fetch registry-fetch audio-testdata hsm-setup image-setup video-setup flink-jar fuzz clean distclean
 
 all: test
 
@@ -30,6 +30,11 @@ venv: $(VENV)/.installed
 
 broker-fetch: prereqs
 	@bash deploy/kafka/kafka.sh fetch
+
+# Apicurio Registry (Confluent-compatible schema registry) from Maven Central, sha256
+# pinned in deploy/registry/registry.sh; the tests start it on a free loopback port.
+registry-fetch: prereqs
+	@bash deploy/registry/registry.sh fetch
 
 # Debian packages the audio tests read (espeak-ng, pocketsphinx-testdata); installed
 # once, recordings checked against their sha256.
@@ -57,7 +62,7 @@ hsm-setup:
 flink-jar: prereqs
 	@bash deploy/flink/flink.sh jar >/dev/null
 
-test: venv broker-fetch audio-testdata hsm-setup image-setup video-setup flink-jar
+test: venv broker-fetch registry-fetch audio-testdata hsm-setup image-setup video-setup flink-jar
 	$(PY) -m pytest
 
 unit: venv audio-testdata hsm-setup image-setup video-setup
