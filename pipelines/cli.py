@@ -4,7 +4,8 @@
     veil produce PATH... --topic T [--subject KEY]
     veil consume --topic T [--max N]
     veil sanitize PATH... --out DIR
-    veil topics create
+    veil topics create [--schema-registry URL]
+    veil setup | veil doctor
     veil keys init|init-keyring|create|rotate|retire|forget|list|watch-erasures
     veil reveal FILE --principal P --role R
     veil audit verify --topic T | --file F [--key K]
@@ -41,6 +42,25 @@ def _client_config(args) -> dict:
     return client_config(args)
 
 
+def _registry_binding(args, topic: str, record_type: str | None):
+    """The ``RegistryBinding`` for ``--schema-registry`` (None offline).
+
+    ``record_type``: register it under ``<topic>-value`` first (producers); None: only
+    resolve ids through the registry (readers).
+    """
+    from veil.schemas.registry import RegistryBinding, RegistryError, register, resolve_url
+
+    try:
+        url = resolve_url(getattr(args, "schema_registry", None))
+        if url is None:
+            return None
+        if record_type is None:
+            return RegistryBinding(url)
+        return register(url, [(topic, record_type)])
+    except RegistryError as exc:
+        raise CliError(str(exc), 2) from None
+
+
 def _progress(iterable, total=None, desc=""):
     from tqdm import tqdm
 
@@ -53,11 +73,12 @@ def _progress(iterable, total=None, desc=""):
 def cmd_run(args, beam_argv):
     from veil.pipelines.options import ConfigError
     from veil.pipelines.sanitize import run
+    from veil.schemas.registry import RegistryError
     from veil.transforms.classification import PolicyError
 
     try:
         run(beam_argv)
-    except (ConfigError, PolicyError) as exc:
+    except (ConfigError, PolicyError, RegistryError) as exc:
         raise CliError(str(exc), 2) from None
     return 0
 
@@ -71,7 +92,10 @@ def cmd_produce(args, _):
     from veil.pipelines.files import InputError, encode_record, iter_records
     from veil.transforms.kafkaio import MAX_MESSAGE_BYTES, client
 
+    from veil.schemas import MEDIA_RECORD
+
     _check_paths(args.paths)
+    schemas = _registry_binding(args, args.topic, MEDIA_RECORD)
     producer = KafkaProducer(
         acks="all",
         enable_idempotence=True,
@@ -90,7 +114,7 @@ def cmd_produce(args, _):
             producer.send(
                 args.topic,
                 key=record["subject_key"].encode("utf-8"),
-                value=encode_record(record),
+                value=encode_record(record, schemas),
             )
             sent += 1
         producer.flush(timeout=60)
@@ -110,7 +134,12 @@ def _check_paths(paths):
 
 
 def consume(
-    client_config: dict, topic: str, max_records=None, idle_timeout_s=5.0, read_committed=True
+    client_config: dict,
+    topic: str,
+    max_records=None,
+    idle_timeout_s=5.0,
+    read_committed=True,
+    schemas=None,
 ):
     """Reads ``topic`` from the beginning without a group; yields decoded records.
 
@@ -120,10 +149,11 @@ def consume(
     """
     from kafka import KafkaConsumer, TopicPartition
 
-    from veil.schemas import FramingError, catalog
+    from veil.schemas import FramingError
+    from veil.schemas.registry import codec
     from veil.transforms.kafkaio import MAX_MESSAGE_BYTES, client
 
-    cat = catalog()
+    cat = codec(schemas)  # registry ids through the registry, else the local catalog
     consumer = KafkaConsumer(
         enable_auto_commit=False,
         max_partition_fetch_bytes=MAX_MESSAGE_BYTES,
@@ -166,8 +196,9 @@ def consume(
 def cmd_consume(args, _):
     from veil.pipelines.files import to_json
 
+    schemas = _registry_binding(args, args.topic, None)
     for rec, subject, value in consume(
-        _client_config(args), args.topic, args.max, args.idle_timeout
+        _client_config(args), args.topic, args.max, args.idle_timeout, schemas=schemas
     ):
         out = {
             "topic": rec.topic,
@@ -206,11 +237,25 @@ def cmd_topics(args, _):
     from veil.transforms.emit import TopicNames
     from veil.transforms.kafkaio import ensure_topics
 
-    specs = topic_specs(TopicNames(args.prefix), args.partitions)
+    from veil.pipelines.topics import register_schemas
+    from veil.schemas.registry import RegistryError, resolve_url
+
+    names = TopicNames(args.prefix)
+    try:  # a bad registry URL fails before any topic is created
+        url = resolve_url(args.schema_registry)
+    except RegistryError as exc:
+        raise CliError(str(exc), 2) from None
+    specs = topic_specs(names, args.partitions)
     created = ensure_topics(_client_config(args), specs)
     for spec in specs:
         state = "created" if spec.name in created else "exists"
         print(f"{state:8} {spec.name} partitions={spec.partitions}")
+    try:
+        binding = register_schemas(url, names)
+    except RegistryError as exc:
+        raise CliError(str(exc), 1) from None
+    for record_type, schema_id in binding.ids if binding else ():
+        print(f"schema   {record_type} id={schema_id} (subjects <topic>-value, BACKWARD)")
     return 0
 
 
@@ -257,7 +302,15 @@ def parser() -> argparse.ArgumentParser:
             help="Kafka bootstrap servers (default: $VEIL_BOOTSTRAP_SERVERS or 127.0.0.1:9092)",
         )
         from veil.pipelines.kafka_args import add_security_args
+        from veil.schemas.registry import default_url
 
+        p.add_argument(
+            "--schema-registry",
+            default=default_url(),
+            metavar="URL",
+            help="Confluent-compatible schema registry URL, or 'none' for the local "
+            "schema catalog (default: $VEIL_SCHEMA_REGISTRY_URL, else none)",
+        )
         return add_security_args(p)  # --security-protocol, --sasl-username, ...
 
     sub.add_parser(

@@ -17,7 +17,7 @@ import mimetypes
 import uuid
 from pathlib import Path
 
-from veil.schemas import MEDIA_RECORD, catalog
+from veil.schemas import MEDIA_RECORD
 from veil.transforms.records import KafkaMessage
 
 
@@ -81,8 +81,11 @@ def iter_records(paths, subject: str | None, modality: str | None = None):
             yield path, None, record_from_file(path, subject or path.stem, modality)
 
 
-def encode_record(record: dict) -> bytes:
-    return catalog().encode(MEDIA_RECORD, record)
+def encode_record(record: dict, schemas=None) -> bytes:
+    """A framed MediaRecord; ``schemas``: a ``RegistryBinding`` (registry ids) or None."""
+    from veil.schemas.registry import codec
+
+    return codec(schemas).encode(MEDIA_RECORD, record)
 
 
 def to_json(subject: str, record: dict) -> dict:

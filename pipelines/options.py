@@ -83,6 +83,15 @@ class VeilOptions(PipelineOptions):
             "readers (local FnApiRunner only; see veil.pipelines.delivery).",
         )
         parser.add_argument(
+            "--veil_schema_registry",
+            default=None,
+            help="Confluent-compatible schema registry URL (e.g. "
+            "http://HOST:8080/apis/ccompat/v7): Veil registers its schemas as "
+            "<topic>-value (BACKWARD), frames output with the registry's ids and resolves "
+            "input ids through it; 'none': the local schema catalog, offline "
+            "(default: $VEIL_SCHEMA_REGISTRY_URL, else none).",
+        )
+        parser.add_argument(
             "--veil_policy",
             default=None,
             help="Policy YAML file (default: the packaged default policy).",
@@ -234,6 +243,7 @@ class VeilConfig:
     decoder_isolation: bool = True  # native decoders in veil.transforms.sandbox workers
     audit_key: str | None = None  # audit MAC key file or kms: URI (resolved on workers)
     audit_require_key: bool = False
+    schema_registry: str | None = None  # registry URL, or None: the local catalog
 
     @classmethod
     def from_options(cls, options: PipelineOptions) -> "VeilConfig":
@@ -260,6 +270,14 @@ class VeilConfig:
         from veil.pipelines.delivery import check_delivery
 
         delivery = check_delivery(options, o.veil_delivery)
+        from veil.schemas.registry import RegistryError, default_url, resolve_url
+
+        try:
+            registry = resolve_url(
+                default_url() if o.veil_schema_registry is None else o.veil_schema_registry
+            )
+        except RegistryError as exc:
+            raise ConfigError(f"--veil_schema_registry: {exc}") from None
         if o.veil_policy and not os.path.isfile(o.veil_policy):
             raise ConfigError(f"--veil_policy {o.veil_policy}: no such file")
         try:
@@ -321,10 +339,12 @@ class VeilConfig:
             decoder_isolation=o.veil_decoder_isolation != "off",
             audit_key=o.veil_audit_key,
             audit_require_key=bool(o.veil_audit_require_key),
+            schema_registry=registry,
         )
 
-    def audit_chain(self):
-        """How the Kafka sink chains audit events (``AuditChainSpec``)."""
+    def audit_chain(self, schemas=None):
+        """How the Kafka sink chains audit events (``AuditChainSpec``); ``schemas``: the
+        ``RegistryBinding`` audit events are framed with (None: the local catalog)."""
         from veil.transforms.kafkaio.audit_chainer import AuditChainSpec
 
         return AuditChainSpec(
@@ -332,6 +352,7 @@ class VeilConfig:
             key_ref=self.audit_key,
             key_service=self.key_service,
             require_key=self.audit_require_key,
+            schemas=schemas,
         )
 
     def client_config(self) -> dict:

@@ -22,6 +22,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from veil.pipelines.options import VeilConfig
 from veil.pipelines.runners import prepare_argv
+from veil.pipelines.topics import register_schemas
 from veil.transforms.audio import AudioConfig, AudioHandler
 from veil.transforms.classification import load_policy
 from veil.transforms.codec import DecodeRecords
@@ -101,6 +102,9 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions, source=None, sink=N
     config = VeilConfig.from_options(options)
     policy = load_policy(config.policy_path)
     client_config = config.client_config()
+    # With a schema registry: register Veil's schemas now (fails fast, naming the fix,
+    # when the registry is unreachable) and frame every output with its ids.
+    schemas = register_schemas(config.schema_registry, config.topics, config.input_topics)
     if source is None:
         source = ReadFromKafka(
             client_config,
@@ -119,20 +123,22 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions, source=None, sink=N
             client_config,
             delivery=config.delivery,
             group_id=config.consumer_group,
-            audit_chain=config.audit_chain(),  # audit events chained as produced
+            audit_chain=config.audit_chain(schemas),  # audit events chained as produced
         )
 
     messages = pipeline | "ReadRaw" >> source
-    decoded = messages | "Decode" >> DecodeRecords(config.max_payload_bytes, MAX_MESSAGE_BYTES)
+    decoded = messages | "Decode" >> DecodeRecords(
+        config.max_payload_bytes, MAX_MESSAGE_BYTES, schemas
+    )
     routed = decoded.records | "Route" >> RouteByModality(SUPPORTED_MODALITIES)
 
     writes = {}
     topics, version, keys = config.topics, policy.version, config.key_service
     writes["DecodeFailures"] = decoded.dead_letters | "DeadLetterDecode" >> PublishDeadLetters(
-        topics, version, keys
+        topics, version, keys, schemas
     )
     writes["RouteFailures"] = routed.dead_letters | "DeadLetterRoute" >> PublishDeadLetters(
-        topics, version, keys
+        topics, version, keys, schemas
     )
     quarantine = policy.quarantine_levels
     isolation = NATIVE_DECODERS if config.decoder_isolation else None
@@ -147,13 +153,13 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions, source=None, sink=N
             protected = records | f"Protect{name}" >> ProtectOriginals(keys)
             records = protected.records
             writes[f"{name}ProtectFailures"] = protected.dead_letters | (
-                f"DeadLetterProtect{name}" >> PublishDeadLetters(topics, version, keys)
+                f"DeadLetterProtect{name}" >> PublishDeadLetters(topics, version, keys, schemas)
             )
         writes[f"{name}Sanitized"] = records | f"Publish{name}" >> PublishSanitized(
-            topics, version, quarantine, keys
+            topics, version, quarantine, keys, schemas
         )
         writes[f"{name}Failures"] = branch.dead_letters | f"DeadLetter{name}" >> (
-            PublishDeadLetters(topics, version, keys)
+            PublishDeadLetters(topics, version, keys, schemas)
         )
     for label, pcoll in writes.items():
         pcoll | f"Write{label}" >> sink

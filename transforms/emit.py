@@ -20,7 +20,8 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from veil.pipelines import __version__ as PIPELINE_VERSION
-from veil.schemas import AUDIT_EVENT, DEAD_LETTER, MEDIA_RECORD, SANITIZED_RECORD, catalog
+from veil.schemas import AUDIT_EVENT, DEAD_LETTER, MEDIA_RECORD, SANITIZED_RECORD
+from veil.schemas.registry import codec
 from veil.transforms.audit import audit_events
 from veil.transforms.kafkaio import MAX_MESSAGE_BYTES
 from veil.transforms.records import AuditStep, ErrorCode, Failure, KafkaWrite, Source, WorkItem
@@ -64,16 +65,22 @@ def _key(record_id: str | None, source: Source) -> bytes:
 
 class _Emitter(beam.DoFn):
     def __init__(
-        self, topics: TopicNames, policy_version: str, quarantine=frozenset(), key_service=None
+        self,
+        topics: TopicNames,
+        policy_version: str,
+        quarantine=frozenset(),
+        key_service=None,
+        schemas=None,
     ):
         self._topics = topics
+        self._schemas = schemas  # a RegistryBinding (registry ids), or None: local catalog
         self._policy_version = policy_version
         self._quarantine = frozenset(quarantine)
         # A ``KeyServiceConfig`` (names of key files and variables, no secrets) or None.
         self._key_config = key_service
 
     def setup(self):
-        self._catalog = catalog()
+        self._catalog = codec(self._schemas)
         self._keys = None
         if self._key_config is not None:
             try:
@@ -225,10 +232,15 @@ class PublishSanitized(beam.PTransform):
     """
 
     def __init__(
-        self, topics: TopicNames, policy_version: str, quarantine=frozenset(), key_service=None
+        self,
+        topics: TopicNames,
+        policy_version: str,
+        quarantine=frozenset(),
+        key_service=None,
+        schemas=None,
     ):
         super().__init__()
-        self._fn = PublishSanitizedFn(topics, policy_version, quarantine, key_service)
+        self._fn = PublishSanitizedFn(topics, policy_version, quarantine, key_service, schemas)
 
     def expand(self, items):
         return items | "EncodeSanitized" >> beam.ParDo(self._fn)
@@ -241,9 +253,11 @@ class PublishDeadLetters(beam.PTransform):
     an envelope under the dead-letter key (``original``, ``original_key_id``).
     """
 
-    def __init__(self, topics: TopicNames, policy_version: str, key_service=None):
+    def __init__(self, topics: TopicNames, policy_version: str, key_service=None, schemas=None):
         super().__init__()
-        self._fn = PublishDeadLettersFn(topics, policy_version, key_service=key_service)
+        self._fn = PublishDeadLettersFn(
+            topics, policy_version, key_service=key_service, schemas=schemas
+        )
 
     def expand(self, failures):
         return failures | "EncodeDeadLetters" >> beam.ParDo(self._fn)
