@@ -226,6 +226,11 @@ def cmd_sanitize(args, beam_argv):
     )
     for problem in summary["input_errors"]:
         print(f"input error: {problem}", file=sys.stderr)
+    from veil.transforms.fixes import FIXES
+
+    for code, count in sorted(summary.get("dead_letter_codes", {}).items()):
+        fix = f"; fix: {FIXES[code]}" if code in FIXES else ""
+        print(f"dead-lettered {code}: {count}{fix}", file=sys.stderr)
     return 0
 
 
@@ -362,6 +367,10 @@ def parser() -> argparse.ArgumentParser:
 
     register_audit(sub, with_bootstrap)  # veil audit verify
 
+    from veil.pipelines.doctor import register as register_doctor
+
+    register_doctor(sub, with_bootstrap)  # veil setup, veil doctor
+
     p = with_bootstrap(sub.add_parser("demo", help="end-to-end demo against a running broker"))
     p.add_argument("--prefix", default="veil")
     return top
@@ -386,6 +395,15 @@ def _keys_cli(name):
         from veil.pipelines import keys_cli
 
         return getattr(keys_cli, name)(args, beam_argv)
+
+    return handler
+
+
+def _doctor_cli(name):
+    def handler(args, beam_argv):
+        from veil.pipelines import doctor
+
+        return getattr(doctor, name)(args, beam_argv)
 
     return handler
 
@@ -425,6 +443,8 @@ def main(argv=None) -> int:
         "reveal": _keys_cli("cmd_reveal"),
         "audit": _audit_cli,
         "demo": cmd_demo,
+        "setup": _doctor_cli("cmd_setup"),
+        "doctor": _doctor_cli("cmd_doctor"),
     }[args.command]
     try:
         return handler(args, beam_argv)

@@ -12,6 +12,7 @@ pipeline finished, the spool is sorted into the outputs:
 from __future__ import annotations
 
 import base64
+import collections
 import json
 import shutil
 import tempfile
@@ -66,7 +67,8 @@ def sanitize_files(paths, out_dir, subject=None, policy=None, beam_argv=()) -> d
     out.mkdir(parents=True, exist_ok=True)
     input_errors: list[str] = []
     messages = file_messages(paths, subject, input_errors)
-    argv = list(beam_argv) + ["--veil_topic_prefix=veil"]
+    # Local files never touch a schema registry ($VEIL_SCHEMA_REGISTRY_URL or not).
+    argv = list(beam_argv) + ["--veil_topic_prefix=veil", "--veil_schema_registry=none"]
     if policy:
         argv.append(f"--veil_policy={policy}")
     options = PipelineOptions(prepare_argv(argv))
@@ -110,6 +112,7 @@ def _sort_spool(spool: str, out: Path, paths, total: int, input_errors) -> dict:
         "records": total,
         "sanitized": len(sanitized),
         "dead_letters": len(dead),
+        "dead_letter_codes": dict(collections.Counter(d["error_code"] for d in dead)),
         "audit_events": len(audit),
         "input_errors": input_errors,
     }
