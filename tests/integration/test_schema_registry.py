@@ -198,3 +198,27 @@ def test_an_unreachable_registry_fails_fast_naming_the_fix(kafka_bootstrap):
     assert code == 2, text[-2000:]
     assert time.monotonic() - started < 60
     assert "unreachable" in text and "--veil_schema_registry none" in text
+
+
+def test_veil_consume_and_audit_verify_resolve_registry_ids(run, kafka_bootstrap, registry_url):
+    names = run["names"]
+    common = ["--bootstrap", kafka_bootstrap, "--schema-registry", registry_url]
+    consumed = subprocess.run(
+        [VEIL, "consume", "--topic", names.sanitized("text"), "--idle-timeout", "3", *common],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert consumed.returncode == 0, consumed.stderr
+    rows = [json.loads(line) for line in consumed.stdout.splitlines()]
+    assert len(rows) == run["good"] and {r["schema"] for r in rows} == {"SanitizedRecord"}
+    verified = subprocess.run(
+        [VEIL, "audit", "verify", "--topic", names.audit, *common],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert verified.returncode == 0, verified.stdout[-2000:] + verified.stderr[-2000:]
+    # Offline (local catalog ids) the same topic does not decode: the ids differ.
+    offline = subprocess.run(
+        [VEIL, "consume", "--topic", names.sanitized("text"), "--idle-timeout", "3",
+         "--bootstrap", kafka_bootstrap, "--schema-registry", "none"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert all(json.loads(line)["schema"] is None for line in offline.stdout.splitlines())
