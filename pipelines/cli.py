@@ -229,8 +229,8 @@ def cmd_sanitize(args, beam_argv):
     from veil.transforms.fixes import FIXES
 
     for code, count in sorted(summary.get("dead_letter_codes", {}).items()):
-        fix = f"; fix: {FIXES[code]}" if code in FIXES else ""
-        print(f"dead-lettered {code}: {count}{fix}", file=sys.stderr)
+        if code in FIXES:  # a set-up problem, not bad input: say what to do
+            print(f"{count} dead-lettered {code}; fix: {FIXES[code]}", file=sys.stderr)
     return 0
 
 
