@@ -15,6 +15,8 @@ SHA256="3cda1b34aa020fb4ac4dd6a66018d757e81e437f97e20a1f92d366b70091c6ba"
 CACHE_DIR="${VEIL_CACHE:-$REPO_ROOT/.cache}/registry"
 APP_DIR="$CACHE_DIR/apicurio-registry-app-$VERSION"
 RUNNER="$APP_DIR/apicurio-registry-app-$VERSION-runner.jar"
+CONNECT_POM="$SCRIPT_DIR/connect-pom.xml"
+CONNECT_LIBS="$CACHE_DIR/connect-libs"
 JAVA_BIN="${JAVA_HOME:+$JAVA_HOME/bin/}java"
 API="/apis/ccompat/v7"
 
@@ -23,11 +25,14 @@ usage() {
 Usage: $(basename -- "$0") COMMAND [ARGS]
 
   fetch                 Copy Apicurio Registry $VERSION from Maven Central into
-                        \$VEIL_CACHE/registry, check its sha256 and unpack it (once).
+                        \$VEIL_CACHE/registry, check its sha256 and unpack it (once);
+                        and the Kafka Connect worker + Apicurio's Avro converter
+                        (connect-pom.xml) into \$VEIL_CACHE/registry/connect-libs.
   start DIR [TIMEOUT]   Fetch if needed, start the registry on a free loopback port
                         (or \$REGISTRY_PORT), wait until its API answers (default 90 s)
                         and print its Confluent-compatible URL (http://127.0.0.1:PORT$API).
   stop DIR              Stop the registry started in DIR (SIGTERM, then SIGKILL).
+  connect-libs          Fetch if needed; print the Kafka Connect classpath directory.
   help                  Show this message.
 
 Files in DIR: pid, url, registry.log.
@@ -37,7 +42,24 @@ USAGE
 die() { printf 'registry.sh: %s\n' "$*" >&2; exit 1; }
 note() { printf 'registry.sh: %s\n' "$*" >&2; }
 
+connect_fetch() {
+  local sha tmp
+  sha="$(sha256sum "$CONNECT_POM" | cut -d' ' -f1)"
+  [[ -f "$CONNECT_LIBS/.pom-sha256" && "$(cat "$CONNECT_LIBS/.pom-sha256")" == "$sha" ]] && return 0
+  tmp="$CONNECT_LIBS.tmp.$$"
+  rm -rf "$tmp"
+  note "fetching the Kafka Connect worker and Apicurio's converter (Maven Central)"
+  mvn -q -B -f "$CONNECT_POM" dependency:copy-dependencies -DincludeScope=runtime \
+    -DoutputDirectory="$tmp" >"$CACHE_DIR/connect-fetch.log" 2>&1 \
+    || { tail -n 30 "$CACHE_DIR/connect-fetch.log" >&2; rm -rf "$tmp"; die "connect fetch failed"; }
+  echo "$sha" >"$tmp/.pom-sha256"
+  rm -rf "$CONNECT_LIBS"
+  mv "$tmp" "$CONNECT_LIBS"
+}
+
 cmd_fetch() {
+  mkdir -p "$CACHE_DIR"
+  connect_fetch
   [[ -f "$APP_DIR/.verified" ]] && return 0
   command -v mvn >/dev/null 2>&1 || die "mvn not found (Maven fetches the registry from Maven Central)"
   mkdir -p "$CACHE_DIR"
@@ -120,6 +142,7 @@ cmd_stop() {
 
 case "${1:-help}" in
   fetch) cmd_fetch ;;
+  connect-libs) cmd_fetch; echo "$CONNECT_LIBS" ;;
   start) shift; cmd_start "$@" ;;
   stop) shift; cmd_stop "$@" ;;
   help|-h|--help) usage ;;

@@ -222,3 +222,64 @@ def test_veil_consume_and_audit_verify_resolve_registry_ids(run, kafka_bootstrap
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert all(json.loads(line)["schema"] is None for line in offline.stdout.splitlines())
+
+
+def test_kafka_connect_sinks_a_sanitized_topic_to_a_file(run, kafka_bootstrap, registry_url,
+                                                         tmp_path):  # fmt: skip
+    """A Kafka Connect worker (Maven Central) with Apicurio's AvroConverter, reading
+    Confluent framing, sinks sanitized.text to a file with the file sink connector."""
+    import os
+    import signal
+
+    from registry_server import REGISTRY_SH
+
+    libs = subprocess.run(["bash", str(REGISTRY_SH), "connect-libs"], capture_output=True,
+                          text=True, check=True).stdout.strip().splitlines()[-1]  # fmt: skip
+    native_api = registry_url.replace("/apis/ccompat/v7", "/apis/registry/v2")
+    out = tmp_path / "sanitized-text.txt"
+    (tmp_path / "worker.properties").write_text("\n".join([
+        f"bootstrap.servers={kafka_bootstrap}",
+        "key.converter=org.apache.kafka.connect.storage.StringConverter",
+        "value.converter=io.apicurio.registry.utils.converter.AvroConverter",
+        f"value.converter.apicurio.registry.url={native_api}",
+        "value.converter.apicurio.registry.as-confluent=true",  # 4-byte ids in the value
+        "value.converter.apicurio.registry.use-id=contentId",  # = the ccompat ids
+        "value.converter.apicurio.registry.headers.enabled=false",
+        f"offset.storage.file.filename={tmp_path / 'offsets'}",
+        "offset.flush.interval.ms=1000",
+        "listeners=http://127.0.0.1:0",
+    ]) + "\n")  # fmt: skip
+    (tmp_path / "sink.properties").write_text("\n".join([
+        "name=veil-sanitized-text-file",
+        "connector.class=org.apache.kafka.connect.file.FileStreamSinkConnector",
+        "tasks.max=1",
+        f"topics={run['names'].sanitized('text')}",
+        f"file={out}",
+    ]) + "\n")  # fmt: skip
+    log = open(tmp_path / "connect.log", "wb")
+    worker = subprocess.Popen(
+        ["java", "-Xmx256m", "-XX:TieredStopAtLevel=1", "-cp", f"{libs}/*",
+         "org.apache.kafka.connect.cli.ConnectStandalone",
+         str(tmp_path / "worker.properties"), str(tmp_path / "sink.properties")],
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 240
+        lines = []
+        while time.monotonic() < deadline and worker.poll() is None:
+            lines = out.read_text().splitlines() if out.is_file() else []
+            if len(lines) >= run["good"]:
+                break
+            time.sleep(2)
+    finally:
+        os.killpg(worker.pid, signal.SIGTERM)
+        try:
+            worker.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(worker.pid, signal.SIGKILL)
+            worker.wait()
+        log.close()
+    assert len(lines) == run["good"], (tmp_path / "connect.log").read_text()[-3000:]
+    expected = {v["record_id"] for v, _, _ in run["sanitized"]}
+    assert {line.split("record_id=", 1)[1].split(",", 1)[0] for line in lines} == expected
+    assert all("modality=text" in line for line in lines)
