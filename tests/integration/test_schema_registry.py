@@ -62,7 +62,7 @@ def _upstream_produce(bootstrap, registry, topic, schema, records):
     assert producer.flush(30) == 0
 
 
-def _plain_consume(bootstrap, registry, topic, idle_s=5.0):
+def _plain_consume(bootstrap, registry, topic, idle_s=10.0):
     """A consumer that is not Veil: librdkafka + AvroDeserializer. ``[(value, id, msg)]``."""
     deserializer = AvroDeserializer(registry)
     consumer = Consumer(
@@ -283,3 +283,23 @@ def test_kafka_connect_sinks_a_sanitized_topic_to_a_file(run, kafka_bootstrap, r
     expected = {v["record_id"] for v, _, _ in run["sanitized"]}
     assert {line.split("record_id=", 1)[1].split(",", 1)[0] for line in lines} == expected
     assert all("modality=text" in line for line in lines)
+
+
+def test_veil_produce_frames_files_with_the_registry_id(kafka_bootstrap, registry_url, tmp_path):
+    names = TopicNames(f"t{uuid.uuid4().hex[:10]}")
+    topic = names.raw
+    ensure_topics({"bootstrap_servers": kafka_bootstrap}, topic_specs(names, 1)[:1])
+    (tmp_path / "note.txt").write_text("hello")
+    produced = subprocess.run(
+        [VEIL, "produce", str(tmp_path / "note.txt"), "--topic", topic, "--subject", "s1",
+         "--bootstrap", kafka_bootstrap, "--schema-registry", registry_url],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert produced.returncode == 0, produced.stderr
+    registry = SchemaRegistryClient({"url": registry_url})
+    media_id = registry.lookup_schema(
+        f"{topic}-value", Schema(schema_text("MediaRecord"), "AVRO")
+    ).schema_id
+    ((value, schema_id, msg),) = _plain_consume(kafka_bootstrap, registry, topic)
+    assert schema_id == media_id != catalog().latest("MediaRecord").schema_id
+    assert value["subject_key"] == "s1" and value["payload"] == b"hello"

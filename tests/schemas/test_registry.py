@@ -88,3 +88,19 @@ def test_decode_fn_dead_letters_ids_it_cannot_resolve(closed_url):
             equal_to([(1, "SCHEMA_REGISTRY_UNAVAILABLE")]),
             label="DeadLetters",
         )
+
+
+def test_the_pipeline_flag_is_validated_before_the_graph(monkeypatch):
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from veil.pipelines.options import ConfigError, VeilConfig
+
+    monkeypatch.delenv("VEIL_SCHEMA_REGISTRY_URL", raising=False)
+    assert VeilConfig.from_options(PipelineOptions([])).schema_registry is None
+    url = "http://127.0.0.1:8081/apis/ccompat/v7"
+    monkeypatch.setenv("VEIL_SCHEMA_REGISTRY_URL", url)
+    assert VeilConfig.from_options(PipelineOptions([])).schema_registry == url
+    none = PipelineOptions(["--veil_schema_registry=none"])
+    assert VeilConfig.from_options(none).schema_registry is None
+    with pytest.raises(ConfigError, match="--veil_schema_registry"):
+        VeilConfig.from_options(PipelineOptions(["--veil_schema_registry=registry:8081"]))
