@@ -75,6 +75,12 @@ def resolve_url(value: str | None) -> str | None:
             f"schema registry URL must start with http:// or https:// (got a "
             f"{len(value)}-character value); {FIX_UNREACHABLE}"
         )
+    if "@" in value.split("://", 1)[1].split("/", 1)[0]:
+        # The URL travels in pipeline options and log lines: never with a secret in it.
+        raise RegistryError(
+            "schema registry URL must not carry credentials (user:password@); registry "
+            "authentication is not supported yet"
+        )
     return value.rstrip("/")
 
 

@@ -46,6 +46,9 @@ def test_offline_is_the_default_only_without_a_configured_registry(monkeypatch):
     assert codec(None) is catalog()
     with pytest.raises(RegistryError, match="http://"):
         resolve_url("reg:8080")
+    with pytest.raises(RegistryError, match="credentials") as info:
+        resolve_url("https://veil:s3cret@reg:8080/apis/ccompat/v7")
+    assert "s3cret" not in str(info.value)
 
 
 def test_an_unreachable_registry_fails_fast_with_the_fix(closed_url):
