@@ -31,8 +31,9 @@ venv: $(VENV)/.installed
 broker-fetch: prereqs
 	@bash deploy/kafka/kafka.sh fetch
 
-# Apicurio Registry (Confluent-compatible schema registry) from Maven Central, sha256
-# pinned in deploy/registry/registry.sh; the tests start it on a free loopback port.
+# Apicurio Registry 2.6.13 (Confluent-compatible schema registry) from Maven Central,
+# sha256 pinned in deploy/registry/registry.sh, and a Kafka Connect worker with Apicurio's
+# converter (deploy/registry/connect-pom.xml); the tests start them on loopback ports.
 registry-fetch: prereqs
 	@bash deploy/registry/registry.sh fetch
 
