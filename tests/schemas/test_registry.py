@@ -107,3 +107,38 @@ def test_the_pipeline_flag_is_validated_before_the_graph(monkeypatch):
     assert VeilConfig.from_options(none).schema_registry is None
     with pytest.raises(ConfigError, match="--veil_schema_registry"):
         VeilConfig.from_options(PipelineOptions(["--veil_schema_registry=registry:8081"]))
+
+
+def test_emitters_frame_sanitized_audit_and_dead_letters_with_registry_ids(closed_url):
+    from veil.transforms.emit import PublishDeadLetters, PublishSanitized, TopicNames
+    from veil.transforms.records import Classification, Failure, Source, WorkItem
+
+    ids = (("AuditEvent", 3003), ("DeadLetter", 3004), ("MediaRecord", 3001),
+           ("SanitizedRecord", 3002))  # fmt: skip
+    binding = RegistryBinding(closed_url, ids)
+    topics = TopicNames("reg")
+    item = WorkItem(source=Source("reg.raw", 0, 5), record=media_record("ok"), modality="text")
+    item.sanitized_payload = b"Hi <PERSON>"
+    item.classification = Classification("CONFIDENTIAL", ["GDPR"], {"PERSON": 1})
+    failure = Failure(source=Source("reg.raw", 0, 6), stage="decode", error_code="BAD_FRAMING")
+    header = lambda w: (w.topic, struct.unpack(">bI", w.value[:5])[1])  # noqa: E731
+    pipeline = beam_pipeline()
+    sanitized = (
+        pipeline
+        | "Items" >> beam.Create([item])
+        | PublishSanitized(topics, "p1", schemas=binding)
+        | "SanitizedIds" >> beam.Map(header)
+    )
+    dead = (
+        pipeline
+        | "Failures" >> beam.Create([failure])
+        | PublishDeadLetters(topics, "p1", schemas=binding)
+        | "DeadIds" >> beam.Map(header)
+    )
+    with pipeline:
+        assert_that(
+            sanitized,
+            equal_to([("reg.sanitized.text", 3002), ("reg.audit", 3003)]),
+            label="Sanitized",
+        )
+        assert_that(dead, equal_to([("reg.dead-letter", 3004), ("reg.audit", 3003)]), label="Dead")
