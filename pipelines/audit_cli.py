@@ -80,7 +80,12 @@ def cmd_audit(args, _):
             raise CliError(f"{args.file}: no such file", 2)
         events = read_file(args.file)
     else:
-        events = read_topic(_client_config(args), args.topic)  # with TLS/SASL settings
+        from veil.pipelines.cli import _registry_binding
+
+        # With TLS/SASL settings; registry ids resolved through --schema-registry.
+        events = read_topic(
+            _client_config(args), args.topic, schemas=_registry_binding(args, args.topic, None)
+        )
     try:
         report = verify(events, keys, allow_unsigned=args.allow_unsigned, expect_heads=heads)
     except LookupError as exc:

@@ -4,7 +4,8 @@
     veil produce PATH... --topic T [--subject KEY]
     veil consume --topic T [--max N]
     veil sanitize PATH... --out DIR [--allow-dead-letters] [--veil_* flags]
-    veil topics create
+    veil topics create [--veil_schema_registry URL]
+    veil setup | veil doctor
     veil keys init|init-keyring|create|rotate|retire|forget|list|watch-erasures
     veil reveal FILE --principal P --role R
     veil audit verify --topic T | --file F [--key K]
@@ -109,6 +110,25 @@ def _client_config(args) -> dict:
     return client_config(args)
 
 
+def _registry_binding(args, topic: str, record_type: str | None):
+    """The ``RegistryBinding`` for ``--schema-registry`` (None offline).
+
+    ``record_type``: register it under ``<topic>-value`` first (producers); None: only
+    resolve ids through the registry (readers).
+    """
+    from veil.schemas.registry import RegistryBinding, RegistryError, register, resolve_url
+
+    try:
+        url = resolve_url(getattr(args, "schema_registry", None))
+        if url is None:
+            return None
+        if record_type is None:
+            return RegistryBinding(url)
+        return register(url, [(topic, record_type)])
+    except RegistryError as exc:
+        raise CliError(str(exc), 2) from None
+
+
 def _progress(iterable, total=None, desc=""):
     """A progress bar (records/s) on a terminal; nothing when stderr is not one."""
     from tqdm import tqdm
@@ -122,6 +142,7 @@ def _progress(iterable, total=None, desc=""):
 def cmd_run(args, beam_argv):
     from veil.pipelines.options import ConfigError, check_flags
     from veil.pipelines.sanitize import run
+    from veil.schemas.registry import RegistryError
     from veil.transforms.classification import PolicyError
 
     try:
@@ -129,7 +150,7 @@ def cmd_run(args, beam_argv):
             _LOGGER.warning("%s: not a Python pipeline option; passed to the job server", name)
         _check_local_audit_key(beam_argv)
         result = run(beam_argv)
-    except (ConfigError, PolicyError) as exc:
+    except (ConfigError, PolicyError, RegistryError) as exc:
         raise CliError(str(exc), EXIT_USAGE) from None
     print(run_summary(result))
     return 0
@@ -191,7 +212,10 @@ def cmd_produce(args, _):
     from veil.pipelines.files import InputError, encode_record, iter_records
     from veil.transforms.kafkaio import MAX_MESSAGE_BYTES, client
 
+    from veil.schemas import MEDIA_RECORD
+
     paths = _expand_paths(args.paths)
+    schemas = _registry_binding(args, args.topic, MEDIA_RECORD)
     producer = KafkaProducer(
         acks="all",
         enable_idempotence=True,
@@ -210,7 +234,7 @@ def cmd_produce(args, _):
             producer.send(
                 args.topic,
                 key=record["subject_key"].encode("utf-8"),
-                value=encode_record(record),
+                value=encode_record(record, schemas),
             )
             sent += 1
         producer.flush(timeout=60)
@@ -234,7 +258,12 @@ def _expand_paths(paths) -> list:
 
 
 def consume(
-    client_config: dict, topic: str, max_records=None, idle_timeout_s=5.0, read_committed=True
+    client_config: dict,
+    topic: str,
+    max_records=None,
+    idle_timeout_s=5.0,
+    read_committed=True,
+    schemas=None,
 ):
     """Reads ``topic`` from the beginning without a group; yields decoded records.
 
@@ -244,10 +273,11 @@ def consume(
     """
     from kafka import KafkaConsumer, TopicPartition
 
-    from veil.schemas import FramingError, catalog
+    from veil.schemas import FramingError
+    from veil.schemas.registry import codec
     from veil.transforms.kafkaio import MAX_MESSAGE_BYTES, client
 
-    cat = catalog()
+    cat = codec(schemas)  # registry ids through the registry, else the local catalog
     consumer = KafkaConsumer(
         enable_auto_commit=False,
         max_partition_fetch_bytes=MAX_MESSAGE_BYTES,
@@ -290,8 +320,9 @@ def consume(
 def cmd_consume(args, _):
     from veil.pipelines.files import to_json
 
+    schemas = _registry_binding(args, args.topic, None)
     for rec, subject, value in consume(
-        _client_config(args), args.topic, args.max, args.idle_timeout
+        _client_config(args), args.topic, args.max, args.idle_timeout, schemas=schemas
     ):
         out = {
             "topic": rec.topic,
@@ -367,24 +398,15 @@ def cmd_sanitize(args, beam_argv):
 
 
 def _hint(code: str) -> str:
-    """What to do about a dead-letter code that means "this machine is not set up"."""
+    """What to do about a dead-letter code that means "this machine is not set up"
+    (``veil.transforms.fixes``); nothing for codes that mean bad input."""
+    from veil.transforms.fixes import FIXES
+
     if code in ("IMAGE_MODEL_UNAVAILABLE", "VIDEO_MODEL_UNAVAILABLE"):
         from veil.transforms.image.models import cache_dir
 
-        return (
-            f": no verified face model in {cache_dir()}; run `make image-setup`, or point "
-            "$VEIL_MODEL_DIR (or $VEIL_CACHE) at a model cache holding it"
-        )
-    return _HINTS.get(code, "")
-
-
-_HINTS = {
-    "AUDIO_KEY_UNAVAILABLE": ": no voice key; create one with `veil keys init PATH` and pass "
-    "--veil_audio_key_file PATH (or set $VEIL_AUDIO_KEY_FILE)",
-    "IMAGE_OCR_FAILED": ": Tesseract missing or failing (apt-get install tesseract-ocr)",
-    "PSEUDONYM_KEY_UNAVAILABLE": ": no pseudonym key; set the policy's keys or "
-    "$VEIL_PSEUDONYM_KEY_FILE",
-}
+        return f": no verified face model in {cache_dir()}; fix: {FIXES[code]}"
+    return f"; fix: {FIXES[code]}" if code in FIXES else ""
 
 
 # --- veil topics ----------------------------------------------------------------------
@@ -395,11 +417,25 @@ def cmd_topics(args, _):
     from veil.transforms.emit import TopicNames
     from veil.transforms.kafkaio import ensure_topics
 
-    specs = topic_specs(TopicNames(args.prefix), args.partitions)
+    from veil.pipelines.topics import register_schemas
+    from veil.schemas.registry import RegistryError, resolve_url
+
+    names = TopicNames(args.prefix)
+    try:  # a bad registry URL fails before any topic is created
+        url = resolve_url(args.schema_registry)
+    except RegistryError as exc:
+        raise CliError(str(exc), 2) from None
+    specs = topic_specs(names, args.partitions)
     created = ensure_topics(_client_config(args), specs)
     for spec in specs:
         state = "created" if spec.name in created else "exists"
         print(f"{state:8} {spec.name} partitions={spec.partitions}")
+    try:
+        binding = register_schemas(url, names)
+    except RegistryError as exc:
+        raise CliError(str(exc), 1) from None
+    for record_type, schema_id in binding.ids if binding else ():
+        print(f"schema   {record_type} id={schema_id} (subjects <topic>-value, BACKWARD)")
     return 0
 
 
@@ -458,6 +494,7 @@ def parser() -> argparse.ArgumentParser:
         register_keys,
         register_audit,
         register_report,
+        register_doctor,
         register_demo,
     ):
         register(sub)
@@ -475,6 +512,17 @@ def with_bootstrap(p):
         help="Kafka bootstrap servers (default: $VEIL_BOOTSTRAP_SERVERS or 127.0.0.1:9092)",
     )
     from veil.pipelines.kafka_args import add_security_args
+    from veil.schemas.registry import default_url
+
+    p.add_argument(
+        "--veil_schema_registry",
+        "--schema-registry",
+        dest="schema_registry",
+        default=default_url(),
+        metavar="URL",
+        help="Confluent-compatible schema registry URL, or 'none' for the local "
+        "schema catalog (default: $VEIL_SCHEMA_REGISTRY_URL, else none)",
+    )
 
     return add_security_args(p)  # --veil_security_protocol (--security-protocol), ...
 
@@ -634,6 +682,12 @@ def register_report(sub):
     register(sub, with_bootstrap)  # veil report
 
 
+def register_doctor(sub):
+    from veil.pipelines.doctor import register
+
+    register(sub, with_bootstrap)  # veil setup, veil doctor
+
+
 def register_demo(sub):
     p = with_bootstrap(sub.add_parser("demo", help="end-to-end demo against a running broker"))
     add_prefix_arg(p)
@@ -666,6 +720,15 @@ def _keys_cli(name):
         from veil.pipelines import keys_cli
 
         return getattr(keys_cli, name)(args, beam_argv)
+
+    return handler
+
+
+def _doctor_cli(name):
+    def handler(args, beam_argv):
+        from veil.pipelines import doctor
+
+        return getattr(doctor, name)(args, beam_argv)
 
     return handler
 
@@ -707,6 +770,8 @@ HANDLERS = {
     "reveal": _keys_cli("cmd_reveal"),
     "audit": _audit_cli,
     "report": _report_cli,
+    "setup": _doctor_cli("cmd_setup"),
+    "doctor": _doctor_cli("cmd_doctor"),
     "demo": cmd_demo,
 }
 

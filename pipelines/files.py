@@ -27,7 +27,7 @@ import secrets
 import uuid
 from pathlib import Path, PurePosixPath
 
-from veil.schemas import MEDIA_RECORD, catalog
+from veil.schemas import MEDIA_RECORD
 from veil.transforms.records import KafkaMessage
 
 
@@ -232,8 +232,11 @@ def check_output_dir(inputs: list[LocalInput], out: Path, overwrite: bool = Fals
             )
 
 
-def encode_record(record: dict) -> bytes:
-    return catalog().encode(MEDIA_RECORD, record)
+def encode_record(record: dict, schemas=None) -> bytes:
+    """A framed MediaRecord; ``schemas``: a ``RegistryBinding`` (registry ids) or None."""
+    from veil.schemas.registry import codec
+
+    return codec(schemas).encode(MEDIA_RECORD, record)
 
 
 def to_json(subject: str, record: dict) -> dict:

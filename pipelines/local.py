@@ -137,7 +137,8 @@ def sanitize_files(
     check_output_dir(inputs, out, overwrite)
     if id_map and Path(id_map).resolve().is_relative_to(out.resolve()):
         raise UsageError(f"--id-map {id_map}: keep the id map outside --out (it names the inputs)")
-    argv = list(beam_argv) + ["--veil_topic_prefix=veil"]
+    # Local files never touch a schema registry ($VEIL_SCHEMA_REGISTRY_URL or not).
+    argv = list(beam_argv) + ["--veil_topic_prefix=veil", "--veil_schema_registry=none"]
     if not any(a.startswith("--veil_erasure_listener") for a in argv):
         argv.append("--veil_erasure_listener=off")  # no broker here (issue 18 item 7)
     if policy:

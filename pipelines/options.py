@@ -115,6 +115,15 @@ class VeilOptions(PipelineOptions):
             "readers (local FnApiRunner only; see veil.pipelines.delivery).",
         )
         parser.add_argument(
+            "--veil_schema_registry",
+            default=None,
+            help="Confluent-compatible schema registry URL (e.g. "
+            "http://HOST:8080/apis/ccompat/v7): Veil registers its schemas as "
+            "<topic>-value (BACKWARD), frames output with the registry's ids and resolves "
+            "input ids through it; 'none': the local schema catalog, offline "
+            "(default: $VEIL_SCHEMA_REGISTRY_URL, else none).",
+        )
+        parser.add_argument(
             "--veil_policy",
             default=None,
             help="Policy YAML file (default: the packaged default policy).",
@@ -282,6 +291,7 @@ class VeilConfig:
     audit_key: str | None = None  # audit MAC key file or kms: URI (resolved on workers)
     audit_require_key: bool = False
     audio_key_file: str | None = None  # voice key file on the workers
+    schema_registry: str | None = None  # registry URL, or None: the local catalog
 
     @classmethod
     def from_options(cls, options: PipelineOptions) -> "VeilConfig":
@@ -309,6 +319,14 @@ class VeilConfig:
         from veil.pipelines.delivery import check_delivery
 
         delivery = check_delivery(options, o.veil_delivery)
+        from veil.schemas.registry import RegistryError, default_url, resolve_url
+
+        try:
+            registry = resolve_url(
+                default_url() if o.veil_schema_registry is None else o.veil_schema_registry
+            )
+        except RegistryError as exc:
+            raise ConfigError(f"--veil_schema_registry: {exc}") from None
         if o.veil_policy and not os.path.isfile(o.veil_policy):
             raise ConfigError(f"--veil_policy {o.veil_policy}: no such file")
         try:
@@ -371,10 +389,12 @@ class VeilConfig:
             audit_key=o.veil_audit_key,
             audit_require_key=bool(o.veil_audit_require_key),
             audio_key_file=o.veil_audio_key_file or None,
+            schema_registry=registry,
         )
 
-    def audit_chain(self):
-        """How the Kafka sink chains audit events (``AuditChainSpec``)."""
+    def audit_chain(self, schemas=None):
+        """How the Kafka sink chains audit events (``AuditChainSpec``); ``schemas``: the
+        ``RegistryBinding`` audit events are framed with (None: the local catalog)."""
         from veil.transforms.kafkaio.audit_chainer import AuditChainSpec
 
         return AuditChainSpec(
@@ -382,6 +402,7 @@ class VeilConfig:
             key_ref=self.audit_key,
             key_service=self.key_service,
             require_key=self.audit_require_key,
+            schemas=schemas,
         )
 
     def client_config(self) -> dict:

@@ -22,6 +22,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from veil.pipelines.options import VeilConfig
 from veil.pipelines.runners import prepare_argv
+from veil.pipelines.topics import register_schemas
 from veil.transforms.audio import AudioConfig, AudioHandler
 from veil.transforms.classification import load_policy
 from veil.transforms.codec import DecodeRecords
@@ -103,6 +104,9 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions, source=None, sink=N
     config = VeilConfig.from_options(options)
     policy = load_policy(config.policy_path)
     client_config = config.client_config()
+    # With a schema registry: register Veil's schemas now (fails fast, naming the fix,
+    # when the registry is unreachable) and frame every output with its ids.
+    schemas = register_schemas(config.schema_registry, config.topics, config.input_topics)
     if source is None:
         source = ReadFromKafka(
             client_config,
@@ -121,20 +125,22 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions, source=None, sink=N
             client_config,
             delivery=config.delivery,
             group_id=config.consumer_group,
-            audit_chain=config.audit_chain(),  # audit events chained as produced
+            audit_chain=config.audit_chain(schemas),  # audit events chained as produced
         )
 
     messages = pipeline | "ReadRaw" >> source
-    decoded = messages | "Decode" >> DecodeRecords(config.max_payload_bytes, MAX_MESSAGE_BYTES)
+    decoded = messages | "Decode" >> DecodeRecords(
+        config.max_payload_bytes, MAX_MESSAGE_BYTES, schemas
+    )
     routed = decoded.records | "Route" >> RouteByModality(SUPPORTED_MODALITIES)
 
     writes = {}
     topics, version, keys = config.topics, policy.version, config.key_service
     writes["DecodeFailures"] = decoded.dead_letters | "DeadLetterDecode" >> PublishDeadLetters(
-        topics, version, keys, step="decode"
+        topics, version, keys, schemas, step="decode"
     )
     writes["RouteFailures"] = routed.dead_letters | "DeadLetterRoute" >> PublishDeadLetters(
-        topics, version, keys, step="route"
+        topics, version, keys, schemas, step="route"
     )
     quarantine = policy.quarantine_levels
     isolation = NATIVE_DECODERS if config.decoder_isolation else None
@@ -150,13 +156,13 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions, source=None, sink=N
             records = protected.records
             writes[f"{name}ProtectFailures"] = protected.dead_letters | (
                 f"DeadLetterProtect{name}"
-                >> PublishDeadLetters(topics, version, keys, step=f"protect_{modality}")
+                >> PublishDeadLetters(topics, version, keys, schemas, step=f"protect_{modality}")
             )
         writes[f"{name}Sanitized"] = records | f"Publish{name}" >> PublishSanitized(
-            topics, version, quarantine, keys, step=f"publish_{modality}"
+            topics, version, quarantine, keys, step=f"publish_{modality}", schemas=schemas
         )
         writes[f"{name}Failures"] = branch.dead_letters | f"DeadLetter{name}" >> (
-            PublishDeadLetters(topics, version, keys, step=modality)
+            PublishDeadLetters(topics, version, keys, schemas, step=modality)
         )
     for label, pcoll in writes.items():
         pcoll | f"Write{label}" >> sink

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from veil.schemas import AUDIT_EVENT, DEAD_LETTER, MEDIA_RECORD, SANITIZED_RECORD
 from veil.transforms.kafkaio import MAX_MESSAGE_BYTES, TopicSpec
 from veil.transforms.emit import TopicNames
 from veil.transforms.records import Modality
@@ -36,3 +37,35 @@ def topic_specs(names: TopicNames, partitions: int = 3) -> list[TopicSpec]:
                       {**common, "cleanup.policy": "delete", "retention.ms": 30 * DAY_MS})
         )
     return specs
+
+
+def topic_schemas(names: TopicNames) -> list[tuple[str, str]]:
+    """``(topic, record type)`` of every Avro topic: the registry subjects ``<topic>-value``.
+
+    The erasure topic is left out: its values are not Veil Avro records.
+    """
+    pairs = [
+        (names.raw, MEDIA_RECORD),
+        (names.audit, AUDIT_EVENT),
+        (names.dead_letter, DEAD_LETTER),
+    ]
+    for modality in Modality.ALL:
+        pairs.append((names.sanitized(modality), SANITIZED_RECORD))
+        pairs.append((names.quarantine(modality), SANITIZED_RECORD))
+    return pairs
+
+
+def register_schemas(url: str | None, names: TopicNames, input_topics=()):
+    """Registers Veil's schemas for ``names`` (and extra input topics) with the registry
+    at ``url``; the ``RegistryBinding``, or None offline (``url`` None).
+
+    Raises:
+        RegistryError: the registry is unreachable or refused a schema (fail fast).
+    """
+    if url is None:
+        return None
+    from veil.schemas.registry import register
+
+    pairs = topic_schemas(names)
+    pairs += [(t, MEDIA_RECORD) for t in input_topics if t != names.raw]
+    return register(url, pairs)

@@ -1,8 +1,10 @@
 """Avro schemas of Veil's topics, the local schema catalog and the wire framing.
 
 Every topic value is framed the Confluent way: magic byte ``0``, a 4-byte big-endian
-schema id, then the Avro binary body. Ids come from ``catalog.json`` beside this file,
-so standard Kafka tooling with a registry holding the same ids can read the topics.
+schema id, then the Avro binary body. Offline (``--veil_schema_registry none``) the ids
+come from ``catalog.json`` beside this file; with a schema registry they are the ids the
+registry hands out (``veil.schemas.registry``), so consumers that are not Veil resolve
+them against the registry like any other topic's.
 
 Schemas are parsed once per process (``catalog()`` is cached).
 
@@ -79,7 +81,15 @@ class SchemaCatalog:
         return self._latest[subject]
 
     def by_id(self, schema_id: int) -> SchemaVersion:
-        return self._by_id[schema_id]
+        writer = self._writer(schema_id)
+        if writer is None:
+            raise KeyError(schema_id)
+        return writer
+
+    def _writer(self, schema_id: int) -> SchemaVersion | None:
+        """The schema that wrote ``schema_id``, or None when unknown (subclasses may look
+        it up elsewhere, or raise ``FramingError``)."""
+        return self._by_id.get(schema_id)
 
     def encode(self, subject: str, record: Mapping[str, Any]) -> bytes:
         """Frames ``record`` with the latest version of ``subject``."""
@@ -101,10 +111,10 @@ class SchemaCatalog:
         magic, schema_id = HEADER.unpack_from(data)
         if magic != MAGIC_BYTE:
             raise FramingError("BAD_FRAMING", "magic byte is not 0")
-        writer = self._by_id.get(schema_id)
+        writer = self._writer(schema_id)
         if writer is None:
             raise FramingError("UNKNOWN_SCHEMA_ID", f"schema id {schema_id} is not in the catalog")
-        if expect is not None and writer.subject != expect:
+        if (expect is not None and writer.subject != expect) or writer.subject not in self._latest:
             raise FramingError("UNEXPECTED_SCHEMA", f"schema id {schema_id} is not a {expect}")
         reader = self._latest[writer.subject]
         body = io.BytesIO(memoryview(data)[HEADER.size :])

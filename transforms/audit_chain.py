@@ -47,7 +47,8 @@ from typing import Iterable, Iterator, NamedTuple
 
 import fastavro
 
-from veil.schemas import AUDIT_EVENT, HEADER, MAGIC_BYTE, FramingError, catalog
+from veil.schemas import AUDIT_EVENT, HEADER, MAGIC_BYTE, FramingError
+from veil.schemas.registry import codec
 
 CANONICAL_PREFIX = b"veil-audit-chain-v1\n"
 GENESIS_HASH = bytes(32)
@@ -204,16 +205,19 @@ class Located(NamedTuple):
     problem: str | None = None  # the event could not be read (code)
 
 
-def decode_writer(value: bytes) -> dict:
+def decode_writer(value: bytes, schemas=None) -> dict:
     """An AuditEvent decoded with the schema that wrote it (no resolution, so the
-    canonical bytes are the writer's, whatever later schema versions add)."""
+    canonical bytes are the writer's, whatever later schema versions add).
+
+    ``schemas``: a ``RegistryBinding`` when the topic carries registry ids, else None.
+    """
     if not value or len(value) < HEADER.size:
         raise FramingError("BAD_FRAMING", "short value")
     magic, schema_id = HEADER.unpack_from(value)
     if magic != MAGIC_BYTE:
         raise FramingError("BAD_FRAMING", "magic byte is not 0")
     try:
-        writer = catalog().by_id(schema_id)
+        writer = codec(schemas).by_id(schema_id)
     except KeyError:
         raise FramingError("UNKNOWN_SCHEMA_ID", "unknown schema id") from None
     if writer.subject != AUDIT_EVENT:
@@ -228,7 +232,9 @@ def decode_writer(value: bytes) -> dict:
     return event
 
 
-def read_topic(client_config: dict, topic: str, idle_timeout_s: float = 10.0) -> Iterator[Located]:
+def read_topic(
+    client_config: dict, topic: str, idle_timeout_s: float = 10.0, schemas=None
+) -> Iterator[Located]:
     """Every record of ``topic``, all partitions from the beginning, in log order per
     partition (committed records only: ``read_committed``)."""
     from kafka import KafkaConsumer, TopicPartition
@@ -262,7 +268,7 @@ def read_topic(client_config: dict, topic: str, idle_timeout_s: float = 10.0) ->
                         break
                     where = f"{topic}/{p}@{rec.offset}"
                     try:
-                        yield Located(decode_writer(rec.value), where, p)
+                        yield Located(decode_writer(rec.value, schemas), where, p)
                     except FramingError as exc:
                         yield Located(None, where, p, exc.code)
     finally:

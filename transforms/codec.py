@@ -16,7 +16,8 @@ import apache_beam as beam
 from apache_beam import pvalue
 from apache_beam.metrics import Metrics
 
-from veil.schemas import MEDIA_RECORD, FramingError, catalog
+from veil.schemas import MEDIA_RECORD, FramingError
+from veil.schemas.registry import codec
 from veil.transforms.records import AuditStep, ErrorCode, Failure, KafkaMessage, WorkItem
 
 _LOGGER = logging.getLogger(__name__)
@@ -34,15 +35,16 @@ class Decoded(NamedTuple):
 class DecodeFn(beam.DoFn):
     """Framed Avro ``MediaRecord`` bytes to ``WorkItem``; anything else to a dead letter."""
 
-    def __init__(self, max_payload_bytes: int, max_message_bytes: int):
+    def __init__(self, max_payload_bytes: int, max_message_bytes: int, schemas=None):
         self._max_payload = max_payload_bytes
         self._max_message = max_message_bytes
+        self._schemas = schemas  # a RegistryBinding, or None: the local catalog
         self._received = Metrics.counter("veil.decode", "records_in")
         self._accepted = Metrics.counter("veil.decode", "records_out")
         self._bytes = Metrics.distribution("veil.decode", "payload_bytes")
 
     def setup(self):
-        self._catalog = catalog()
+        self._catalog = codec(self._schemas)
 
     def process(self, message: KafkaMessage):
         self._received.inc()
@@ -102,13 +104,14 @@ def _validate(record: dict, kafka_key: bytes | None, max_payload: int) -> str | 
 class DecodeRecords(beam.PTransform):
     """Decodes and validates ``KafkaMessage``s; returns ``Decoded(records, dead_letters)``."""
 
-    def __init__(self, max_payload_bytes: int, max_message_bytes: int):
+    def __init__(self, max_payload_bytes: int, max_message_bytes: int, schemas=None):
         super().__init__()
         self._max_payload = max_payload_bytes
         self._max_message = max_message_bytes
+        self._schemas = schemas
 
     def expand(self, messages):
         out = messages | "DecodeMediaRecords" >> beam.ParDo(
-            DecodeFn(self._max_payload, self._max_message)
+            DecodeFn(self._max_payload, self._max_message, self._schemas)
         ).with_outputs(DEAD_LETTER, main="records")
         return Decoded(out.records, out[DEAD_LETTER])

@@ -20,7 +20,8 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 
 from veil.pipelines import __version__ as PIPELINE_VERSION
-from veil.schemas import AUDIT_EVENT, DEAD_LETTER, MEDIA_RECORD, SANITIZED_RECORD, catalog
+from veil.schemas import AUDIT_EVENT, DEAD_LETTER, MEDIA_RECORD, SANITIZED_RECORD
+from veil.schemas.registry import codec
 from veil.transforms.audit import audit_events
 from veil.transforms.kafkaio import MAX_MESSAGE_BYTES
 from veil.transforms.records import AuditStep, ErrorCode, Failure, KafkaWrite, Source, WorkItem
@@ -73,6 +74,7 @@ class _Emitter(beam.DoFn):
         quarantine=frozenset(),
         key_service=None,
         step: str | None = None,
+        schemas=None,
     ):
         # Dead-letter counters are named per graph step (veil.dead_letter.<step>/<CODE>):
         # Beam's Flink runner keeps one Flink metric per name in a fused operator, so
@@ -80,13 +82,14 @@ class _Emitter(beam.DoFn):
         self._dead_letter_ns = f"veil.dead_letter.{step}" if step else "veil.dead_letter"
         self._step = step
         self._topics = topics
+        self._schemas = schemas  # a RegistryBinding (registry ids), or None: local catalog
         self._policy_version = policy_version
         self._quarantine = frozenset(quarantine)
         # A ``KeyServiceConfig`` (names of key files and variables, no secrets) or None.
         self._key_config = key_service
 
     def setup(self):
-        self._catalog = catalog()
+        self._catalog = codec(self._schemas)
         self._keys = None
         if self._key_config is not None:
             try:
@@ -251,9 +254,12 @@ class PublishSanitized(beam.PTransform):
         quarantine=frozenset(),
         key_service=None,
         step: str | None = None,
+        schemas=None,
     ):
         super().__init__()
-        self._fn = PublishSanitizedFn(topics, policy_version, quarantine, key_service, step)
+        self._fn = PublishSanitizedFn(
+            topics, policy_version, quarantine, key_service, step=step, schemas=schemas
+        )
 
     def expand(self, items):
         return items | "EncodeSanitized" >> beam.ParDo(self._fn)
@@ -266,10 +272,15 @@ class PublishDeadLetters(beam.PTransform):
     an envelope under the dead-letter key (``original``, ``original_key_id``).
     """
 
-    def __init__(self, topics: TopicNames, policy_version: str, key_service=None, step=None):
-        """``step``: names the dead-letter counters (``veil.dead_letter.<step>/<CODE>``)."""
+    def __init__(
+        self, topics: TopicNames, policy_version: str, key_service=None, schemas=None, step=None
+    ):
+        """``step``: names the dead-letter counters (``veil.dead_letter.<step>/<CODE>``);
+        ``schemas``: a RegistryBinding (registry ids), or None: the local catalog."""
         super().__init__()
-        self._fn = PublishDeadLettersFn(topics, policy_version, key_service=key_service, step=step)
+        self._fn = PublishDeadLettersFn(
+            topics, policy_version, key_service=key_service, step=step, schemas=schemas
+        )
 
     def expand(self, failures):
         return failures | "EncodeDeadLetters" >> beam.ParDo(self._fn)

@@ -27,6 +27,9 @@ class ErrorCode:
 
     BAD_FRAMING = "BAD_FRAMING"
     UNKNOWN_SCHEMA_ID = "UNKNOWN_SCHEMA_ID"
+    # The schema registry did not answer for an id Veil had not seen: replay the record
+    # (its original is kept sealed) once the registry is back.
+    SCHEMA_REGISTRY_UNAVAILABLE = "SCHEMA_REGISTRY_UNAVAILABLE"
     UNEXPECTED_SCHEMA = "UNEXPECTED_SCHEMA"
     AVRO_DECODE_ERROR = "AVRO_DECODE_ERROR"
     INVALID_RECORD = "INVALID_RECORD"

@@ -69,6 +69,9 @@ NOT_EXPOSED = {
     "veil_audit_require_key",
     # On by default; turning the decoder sandbox off is a debugging switch.
     "veil_decoder_isolation",
+    # The schema registry: settable as a plain option (registration runs in the
+    # launcher when the graph is built); not a template parameter yet.
+    "veil_schema_registry",
 }
 
 IMAGE = "us-central1-docker.pkg.dev/veil-test-project/veil/veil:test"

@@ -44,6 +44,7 @@ from veil.transforms.audio.spoken_pii import blank, normalize, time_spans
 from veil.transforms.classification import Policy, classify
 from veil.transforms.keys import KeyUnavailable, SubjectKeyErased, keys_from_config
 from veil.transforms.privacy import PrivacyError, PrivacyHandler, entity_counts
+from veil.transforms.fixes import fix_for
 from veil.transforms.records import ErrorCode, WorkItem
 from veil.transforms.sandbox import NATIVE_DECODERS, SandboxConfig, sandbox_for
 
@@ -183,10 +184,12 @@ class AudioHandler(PrivacyHandler[AudioModel]):
             if not model.key_reported:
                 model.key_reported = True
                 _LOGGER.error(
-                    "No usable voice key (key file %s, $%s): audio records are dead-lettered %s",
+                    "No usable voice key (key file %s, $%s): audio records are dead-lettered "
+                    "%s. Fix: %s",
                     "configured" if config.key_file else "not configured",
                     config.key_env,
                     ErrorCode.AUDIO_KEY_UNAVAILABLE,
+                    fix_for(ErrorCode.AUDIO_KEY_UNAVAILABLE),
                 )
             raise PrivacyError(ErrorCode.AUDIO_KEY_UNAVAILABLE)
         try:

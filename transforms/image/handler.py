@@ -38,6 +38,7 @@ from veil.transforms.image.codec import ImageError, ImageLimits, decode_image, e
 from veil.transforms.image.faces import CenterFace, DetectorConfig
 from veil.transforms.image.models import CENTERFACE, ModelError, model_path
 from veil.transforms.privacy import PrivacyError, PrivacyHandler
+from veil.transforms.fixes import fix_for
 from veil.transforms.records import AuditStep, ErrorCode, WorkItem
 from veil.transforms.sandbox import NATIVE_DECODERS, SandboxConfig, sandbox_for
 
@@ -173,7 +174,11 @@ class ImageHandler(PrivacyHandler[ImageModel]):
             )
             if not model.reported:
                 model.reported = True
-                _LOGGER.error("Image branch not ready: image records are dead-lettered %s", code)
+                _LOGGER.error(
+                    "Image branch not ready: image records are dead-lettered %s. Fix: %s",
+                    code,
+                    fix_for(code),
+                )
             raise PrivacyError(code)
         pixels = image.pixels
         boxes = model.detector.detect(pixels, config.faces)

@@ -63,7 +63,8 @@ from veil.transforms.audit_chain import (
     link_event,
     resolve_mac_key,
 )
-from veil.schemas import AUDIT_EVENT, HEADER, catalog
+from veil.schemas import AUDIT_EVENT, HEADER
+from veil.schemas.registry import codec
 from veil.transforms.kafkaio import client
 
 _LOGGER = logging.getLogger(__name__)
@@ -94,6 +95,7 @@ class AuditChainSpec:
     key_ref: str | None = None
     key_service: object = None
     require_key: bool = False
+    schemas: object = None  # a RegistryBinding when audit events carry registry ids
     recover_window: int = 256
     max_recover_records: int = 1_000_000
 
@@ -140,7 +142,7 @@ def _blob(data: bytes) -> bytes:
     return _long(len(data)) + data
 
 
-def with_link(value: bytes, link: dict) -> bytes:
+def with_link(value: bytes, link: dict, schemas=None) -> bytes:
     """``value``, a framed AuditEvent whose ``chain`` is null, with ``link`` set.
 
     ``chain`` is the schema's last field and ``["null", ChainLink]``, so the unchained
@@ -149,7 +151,8 @@ def with_link(value: bytes, link: dict) -> bytes:
     compares both) at a fraction of the cost: this runs for every audit event. Anything
     else (another schema version, a chain already set) is re-encoded in full.
     """
-    current = catalog().latest(AUDIT_EVENT).schema_id
+    cat = codec(schemas)  # schemas: a RegistryBinding, or None (local catalog)
+    current = cat.latest(AUDIT_EVENT).schema_id
     if value[-1:] == b"\x00" and HEADER.unpack_from(value)[1] == current:
         return b"".join(
             (
@@ -161,9 +164,9 @@ def with_link(value: bytes, link: dict) -> bytes:
                 _blob(link["mac_key_id"].encode("utf-8")),
             )
         )
-    _, event = catalog().decode(value, expect=AUDIT_EVENT)
+    _, event = cat.decode(value, expect=AUDIT_EVENT)
     event["chain"] = link
-    return catalog().encode(AUDIT_EVENT, event)
+    return cat.encode(AUDIT_EVENT, event)
 
 
 class AuditChainer:
@@ -205,7 +208,7 @@ class AuditChainer:
         ``txn`` is the source partition's ``PartitionTransaction`` that owns it. Only
         the thread that owns the write's source partition extends its chain.
         """
-        event = decode_writer(write.value)
+        event = decode_writer(write.value, self._spec.schemas)
         label = chain_id(event)
         with self._lock:
             key = (audit_partition(label, self._partition_count(producer)), label)
@@ -221,7 +224,7 @@ class AuditChainer:
             sequence = 0 if head is None else head.sequence + 1
             prev_hash = GENESIS_HASH if head is None else head.digest
             digest = link_event(event, sequence, prev_hash, self.key)
-            value = with_link(write.value, event["chain"])
+            value = with_link(write.value, event["chain"], self._spec.schemas)
             headers = list(write.headers) + [(CHAIN_HEADER, label.encode("utf-8"))]
             future = producer.send(
                 self.topic, key=write.key, value=value, headers=headers, partition=key[0]
@@ -349,7 +352,7 @@ class AuditChainer:
             low = max(begin, high - window)
             newest = self._scan(consumer, tp, low, high, wanted)
             if newest is not None:
-                event = decode_writer(newest.value)
+                event = decode_writer(newest.value, self._spec.schemas)
                 link = event.get("chain") or {}
                 if "sequence" not in link:
                     raise AuditChainError("AUDIT_CHAIN_HEAD_UNCHAINED")

@@ -49,6 +49,7 @@ from veil.transforms.image.anonymize import RegionStyle
 from veil.transforms.image.faces import CenterFace
 from veil.transforms.image.models import CENTERFACE, ModelError, model_path, verify
 from veil.transforms.privacy import PrivacyError, PrivacyHandler
+from veil.transforms.fixes import fix_for
 from veil.transforms.records import AuditStep, ErrorCode, WorkItem
 from veil.transforms.sandbox import SandboxConfig, SandboxError, run_isolated, sandbox_for
 from veil.transforms.video.container import (
@@ -265,8 +266,9 @@ class VideoHandler(PrivacyHandler[VideoModel]):
             if exc.code == ErrorCode.VIDEO_MODEL_UNAVAILABLE and not model.reported:
                 model.reported = True
                 _LOGGER.error(
-                    "Video branch not ready: video records are dead-lettered %s",
+                    "Video branch not ready: video records are dead-lettered %s. Fix: %s",
                     ErrorCode.VIDEO_MODEL_UNAVAILABLE,
+                    fix_for(ErrorCode.VIDEO_MODEL_UNAVAILABLE),
                 )
             raise
         item.sanitized_payload, item.sanitized_content_type = data, content_type
