@@ -25,6 +25,8 @@ PACKAGE_DIR = {
     "veil.transforms.image": "transforms/image",
     "veil.transforms.video": "transforms/video",
     "veil.transforms.crypto": "transforms/crypto",
+    "veil.transforms.text": "transforms/text",
+    "veil.transforms.text.recognizers": "transforms/text/recognizers",
     "veil.schemas": "schemas",
 }
 
@@ -60,6 +62,9 @@ setup(
         "av>=18.0,<19",
         "pocketsphinx==5.1.1",
         "presidio-analyzer>=2.2.366,<2.3",
+        # libphonenumber's metadata (a Presidio dependency; the text branch's phone
+        # recognizer validates numbers per region with it).
+        "phonenumbers>=9.0,<10",
         "spacy>=3.8,<3.9",
         "tldextract>=5.1,<6",
         "PyYAML>=6,<7",

