@@ -53,7 +53,11 @@ CONFUSABLES = {
 _ENCODED = re.compile(
     r"&(?:#\d{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,30});|(?:%[0-9A-Fa-f]{2})+"
 )
-_DIGIT_GAP = re.compile(r"(?<=\d)[ \t\r\n\u00a0\u2007\u202f]{2,8}(?=\d)|(?<=\d)[\t\r\n](?=\d)")
+_DIGIT_GAP = re.compile(
+    r"(?<=\d)[ \t\r\n\u00a0\u2007\u202f]{2,8}(?=\d)|(?<=\d)[\t\r\n](?=\d)"
+    r"|(?<=\d-)[ \t\r\n]{1,8}(?=\d)|(?<=\d)[ \t\r\n]{1,8}(?=-\d)"
+    r"|(?<=\w)[ \t]{1,3}(?=@\w)|(?<=\w@)[ \t]{1,3}(?=\w)"
+)
 _MIXED_WORD = re.compile(r"\w{2,}")
 
 
@@ -93,8 +97,12 @@ def _invisible(char: str) -> bool:
 
 
 def _needs_work(text: str) -> bool:
-    return not text.isascii() or "&" in text or "%" in text or "\t" in text or (
-        "\n" in text and _DIGIT_GAP.search(text) is not None
+    return (
+        not text.isascii()
+        or "&" in text
+        or "%" in text
+        or "\t" in text
+        or _DIGIT_GAP.search(text) is not None
     )
 
 
@@ -187,17 +195,18 @@ def _emit_char(char: str, start: int, end: int, emit) -> None:
 
 
 def _join_digit_gaps(text: str, starts: list[int], ends: list[int]):
-    if not any(c.isdigit() for c in text):
-        return text, starts, ends
+    """Whitespace between digits becomes one space; around a dash or an ``@`` none."""
     pieces, new_starts, new_ends, cursor = [], [], [], 0
     for match in _DIGIT_GAP.finditer(text):
         s, e = match.span()
         pieces.append(text[cursor:s])
         new_starts.extend(starts[cursor:s])
         new_ends.extend(ends[cursor:s])
-        pieces.append(" ")
-        new_starts.append(starts[s])
-        new_ends.append(ends[e - 1])
+        joined = text[s - 1] in "-@" or text[e : e + 1] in ("-", "@")
+        if not joined:
+            pieces.append(" ")
+            new_starts.append(starts[s])
+            new_ends.append(ends[e - 1])
         cursor = e
     if not pieces:
         return text, starts, ends
