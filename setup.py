@@ -85,7 +85,9 @@ setup(
         "hsm": ["python-pkcs11==0.10.1"],
         # bench/text compares Veil with Presidio's analyzer + anonymizer defaults.
         # 2.2.363: the newest release that accepts cryptography 46 (Veil's pin).
-        "bench": ["presidio-anonymizer==2.2.363"],
+        # Faker fills presidio-evaluator's templates (bench/text/run_thirdparty.py);
+        # Veil's detectors never import it.
+        "bench": ["presidio-anonymizer==2.2.363", "faker==40.54.0"],
     },
     entry_points={"console_scripts": ["veil=veil.pipelines.cli:main"]},
 )

@@ -100,6 +100,34 @@ class TextModel:
     versions: dict
     ner_cache: OrderedDict = dataclasses.field(default_factory=OrderedDict)
     plugins: tuple = ()
+    lexicon: "EnglishLexicon | None" = None
+
+
+class EnglishLexicon:
+    """English words from the spaCy model's own lemmatizer tables (WordNet's index,
+    exceptions and suffix rules): a capitalised word at the start of a sentence that is
+    no English word (``Gunilla``, ``Nyköping``) is more likely a name than not."""
+
+    def __init__(self, lookups):
+        index = lookups.get_table("lemma_index")
+        exceptions = lookups.get_table("lemma_exc")
+        rules = lookups.get_table("lemma_rules")
+        words = set()
+        for values in index.values():
+            words.update(values)
+        for table in exceptions.values():
+            words.update(table.keys())
+        self.words = frozenset(words)
+        self.rules = tuple({(old, new) for table in rules.values() for old, new in table})
+
+    def __contains__(self, word: str) -> bool:
+        word = word.lower()
+        if word in self.words:
+            return True
+        for old, new in self.rules:
+            if word.endswith(old) and word[: len(word) - len(old)] + new in self.words:
+                return True
+        return False
 
 
 def spacy_model_path() -> Path:
@@ -116,6 +144,7 @@ def load_text_model(ner: bool = True, recognizers: tuple = ()) -> TextModel:
     policy's Presidio recognizers (``TextPolicy.recognizers``)."""
     versions = {"veil-recognizers": DETECTOR_VERSION}
     plugins = ()
+    lexicon = None
     if recognizers:
         from veil.transforms.text.presidio import load_plugins
 
@@ -126,10 +155,12 @@ def load_text_model(ner: bool = True, recognizers: tuple = ()) -> TextModel:
         import spacy
 
         model_path = spacy_model_path()
-        nlp = spacy.load(model_path, exclude=list(UNUSED_COMPONENTS))
+        nlp = spacy.load(model_path, exclude=[c for c in UNUSED_COMPONENTS if c != "lemmatizer"])
+        lexicon = EnglishLexicon(nlp.get_pipe("lemmatizer").lookups)
+        nlp.remove_pipe("lemmatizer")
         versions["spacy"] = spacy.__version__
         versions[SPACY_MODEL_PACKAGE] = model_path.name.rsplit("-", 1)[-1]
-    return TextModel(nlp, versions, plugins=plugins)
+    return TextModel(nlp, versions, plugins=plugins, lexicon=lexicon)
 
 
 def _ner_spans(model: TextModel, sentences: list[tuple[int, str]]) -> list[tuple[int, int, str]]:
@@ -233,6 +264,16 @@ def name_findings(model: TextModel, text: str) -> list[Finding]:
             out.append(Finding("PERSON", 0.85, c.start, c.end, "names:cue"))
             continue
         labels = {label for s, e, label in ner if s < c.end and c.start < e}
+        typed = labels & {"PERSON", "GPE", "LOC", "FAC", "NORP"}
+        if not typed and c.words == 1 and c.sentence_initial and model.lexicon is not None:
+            word = text[c.start : c.end]
+            # Not an English word, or a double-barrelled one ("Hodgson-James"): a name.
+            parts = re.split(r"[-'’]", word)
+            if (len(parts) > 1 and all(p[:1].isupper() for p in parts if p)) or not any(
+                p in model.lexicon for p in parts if p
+            ):
+                out.append(Finding("PERSON", 0.35, c.start, c.end, "names:unknown-word"))
+                continue
         if "PERSON" in labels:
             # NER found a name in the run: the whole run is the name ("Tunde Hansen").
             out.append(Finding("PERSON", 0.85, c.start, c.end, "names:ner"))
@@ -248,6 +289,38 @@ def name_findings(model: TextModel, text: str) -> list[Finding]:
             entity = "LOCATION" if near else "PERSON"
             out.append(Finding(entity, 0.3, c.start, c.end, "names:word"))
     return out
+
+
+_NUMBER_BEFORE = re.compile(r"(?m)(?:^|(?<=[>,:])|(?<=\bat)|(?<=\bin)|(?<=\bon))[ \t]*(\d{1,5}[A-Za-z]?(?:[/\-]\d{1,5}[A-Za-z]?)?),?[ \t]{1,3}$")
+_NUMBER_AFTER = re.compile(r"[ \t]{1,3}(\d{1,5}[A-Za-z]?(?:[/\-]\d{1,5}[A-Za-z]?)?)(?=[ \t]*(?:$|[\n,;]|\\n))")
+_STREET_LIKE = frozenset({"STREET_ADDRESS", "PERSON", "LOCATION"})
+
+
+def _house_numbers(text: str, findings: list[Finding]) -> list[Finding]:
+    """House numbers left beside a street (or a street NER read as a name or place):
+    ``57 <street>`` at the start of a line or after a comma, ``<street> 924,``."""
+    out = []
+    for f in findings:
+        if f.entity_type not in _STREET_LIKE or f.score < 0.3:
+            continue
+        line_start = text.rfind("\n", 0, f.start) + 1
+        before = _NUMBER_BEFORE.search(text, max(line_start, f.start - 16), f.start)
+        if before:
+            s, e = before.span(1)
+            out.append(Finding("STREET_ADDRESS", 0.5, s, e, "address:house-number"))
+        after = _NUMBER_AFTER.match(text, f.end)
+        if after and f.entity_type != "PERSON":
+            s, e = after.span(1)
+            out.append(Finding("STREET_ADDRESS", 0.5, s, e, "address:house-number"))
+        elif after and f.entity_type == "PERSON" and text[f.end : after.start(1)].strip() == "":
+            # "al. Słowackiego 924," - a capitalised street word typed as a name.
+            if _STREET_WORD_BEFORE.search(text, max(line_start, f.start - 12), f.start):
+                s, e = after.span(1)
+                out.append(Finding("STREET_ADDRESS", 0.5, s, e, "address:house-number"))
+    return out
+
+
+_STREET_WORD_BEFORE = re.compile(r"(?i)\b(?:ul|al|pl|os|via|rue|calle|rua|c/)\.?\s{0,2}$")
 
 
 def _deny_findings(text: str, deny_list: tuple) -> list[Finding]:
@@ -286,6 +359,7 @@ def detect(model: TextModel, text: str, policy: TextPolicy | None = None) -> lis
     findings += cue_name_findings(clean)
     for plugin in model.plugins:
         findings += plugin.findings(clean)
+    findings += _house_numbers(clean, findings)
     if policy is not None:
         findings += _deny_findings(clean, policy.deny_list)
         if policy.allow_list:

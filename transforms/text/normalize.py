@@ -52,7 +52,9 @@ CONFUSABLES = {
 }  # fmt: skip
 _ENCODED = re.compile(
     r"&(?:#\d{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,30});|(?:%[0-9A-Fa-f]{2})+"
+    r"|\\[nrt](?![0-9A-Fa-f]{4})"
 )
+_ESCAPES = {"\\n": "\n", "\\r": "\n", "\\t": " "}
 _DIGIT_GAP = re.compile(
     r"(?<=\d)[ \t\r\n\u00a0\u2007\u202f]{2,8}(?=\d)|(?<=\d)[\t\r\n](?=\d)"
     r"|(?<=\d-)[ \t\r\n]{1,8}(?=\d)|(?<=\d)[ \t\r\n]{1,8}(?=-\d)"
@@ -102,6 +104,7 @@ def _needs_work(text: str) -> bool:
         or "&" in text
         or "%" in text
         or "\t" in text
+        or "\\" in text
         or _DIGIT_GAP.search(text) is not None
     )
 
@@ -143,12 +146,14 @@ def normalize(text: str) -> Normalized:
 
 
 def _decoded_spans(text: str) -> list[tuple[int, int, str]]:
-    if "&" not in text and "%" not in text:
+    if "&" not in text and "%" not in text and "\\" not in text:
         return []
     spans = []
     for match in _ENCODED.finditer(text):
         raw = match.group()
-        if raw.startswith("&"):
+        if raw.startswith("\\"):
+            value = _ESCAPES[raw]
+        elif raw.startswith("&"):
             value = html.unescape(raw)
             if value == raw:
                 continue
@@ -199,10 +204,13 @@ def _join_digit_gaps(text: str, starts: list[int], ends: list[int]):
     pieces, new_starts, new_ends, cursor = [], [], [], 0
     for match in _DIGIT_GAP.finditer(text):
         s, e = match.span()
+        joined = text[s - 1] in "-@" or text[e : e + 1] in ("-", "@")
+        short = not (_digits_before(text, s) >= 3 and _digits_after(text, e) >= 3)
+        if "\n" in text[s:e] and short and not joined:
+            continue  # "13/90\n74-600 Otwock": a house number and a postcode, not one number
         pieces.append(text[cursor:s])
         new_starts.extend(starts[cursor:s])
         new_ends.extend(ends[cursor:s])
-        joined = text[s - 1] in "-@" or text[e : e + 1] in ("-", "@")
         if not joined:
             pieces.append(" ")
             new_starts.append(starts[s])
@@ -214,6 +222,22 @@ def _join_digit_gaps(text: str, starts: list[int], ends: list[int]):
     new_starts.extend(starts[cursor:])
     new_ends.extend(ends[cursor:])
     return "".join(pieces), new_starts, new_ends
+
+
+def _digits_before(text: str, index: int) -> int:
+    count = 0
+    while index > 0 and text[index - 1].isdigit():
+        index -= 1
+        count += 1
+    return count
+
+
+def _digits_after(text: str, index: int) -> int:
+    count = 0
+    while index < len(text) and text[index].isdigit():
+        index += 1
+        count += 1
+    return count
 
 
 def _fold_confusables(text: str) -> str:

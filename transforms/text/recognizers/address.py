@@ -87,6 +87,26 @@ _NUMBER_FIRST_STREET = re.compile(
     r"\s{1,3}(?:(?:de la|de l'|du|des|de|d'|di|della|del|da|do)\s{0,3})?"
     + _WORD + r"(?:[ \-]" + _WORD + r"){0,3}"
 )
+_FUSED_WORD = (
+    r"\b" + _U + r"[" + LOWER + UPPER + r"\-]{1,40}"
+    r"(?:straße|strasse|str\.|weg|gasse|platz|allee|ring|damm|ufer|steig|chaussee|"
+    r"gatan|gata|vägen|väg|gränd|torget|stigen|backen|gade|vej|veien|vegen|gate|gaten|"
+    r"straat|laan|plein|gracht|kade|singel|dijk|steeg|pad|"
+    r"katu|tie|kuja|polku|utca|ulica|ulice|ulici|iela|gatvė|tänav)\b\.?"
+)
+# "09 Idrottsgränd", "12 Hauptstraße": the number before a fused street word.
+_NUMBER_FUSED_STREET = re.compile(r"\b" + _HOUSE + r",?\s{1,3}" + _FUSED_WORD)
+# A flat, suite or floor on its own ("Suite 862", "Apt. 923", "Flat 8").
+_UNIT_ALONE = re.compile(
+    r"\b(?:Flat|Apartment|Apt|Unit|Suite|Ste|Studio|Wohnung|Whg|Appartement|Appt|Piso|"
+    r"Puerta|Interno|Lokal|m\.)\.?\s{0,2}#?\d{1,5}[A-Za-z]?\b"
+)
+# US-style "City ST 12345" and a postcode ending an address line after a place name.
+_STATE_ZIP = re.compile(r"(?<=\b[A-Z]{2} )\d{5}(?:-\d{4})?\b")
+_LINE_END_POSTCODE = re.compile(
+    r"(?m)(?<=[" + LOWER + r"] )(?:\d{4,6}|\d{2}-\d{3}|\d{3} \d{2}|\d{4} ?[A-Z]{2}|"
+    r"\d{5}-\d{3}|\d{4}-\d{3})(?=[ \t]*(?:$|\\n))"
+)
 _PO_BOX = re.compile(
     r"(?i)\b(?:P\.?\s?O\.?\s*Box|Post Office Box|Postfach|BP|Boîte postale|Apartado|"
     r"Casella postale|Skrytka pocztowa|Box)\s{1,3}\d{1,7}\b"
@@ -124,7 +144,7 @@ _POSTCODE_CITY = re.compile(
 _POSTCODE_CUE = re.compile(
     r"(?i)\b(?:zip(?:\s*code)?|postal\s*code|post\s*code|postcode|plz|cep|cap|code postal|"
     r"c\.?p\.?|kod pocztowy|psč|postnummer|postinumero|pin(?:\s*code)?|irsz)"
-    r"\s{0,3}[:#]?\s{0,3}(?P<v>[A-Z0-9]{2,5}(?:[ \-][A-Z0-9]{2,4})?)\b"
+    r"\s{0,3}[:#]?\s{0,3}(?P<v>[A-Z0-9]{2,6}(?:[ \-][A-Z0-9]{2,4})?)\b"
 )
 _STREET_BEFORE = re.compile(r"(?:\d[A-Za-z]?|\b[A-Z][a-z]+\.?),\s{0,3}$")
 
@@ -134,6 +154,10 @@ PATTERNS: tuple[Pattern, ...] = (
     Pattern("street-word-first", "STREET_ADDRESS", _WORD_FIRST_STREET, 0.8),
     Pattern("street-number-first", "STREET_ADDRESS", _NUMBER_FIRST_STREET, 0.8),
     Pattern("po-box", "STREET_ADDRESS", _PO_BOX, 0.8),
+    Pattern("street-number-fused", "STREET_ADDRESS", _NUMBER_FUSED_STREET, 0.8),
+    Pattern("unit", "STREET_ADDRESS", _UNIT_ALONE, 0.6),
+    Pattern("state-zip", "ZIP_CODE", _STATE_ZIP, 0.6),
+    Pattern("postcode-line-end", "ZIP_CODE", _LINE_END_POSTCODE, 0.5),
     Pattern("address-line", "STREET_ADDRESS", _ADDRESS_LINE, 0.6, group="v", needs_digit=False),
     Pattern("city-state", "LOCATION", _CITY_STATE, 0.6, needs_digit=False),
     Pattern("postcode", "ZIP_CODE", _POSTCODE_STRONG, 0.6),

@@ -40,7 +40,7 @@ _EMAIL = re.compile(
 )
 _URL = re.compile(r"\b(?:https?://|www\.)[^\s<>\"'()]{0,2000}[^\s<>\"'().,;:!?]")
 _PHONE_CANDIDATE = re.compile(
-    r"(?<![\w+/=:@.,\-])(?:\+|00)?\(?\d{1,15}\)?(?:(?:[ .\-/]{1,3}|(?<=\)))\(?\d{1,6}\)?){0,7}"
+    r"(?<![\w+/=:@.\-])(?<!\d,)(?:\+|00)?\(?\d{1,15}\)?(?:(?:[ .\-/]{1,3}|(?<=\)))\(?\d{1,8}\)?){0,7}"
     r"(?:\s*(?:x|ext\.?|extension|#)\s*\d{1,5})?(?![\w@]|[.,]\d|-\d|/\d)"
 )
 #: Candidates validated with libphonenumber per record (each costs up to one parse per
@@ -175,7 +175,9 @@ def phone_findings(
         elif _valid_phone(candidate, regions):
             # A bare digit run is a weaker sign than a formatted number.
             score = 0.45 if plain and not cued else 0.7
-        elif cued and digits >= 7:
+        elif (cued or candidate.startswith(("+", "00"))) and digits >= 7:
+            # A phone word before it, or an international prefix: a phone even where
+            # libphonenumber's metadata does not know the number range.
             score = 0.5
         else:
             continue

@@ -42,7 +42,7 @@ def _id_value(match):
 
 
 def _age(match):
-    group = next(g for g in ("v", "w", "y", "x") if match.group(g))
+    group = next(g for g in ("v", "w", "y", "z", "x") if match.group(g))
     age = int(match.group(group))
     return (0.7, "AGE", group) if age <= 125 else None
 
@@ -100,6 +100,8 @@ _AGE = re.compile(
     r"\s{0,3}[:=]?\s{0,3}(?:of\s+)?(?P<w>\d{1,3})(?!\d|[.,]\d)"
     r"|\b(?:de|di|ha|tiene|tem|a|j'ai)\s{1,3}(?P<y>\d{1,3})\s{1,3}"
     r"(?:ans|años|anos|anni|lat|år|jahre)(?!\s+(?:ago|fa|depuis|de\s+experiencia))(?!\w)"
+    r"|\b(?:turn(?:ed|s|ing)?|turning|age of|(?:he|she|i|they|you|we)\s+(?:was|is|am|were|are|'m|'s))"
+    r"\s{1,3}(?P<z>\d{1,3})(?=\s{0,2}(?:[.,;!?)]|$|\n|years|yrs|on|in|next|this|last|today|soon))"
     r"|\b(?:patient|pt|male|female|man|woman|boy|girl)\s{0,2}[,(]?\s{0,2}(?P<x>\d{1,3})"
     r"\s{0,2}(?:[mfMF]\b|\)|,)"
 )  # fmt: skip
@@ -150,13 +152,14 @@ PATTERNS: tuple[Pattern, ...] = (
             r"passport(?:\s+(?:number|no\.?|#))?|serial(?:\s+(?:number|no\.?|#))?|"
             r"device\s+id|plate(?:\s+number)?|vin|certificate(?:\s+(?:number|no\.?|#))?|"
             r"employee\s+(?:id|number|no\.?)|customer\s+(?:id|number|no\.?)|routing(?:\s+number)?|"
-            r"driver'?s\s+licen[cs]e|national\s+id|id\s+(?:number|no\.?|card)|tax\s+id|"
+            r"driver'?s\s+licen[cs]e(?:\s+(?:number|no\.?|#))?|national\s+id|id\s+(?:number|no\.?|card)|tax\s+id|"
+            r"social\s+security(?:\s+(?:number|no\.?|#))?|national\s+insurance(?:\s+(?:number|no\.?|#))?|"
             r"personal\s+(?:id|number|code)|insurance\s+(?:number|no\.?)|nhs(?:\s+number)?|"
             r"nino|ni\s+number|personnummer|pesel|nif|nie|dni|codice\s+fiscale|bsn|"
             r"steuer-?id|sozialversicherungsnummer|case\s+(?:id|number|no\.?)|"
             r"claim\s+(?:id|number|no\.?)|invoice\s+(?:number|no\.?)|order\s+(?:id|number|no\.?)|"
             r"ticket\s+(?:id|number|no\.?)|reference(?:\s+(?:number|no\.?))?|ref\.?(?:\s+no\.?)?)"
-            r"\s{0,3}[:#]?\s{0,3}(?:is\s+|number\s+|no\.?\s+)?(?P<v>[A-Z0-9](?:[A-Z0-9\-/.]{0,24}[A-Z0-9])(?: \d{2,6}){0,3})\b"
+            r"\s{0,3}[:#]?\s{0,3}(?:(?:number|no\.?)\s+)?(?:is\s+|was\s+|:\s*)?(?P<v>[A-Z0-9](?:[A-Z0-9\-/.]{0,24}[A-Z0-9])(?: \d{2,6}){0,3})\b"
         ),
         0.7,
         validate=_id_value,
@@ -194,6 +197,7 @@ def _id_type(cue: str) -> str:
         ("plate", "VEHICLE_ID"),
         ("vin", "VEHICLE_ID"),
         ("national", "NATIONAL_ID"),
+        ("social", "NATIONAL_ID"),
         ("personnummer", "NATIONAL_ID"),
         ("pesel", "NATIONAL_ID"),
         ("nif", "NATIONAL_ID"),
