@@ -292,7 +292,9 @@ def name_findings(model: TextModel, text: str) -> list[Finding]:
 
 
 _NUMBER_BEFORE = re.compile(r"(?m)(?:^|(?<=[>,:])|(?<=\bat)|(?<=\bin)|(?<=\bon))[ \t]*(\d{1,5}[A-Za-z]?(?:[/\-]\d{1,5}[A-Za-z]?)?),?[ \t]{1,3}$")
-_NUMBER_AFTER = re.compile(r"[ \t]{1,3}(\d{1,5}[A-Za-z]?(?:[/\-]\d{1,5}[A-Za-z]?)?)(?=[ \t]*(?:$|[\n,;]|\\n))")
+_NUMBER_AFTER = re.compile(
+    r"[ \t]{1,3}(\d{1,5}[A-Za-z]?(?:[/\-]\d{1,5}[A-Za-z]?)?)\.?(?=[ \t]*(?:$|[\n,;]|\\n|\.\s))"
+)
 _STREET_LIKE = frozenset({"STREET_ADDRESS", "PERSON", "LOCATION"})
 
 
@@ -309,18 +311,12 @@ def _house_numbers(text: str, findings: list[Finding]) -> list[Finding]:
             s, e = before.span(1)
             out.append(Finding("STREET_ADDRESS", 0.5, s, e, "address:house-number"))
         after = _NUMBER_AFTER.match(text, f.end)
-        if after and f.entity_type != "PERSON":
+        if after and f.score >= 0.35 and not re.fullmatch(r"(?:19|20)\d\d", after.group(1)):
+            # "Parmova 106, ..." / "Słowackiego 924\n": a street (read as a name or a
+            # place) and its house number ending the address line or part.
             s, e = after.span(1)
             out.append(Finding("STREET_ADDRESS", 0.5, s, e, "address:house-number"))
-        elif after and f.entity_type == "PERSON" and text[f.end : after.start(1)].strip() == "":
-            # "al. Słowackiego 924," - a capitalised street word typed as a name.
-            if _STREET_WORD_BEFORE.search(text, max(line_start, f.start - 12), f.start):
-                s, e = after.span(1)
-                out.append(Finding("STREET_ADDRESS", 0.5, s, e, "address:house-number"))
     return out
-
-
-_STREET_WORD_BEFORE = re.compile(r"(?i)\b(?:ul|al|pl|os|via|rue|calle|rua|c/)\.?\s{0,2}$")
 
 
 def _deny_findings(text: str, deny_list: tuple) -> list[Finding]:

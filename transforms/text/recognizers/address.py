@@ -59,16 +59,16 @@ _US_STREET = re.compile(
 )
 # "Schulzstr. 690", "Järnvägsgatan 228", "Kerkstraat 12", "Nørregade 4", "Hauptstraße 5a".
 _FUSED_STREET = re.compile(
-    r"\b" + _U + r"[" + LOWER + UPPER + r"\-]{1,40}"
-    r"(?:straße|strasse|str\.|weg|gasse|platz|allee|ring|damm|ufer|steig|chaussee|"
+    r"\b" + _U + r"[" + LOWER + UPPER + r"\-]{1,40} ?"
+    r"(?i:straße|strasse|str\.|weg|gasse|platz|allee|ring|damm|ufer|steig|chaussee|"
     r"gatan|gata|vägen|väg|gränd|torget|stigen|backen|gade|vej|veien|vegen|gate|gaten|"
     r"straat|laan|plein|gracht|kade|singel|dijk|steeg|pad|"
-    r"katu|tie|kuja|polku|utca|ulica|ulice|ulici|iela|gatvė|tänav)"
+    r"katu|tie|kuja|polku|utca|ulica|ulice|ulici|iela|gatvė|tänav|boulevard|alléen|allé)"
     r"\s{0,3}(?:Nr\.?\s{0,2})?" + _HOUSE + r"\b"
 )
 # Street word first: "ul. Konopnickiej 268", "Via Roma 12", "C/ Mayor, 5", "Rua Augusta 27".
 _WORD_FIRST_STREET = re.compile(
-    r"(?i:\b(?:ul|al|os|pl|ulica|aleja|osiedle|calle|c/|avda|avenida|av|plaza|pza|paseo|"
+    r"(?i:\b(?:ul|al|os|pl|ulica|aleja|osiedle|plac|skwer|rondo|calle|c/|avda|avenida|av|plaza|pza|paseo|"
     r"camino|carrer|carretera|ronda|travesía|via|viale|piazza|piazzale|corso|vicolo|largo|"
     r"strada|contrada|rua|travessa|estrada|praça|praca|alameda|rue|avenue|boulevard|bd|"
     r"chemin|impasse|allée|allee|quai|route|cours|place|square|straße|strasse|"
@@ -88,24 +88,31 @@ _NUMBER_FIRST_STREET = re.compile(
     + _WORD + r"(?:[ \-]" + _WORD + r"){0,3}"
 )
 _FUSED_WORD = (
-    r"\b" + _U + r"[" + LOWER + UPPER + r"\-]{1,40}"
-    r"(?:straße|strasse|str\.|weg|gasse|platz|allee|ring|damm|ufer|steig|chaussee|"
+    r"\b" + _U + r"[" + LOWER + UPPER + r"\-]{1,40} ?"
+    r"(?i:straße|strasse|str\.|weg|gasse|platz|allee|ring|damm|ufer|steig|chaussee|"
     r"gatan|gata|vägen|väg|gränd|torget|stigen|backen|gade|vej|veien|vegen|gate|gaten|"
     r"straat|laan|plein|gracht|kade|singel|dijk|steeg|pad|"
-    r"katu|tie|kuja|polku|utca|ulica|ulice|ulici|iela|gatvė|tänav)\b\.?"
+    r"katu|tie|kuja|polku|utca|ulica|ulice|ulici|iela|gatvė|tänav|boulevard|alléen|allé)\b\.?"
 )
 # "09 Idrottsgränd", "12 Hauptstraße": the number before a fused street word.
 _NUMBER_FUSED_STREET = re.compile(r"\b" + _HOUSE + r",?\s{1,3}" + _FUSED_WORD)
 # A flat, suite or floor on its own ("Suite 862", "Apt. 923", "Flat 8").
 _UNIT_ALONE = re.compile(
     r"\b(?:Flat|Apartment|Apt|Unit|Suite|Ste|Studio|Wohnung|Whg|Appartement|Appt|Piso|"
-    r"Puerta|Interno|Lokal|m\.)\.?\s{0,2}#?\d{1,5}[A-Za-z]?\b"
+    r"Puerta|Interno|Lokal|Piano|Appartamento|H\.\s?No|House\s+No|m\.)\.?\s{0,2}#?\d{1,5}[A-Za-z]?\b"
 )
 # US-style "City ST 12345" and a postcode ending an address line after a place name.
 _STATE_ZIP = re.compile(r"(?<=\b[A-Z]{2} )\d{5}(?:-\d{4})?\b")
 _LINE_END_POSTCODE = re.compile(
     r"(?m)(?<=[" + LOWER + r"] )(?:\d{4,6}|\d{2}-\d{3}|\d{3} \d{2}|\d{4} ?[A-Z]{2}|"
     r"\d{5}-\d{3}|\d{4}-\d{3})(?=[ \t]*(?:$|\\n))"
+)
+# "Iklanberény 9634", "LYCKSELE 921 61", "Apeldoorn 7312 RH": a place, then a postcode.
+_CITY_POSTCODE = re.compile(
+    r"(?<![\w\-])(?P<city>" + _U + r"[" + LOWER + UPPER + r"'\-]{1,40}"
+    r"(?:[ \-](?:" + _U + r"|de|la|le|del|am|an|der)[" + LOWER + UPPER + r"'\-]{0,40}){0,3})"
+    r"(?:[ ,]{1,2}|-(?=\d{6}))(?P<v>\d{5}-\d{3}|\d{4}-\d{3}|\d{2}-\d{3}|\d{3} \d{2}|\d{4} ?[A-Z]{2}|\d{3,6})"
+    r"(?=[ \t]*(?:$|[\n,;:)]|\\n|\.(?:\s|$)|\s[" + LOWER + r"]))"
 )
 _PO_BOX = re.compile(
     r"(?i)\b(?:P\.?\s?O\.?\s*Box|Post Office Box|Postfach|BP|Boîte postale|Apartado|"
@@ -174,9 +181,27 @@ _NOT_CITY = frozenset(
 )
 
 
+_NOT_CITY_BEFORE = frozenset(
+    "room page chapter section table figure version v step item line flight gate order "
+    "invoice ticket case the a an in on at of and or no nr number total top windows iphone "
+    "python java model type level grade class phase stage round".split()
+)
+
+
 def postcode_findings(text: str) -> list[Finding]:
-    """Digit postcodes followed by a city (the city becomes a ``LOCATION``)."""
+    """Digit postcodes next to a city (the city becomes a ``LOCATION``)."""
     out = []
+    for match in _CITY_POSTCODE.finditer(text):
+        city, value = match.group("city"), match.group("v")
+        first = city.split()[0].lower()
+        if first in _NOT_CITY or first in _NOT_CITY_BEFORE:
+            continue
+        if re.fullmatch(r"(?:19|20)\d\d", value) and "," not in text[match.start() - 2 : match.start()]:
+            continue  # "in Summer 2019." is a year
+        s, e = match.span("v")
+        out.append(Finding("ZIP_CODE", 0.5, s, e, "pattern:city-postcode"))
+        cs, ce = match.span("city")
+        out.append(Finding("LOCATION", 0.4, cs, ce, "pattern:city-postcode"))
     for match in _POSTCODE_CITY.finditer(text):
         city = match.group("city")
         if city.split()[0].lower().strip("-") in _NOT_CITY:
