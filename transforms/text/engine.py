@@ -238,6 +238,10 @@ def name_findings(model: TextModel, text: str) -> list[Finding]:
     # NER decides only single uncued words ("Tunde called", "ask Kafka"): a cued run is
     # a name, an uncued multi-word run is kept as a name anyway (fail closed).
     ambiguous = [c for c in candidates if not c.cued and c.words == 1 and c.sentence_initial]
+    if model.lexicon is not None:
+        # A word that is no English word is kept as a name below without asking NER:
+        # NER only decides between a name and a common word ("Brown", "Will").
+        ambiguous = [c for c in ambiguous if _english(model.lexicon, text[c.start : c.end])]
     ner = []
     unparsed: list = []
     if ambiguous and model.nlp is not None:
@@ -266,12 +270,8 @@ def name_findings(model: TextModel, text: str) -> list[Finding]:
         labels = {label for s, e, label in ner if s < c.end and c.start < e}
         typed = labels & {"PERSON", "GPE", "LOC", "FAC", "NORP"}
         if not typed and c.words == 1 and c.sentence_initial and model.lexicon is not None:
-            word = text[c.start : c.end]
             # Not an English word, or a double-barrelled one ("Hodgson-James"): a name.
-            parts = re.split(r"[-'’]", word)
-            if (len(parts) > 1 and all(p[:1].isupper() for p in parts if p)) or not any(
-                p in model.lexicon for p in parts if p
-            ):
+            if not _english(model.lexicon, text[c.start : c.end]):
                 out.append(Finding("PERSON", 0.35, c.start, c.end, "names:unknown-word"))
                 continue
         if "PERSON" in labels:
@@ -289,6 +289,13 @@ def name_findings(model: TextModel, text: str) -> list[Finding]:
             entity = "LOCATION" if near else "PERSON"
             out.append(Finding(entity, 0.3, c.start, c.end, "names:word"))
     return out
+
+
+def _english(lexicon, word: str) -> bool:
+    parts = [p for p in re.split(r"[-'’]", word) if p]
+    if len(parts) > 1 and all(p[:1].isupper() for p in parts):
+        return False  # "Hodgson-James"
+    return any(p in lexicon for p in parts)
 
 
 _NUMBER_BEFORE = re.compile(r"(?m)(?:^|(?<=[>,:])|(?<=\bat)|(?<=\bin)|(?<=\bon))[ \t]*(\d{1,5}[A-Za-z]?(?:[/\-]\d{1,5}[A-Za-z]?)?),?[ \t]{1,3}$")
