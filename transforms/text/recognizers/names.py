@@ -105,6 +105,35 @@ STOP_CAPITALIZED = frozenset(
     reminder important urgent fyi asap eta faq api ui ux id ip url pdf csv json sql
     ask tell contact email forward meet invite remind help cc bcc attn spoke met
     visa mastercard amex discover paypal venmo zelle iban swift ach
+    tel fax mob nr str ca approx dept ref tel.
+    """.split()
+    # Common words of the other main European languages (articles, pronouns,
+    # greetings, sign-offs, weekdays): never a name on their own.
+    + """
+    der die das den dem des ein eine einer einem einen und oder aber ich du er sie es wir
+    ihr sehr geehrte geehrter liebe lieber hallo guten tag morgen abend danke bitte mit
+    freundlichen grüßen gruß viele herzliche montag dienstag mittwoch donnerstag freitag
+    samstag sonntag betreff anbei bei für von vom zum zur im ist sind war wurde haben
+    le la les un une des du de et ou mais je tu il elle nous vous ils elles bonjour
+    bonsoir merci cordialement madame monsieur cher chère lundi mardi mercredi jeudi
+    vendredi samedi dimanche objet pour avec dans sur est sont
+    el los las unos unas y o pero yo tú él ella nosotros ustedes hola buenos buenas días
+    gracias saludos atentamente estimado estimada querido querida lunes martes miércoles
+    jueves viernes sábado domingo asunto con para por en es son
+    il lo gli uno una e ma io tu lui lei noi voi loro ciao buongiorno buonasera grazie
+    cordiali saluti gentile caro cara lunedì martedì mercoledì giovedì venerdì sabato
+    domenica oggetto per con nel sono
+    het een en maar ik jij hij zij wij jullie hallo goedemorgen goedemiddag bedankt
+    groeten beste geachte maandag dinsdag woensdag donderdag vrijdag zaterdag zondag
+    onderwerp voor met van
+    och eller men jag du han hon vi ni de hej tack hälsningar vänliga måndag tisdag
+    onsdag torsdag fredag lördag söndag ämne för med
+    os as um uma mas eu ele ela nós vocês olá bom boa obrigado obrigada atenciosamente
+    prezado prezada segunda terça quarta quinta sexta sábado domingo assunto
+    i oraz ale ja ty on ona my wy oni dzień dobry dziękuję pozdrawiam szanowny szanowna
+    poniedziałek wtorek środa czwartek piątek sobota niedziela temat dla
+    a nebo ale já ty on ona my vy oni dobrý den děkuji pozdravem vážený vážená pondělí
+    úterý středa čtvrtek pátek sobota neděle předmět pro
     """.split()
 )
 #: Words that are never a lower-case name after a cue ("hi there", "patient was").
