@@ -80,6 +80,8 @@ setup(
             "hypothesis>=6.170,<7",
             # The PKCS#11 key-service backend, tested against SoftHSM2.
             "python-pkcs11==0.10.1",
+            # Fills presidio-evaluator's templates in tests/bench/test_text_thirdparty.py.
+            "faker==40.54.0",
         ],
         # The PKCS#11 (HSM) KEK backend: --veil_kms pkcs11.
         "hsm": ["python-pkcs11==0.10.1"],

@@ -20,6 +20,7 @@ over-redaction. Veil's detectors never read these files or Faker's value lists.
 from __future__ import annotations
 
 import csv
+import datetime
 import io
 import os
 import random
@@ -114,7 +115,7 @@ def _fill(template: str, value_of, locale: str, source: str) -> Sample:
         key = match.group(1)
         value = str(value_of(key))
         entity = PLACEHOLDERS.get(key)
-        if entity:
+        if entity and value.strip():
             spans.append((length, length + len(value), entity))
         out.append(value)
         length += len(value)
@@ -132,6 +133,10 @@ def faker_samples(n: int, seed: int) -> list[Sample]:
         fake = Faker(locale)
         fake.seed_instance(seed)
         fakers[locale] = fake
+    fallback = Faker("en_US")
+    fallback.seed_instance(seed)
+    german = Faker("de_DE")
+    german.seed_instance(seed)
     tpl = templates()
     samples = []
     for i in range(n):
@@ -142,7 +147,8 @@ def faker_samples(n: int, seed: int) -> list[Sample]:
             if key == "person":
                 return fake.name()
             if key == "date_of_birth":
-                return fake.date_of_birth().strftime(_DATE_FORMATS[locale])
+                born = fake.date_between_dates(datetime.date(1940, 1, 1), datetime.date(2005, 12, 31))
+                return born.strftime(_DATE_FORMATS[locale])
             if key == "age":
                 return rng.randint(18, 90)
             if key == "organization":
@@ -154,7 +160,7 @@ def faker_samples(n: int, seed: int) -> list[Sample]:
             if key == "us_driver_license":
                 return fake.bothify("?#######").upper()
             if key == "date_time":
-                return fake.date()
+                return fake.date_between_dates(datetime.date(2015, 1, 1), datetime.date(2025, 12, 31)).isoformat()
             if key == "ip_address":
                 return fake.ipv4()
             if key == "day_of_week":
@@ -163,11 +169,11 @@ def faker_samples(n: int, seed: int) -> list[Sample]:
                 try:
                     return fake.iban()
                 except AttributeError:
-                    return Faker("de_DE").iban()
+                    return german.iban()
             try:
                 return getattr(fake, key)()
             except AttributeError:
-                return getattr(Faker("en_US"), key)()
+                return getattr(fallback, key)()
 
         samples.append(_fill(rng.choice(tpl), value_of, locale, "templates"))
     return samples
