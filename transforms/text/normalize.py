@@ -52,7 +52,7 @@ CONFUSABLES = {
 }  # fmt: skip
 _ENCODED = re.compile(
     r"&(?:#\d{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,30});|(?:%[0-9A-Fa-f]{2})+"
-    r"|\\[nrt](?![0-9A-Fa-f]{4})"
+    r"|\\[nrt]"
 )
 _ESCAPES = {"\\n": "\n", "\\r": "\n", "\\t": " "}
 _DIGIT_GAP = re.compile(

@@ -163,6 +163,17 @@ PATTERNS: tuple[Pattern, ...] = (
     Pattern("po-box", "STREET_ADDRESS", _PO_BOX, 0.8),
     Pattern("street-number-fused", "STREET_ADDRESS", _NUMBER_FUSED_STREET, 0.8),
     Pattern("unit", "STREET_ADDRESS", _UNIT_ALONE, 0.6),
+    # A region code after a city: "Saronno (VA)", "Machado / MG".
+    Pattern(
+        "region-code",
+        "LOCATION",
+        re.compile(
+            r"(?<=[" + LOWER + r"] )(?:\((?P<v>[A-Z]{2})\)|/ (?P<w>[A-Z]{2})(?![\w/]))"
+        ),
+        0.4,
+        validate=lambda m: (0.4, "LOCATION", "v" if m.group("v") else "w"),
+        needs_digit=False,
+    ),
     Pattern("state-zip", "ZIP_CODE", _STATE_ZIP, 0.6),
     Pattern("postcode-line-end", "ZIP_CODE", _LINE_END_POSTCODE, 0.5),
     Pattern("address-line", "STREET_ADDRESS", _ADDRESS_LINE, 0.6, group="v", needs_digit=False),

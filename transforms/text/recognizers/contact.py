@@ -40,7 +40,7 @@ _EMAIL = re.compile(
 )
 _URL = re.compile(r"\b(?:https?://|www\.)[^\s<>\"'()]{0,2000}[^\s<>\"'().,;:!?]")
 _PHONE_CANDIDATE = re.compile(
-    r"(?<![\w+/=:@.\-])(?<!\d,)(?:\+|00)?\(?\d{1,15}\)?(?:(?:[ .\-/]{1,3}|(?<=\)))\(?\d{1,8}\)?){0,7}"
+    r"(?<![\w+/=:@.\-])(?<!\d,)(?:\+|00)?\(?\d{1,15}\)?(?:(?:[ .\-/]{1,3}|(?<=\))|(?=\())\(?\d{1,8}\)?){0,7}"
     r"(?:\s*(?:x|ext\.?|extension|#)\s*\d{1,5})?(?![\w@]|[.,]\d|-\d|/\d)"
 )
 #: Candidates validated with libphonenumber per record (each costs up to one parse per

@@ -153,7 +153,7 @@ PATTERNS: tuple[Pattern, ...] = (
             r"device\s+id|plate(?:\s+number)?|vin|certificate(?:\s+(?:number|no\.?|#))?|"
             r"employee\s+(?:id|number|no\.?)|customer\s+(?:id|number|no\.?)|routing(?:\s+number)?|"
             r"driver'?s\s+licen[cs]e(?:\s+(?:number|no\.?|#))?|national\s+id|id\s+(?:number|no\.?|card)|tax\s+id|"
-            r"social\s+security(?:\s+(?:number|no\.?|#))?|national\s+insurance(?:\s+(?:number|no\.?|#))?|"
+            r"ssn|ss#|social\s+security(?:\s+(?:number|no\.?|#))?|national\s+insurance(?:\s+(?:number|no\.?|#))?|"
             r"personal\s+(?:id|number|code)|insurance\s+(?:number|no\.?)|nhs(?:\s+number)?|"
             r"nino|ni\s+number|personnummer|pesel|nif|nie|dni|codice\s+fiscale|bsn|"
             r"steuer-?id|sozialversicherungsnummer|case\s+(?:id|number|no\.?)|"
@@ -164,6 +164,12 @@ PATTERNS: tuple[Pattern, ...] = (
         0.7,
         validate=_id_value,
         group="v",
+    ),
+    Pattern(
+        "uk-nino",
+        "NATIONAL_ID",
+        re.compile(r"\b[A-CEGHJ-PR-TW-Z]{2} ?\d{2} ?\d{2} ?\d{2} ?[A-D]\b"),
+        0.7,
     ),
     Pattern("vin", "VEHICLE_ID", re.compile(r"\b[A-HJ-NPR-Z0-9]{17}\b"), 0.9, validate=_vin),
     Pattern("date-numeric", "DATE_TIME", _DATE_NUMERIC, 0.6,
@@ -198,6 +204,7 @@ def _id_type(cue: str) -> str:
         ("vin", "VEHICLE_ID"),
         ("national", "NATIONAL_ID"),
         ("social", "NATIONAL_ID"),
+        ("ss", "US_SSN"),
         ("personnummer", "NATIONAL_ID"),
         ("pesel", "NATIONAL_ID"),
         ("nif", "NATIONAL_ID"),

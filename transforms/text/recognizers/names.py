@@ -55,7 +55,7 @@ PERSON_CUES = (
 _PERSON_CUE_RE = re.compile(
     r"(?:^|[^\w'])(?:"
     + "|".join(re.escape(c) for c in sorted(PERSON_CUES, key=len, reverse=True))
-    + r")[\s,:]*$",
+    + r")[\s,:?]*$",
     re.IGNORECASE,
 )
 #: Cues strong enough to take the next words as a name even in lower case.
@@ -178,10 +178,12 @@ _NAME_WORD = (
 )
 _PARTICLE = r"(?:van|von|der|den|de|da|das|dos|del|della|di|du|le|la|bin|ibn|al|el|ter|ten|st\.)"
 _NAME_RUN = re.compile(
-    r"(?<![\w@.\-/])" + _NAME_WORD + r"(?:[ \t]{1,3}(?:" + _PARTICLE + r"[ \t]{1,3})?"
+    r"(?<![\w@.\-/])" + _NAME_WORD + r"(?:[ \t]{1,3}(?:" + _PARTICLE + r"[ \t]{1,3}){0,2}"
     + _NAME_WORD + r"){0,3}(?![\w@\-/])"
 )
 _SENTENCE_END = re.compile(r"(?:[.!?:;\"(\[\n\r\t•*>\-]|^)\s*$")
+#: "van der", "de", "da" right before a name belong to it ("van der Ven").
+_PARTICLES_BEFORE = re.compile(r"(?:^|(?<=\s))(?:" + _PARTICLE + r"[ \t]{1,3}){1,2}$")
 _SPEAKER = re.compile(
     r"(?m)^[ \t]*(?:[-*>•][ \t]*)?(?P<v>[" + UPPER + r"][" + LOWER + r"'\-]{1,30}"
     r"(?:[ \t][" + UPPER + r"][" + LOWER + r"'\-]{0,30}\.?)?)[ \t]{0,2}:[ \t]{0,3}(?=\S)"
@@ -239,6 +241,9 @@ def name_candidates(text: str) -> list[NameCandidate]:
         end = words[-1][1]
         if text[end - 1] == "." and not re.fullmatch(r"[A-Z]\.", words[-1][2]):
             end -= 1
+        particles = _PARTICLES_BEFORE.search(text, max(0, first_start - 12), first_start)
+        if particles:
+            first_start = particles.start()
         out.append(NameCandidate(first_start, end, cued, initial, len(words)))
     return out
 
