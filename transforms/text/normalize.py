@@ -205,7 +205,9 @@ def _join_digit_gaps(text: str, starts: list[int], ends: list[int]):
     for match in _DIGIT_GAP.finditer(text):
         s, e = match.span()
         joined = text[s - 1] in "-@" or text[e : e + 1] in ("-", "@")
-        short = not (_digits_before(text, s) >= 3 and _digits_after(text, e) >= 3)
+        # Across a line break only groups of three or four digits join (a card or phone
+        # wrapped mid-number), not "13/90\n74-600" or a postcode above a phone number.
+        short = not (3 <= _digits_before(text, s) <= 4 and 3 <= _digits_after(text, e) <= 4)
         if "\n" in text[s:e] and short and not joined:
             continue  # "13/90\n74-600 Otwock": a house number and a postcode, not one number
         pieces.append(text[cursor:s])

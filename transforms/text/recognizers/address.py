@@ -195,6 +195,7 @@ _NOT_CITY = frozenset(
 _NOT_CITY_BEFORE = frozenset(
     "room page chapter section table figure version v step item line flight gate order "
     "invoice ticket case the a an in on at of and or no nr number total top windows iphone "
+    "suite flat apt apartment unit studio floor piano appartamento "
     "python java model type level grade class phase stage round".split()
 )
 
