@@ -163,6 +163,29 @@ PATTERNS: tuple[Pattern, ...] = (
     Pattern("po-box", "STREET_ADDRESS", _PO_BOX, 0.8),
     Pattern("street-number-fused", "STREET_ADDRESS", _NUMBER_FUSED_STREET, 0.8),
     Pattern("unit", "STREET_ADDRESS", _UNIT_ALONE, 0.6),
+    # A postcode alone on its line (the last line of an address block).
+    Pattern(
+        "postcode-line",
+        "ZIP_CODE",
+        re.compile(
+            r"(?m)^[ \t>]*(?!(?:19|20)\d\d[ \t]*$)(?P<v>\d{4,6}|\d{2}-\d{3}|\d{3} \d{2}|\d{4}-\d{3}|\d{5}-\d{3}|"
+            r"\d{4} ?[A-Z]{2}|[A-Z]{1,2}\d[A-Z\d]? ?\d[A-Z]{2})[ \t]*$"
+        ),
+        0.4,
+        group="v",
+    ),
+    # A place in capitals after a locative word ("grew up in HUNDVÅG", "from CAIRNESS").
+    Pattern(
+        "place-capitals",
+        "LOCATION",
+        re.compile(
+            r"\b(?:in|from|to|near|at|of|city)\s{1,3}(?P<v>[" + UPPER + r"]{4,}"
+            r"(?:[ \-'][" + UPPER + r"]{2,}){0,3})(?![" + LOWER + r"])"
+        ),
+        0.4,
+        group="v",
+        needs_digit=False,
+    ),
     # A region code after a city: "Saronno (VA)", "Machado / MG".
     Pattern(
         "region-code",
