@@ -160,7 +160,8 @@ def faker_samples(n: int, seed: int) -> list[Sample]:
             if key == "us_driver_license":
                 return fake.bothify("?#######").upper()
             if key == "date_time":
-                return fake.date_between_dates(datetime.date(2015, 1, 1), datetime.date(2025, 12, 31)).isoformat()
+                day = fake.date_between_dates(datetime.date(2015, 1, 1), datetime.date(2025, 12, 31))
+                return day.isoformat()
             if key == "ip_address":
                 return fake.ipv4()
             if key == "day_of_week":
@@ -217,7 +218,9 @@ def fng_samples(n: int, seed: int) -> list[Sample]:
         sample = _fill(template, value_of, row["NameSet"], "fakenamegenerator")
         if "{{iban}}" in template:  # the CSV has no IBANs: those slots hold card numbers
             sample = sample._replace(
-                spans=tuple((s, e, "CREDIT_CARD" if t == "IBAN_CODE" else t) for s, e, t in sample.spans)
+                spans=tuple(
+                    (s, e, "CREDIT_CARD" if t == "IBAN_CODE" else t) for s, e, t in sample.spans
+                )
             )
         samples.append(sample)
     return samples

@@ -298,7 +298,10 @@ def _english(lexicon, word: str) -> bool:
     return any(p in lexicon for p in parts)
 
 
-_NUMBER_BEFORE = re.compile(r"(?m)(?:^|(?<=[>,:])|(?<=\bat)|(?<=\bin)|(?<=\bon)|(?<=\bto))[ \t]*(\d{1,5}[A-Za-z]?(?:[/\-]\d{1,5}[A-Za-z]?)?),?[ \t]{1,3}$")
+_NUMBER_BEFORE = re.compile(
+    r"(?m)(?:^|(?<=[>,:])|(?<=\bat)|(?<=\bin)|(?<=\bon)|(?<=\bto))[ \t]*"
+    r"(\d{1,5}[A-Za-z]?(?:[/\-]\d{1,5}[A-Za-z]?)?),?[ \t]{1,3}$"
+)
 _NUMBER_AFTER = re.compile(
     r"[ \t]{1,3}(\d{1,5}[A-Za-z]?(?:[/\-]\d{1,5}[A-Za-z]?)?)\.?(?=[ \t]*(?:$|[\n,;]|\\n|\.\s))"
 )
