@@ -171,3 +171,41 @@ def test_veil_sanitize_with_a_presidio_recognizer_file(policy_file, tmp_path):
     assert "<EMPLOYEE_ID>" in text and "<PROJECT_CODE>" in text and "<CODENAME>" in text
     audit = (out / "audit.jsonl").read_text(encoding="utf-8")
     assert "ACME-654321" not in audit and "Nightjar" not in audit
+
+
+def test_a_recognizer_that_needs_nlp_gets_presidio_artifacts(tmp_path):
+    module = tmp_path / "acme_nlp_recognizers.py"
+    module.write_text(
+        textwrap.dedent(
+            """
+            from presidio_analyzer import EntityRecognizer, RecognizerResult
+
+            class TokenRecognizer(EntityRecognizer):
+                def load(self):
+                    pass
+
+                def analyze(self, text, entities, nlp_artifacts=None):
+                    assert nlp_artifacts is not None  # Presidio's NLP pass ran
+                    return [
+                        RecognizerResult("SHIP", t.idx, t.idx + len(t.text), 0.9)
+                        for t in nlp_artifacts.tokens
+                        if t.text.startswith("HMS")
+                    ]
+            """
+        ),
+        encoding="utf-8",
+    )
+    sys.path.insert(0, str(tmp_path))
+    try:
+        raw = yaml.safe_load(default_policy_path().read_text(encoding="utf-8"))
+        raw["text"]["recognizers"] = [
+            {"class": "acme_nlp_recognizers:TokenRecognizer",
+             "args": {"supported_entities": ["SHIP"]}, "needs_nlp": True}
+        ]  # fmt: skip
+        path = tmp_path / "policy.yaml"
+        path.write_text(yaml.safe_dump(raw), encoding="utf-8")
+        policy = load_policy(path)
+        model = load_text_model(ner=False, recognizers=policy.text.recognizers)
+        assert _out(model, policy, "aboard HMSVictory today") == "aboard <SHIP> today"
+    finally:
+        sys.path.remove(str(tmp_path))
