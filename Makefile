@@ -9,7 +9,7 @@ CACHE ?= $(CURDIR)/.cache
 export VEIL_CACHE := $(CACHE)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: all demo test unit prereqs venv broker-fetch registry-fetch audio-testdata hsm-setup image-setup video-setup flink-jar report-setup report-demo monitor-setup monitor fuzz clean distclean
+.PHONY: all demo test unit prereqs venv broker-fetch registry-fetch audio-testdata hsm-setup image-setup video-setup flink-jar text-bench-data report-setup report-demo monitor-setup monitor fuzz clean distclean
 
 all: test
 
@@ -81,10 +81,15 @@ monitor-setup:
 monitor: monitor-setup
 	@bash deploy/monitoring/monitor.sh
 
-test: venv broker-fetch registry-fetch audio-testdata hsm-setup image-setup video-setup flink-jar report-setup monitor-setup
+# bench/text's third-party corpora: the presidio-evaluator wheel (sha256-pinned) into
+# $(CACHE)/bench-text, read as a zip (once).
+text-bench-data: venv
+	@$(PY) -c "import sys; sys.path.insert(0, 'bench/text'); import thirdparty; thirdparty.fetch()"
+
+test: venv broker-fetch registry-fetch audio-testdata hsm-setup image-setup video-setup flink-jar text-bench-data report-setup monitor-setup
 	$(PY) -m pytest
 
-unit: venv audio-testdata hsm-setup image-setup video-setup
+unit: venv audio-testdata hsm-setup image-setup video-setup text-bench-data
 	$(PY) -m pytest -m "not integration"
 
 # Longer fuzzing than `make test` runs (20x the cases; same derandomized generator).

@@ -26,6 +26,8 @@ PACKAGE_DIR = {
     "veil.transforms.image": "transforms/image",
     "veil.transforms.video": "transforms/video",
     "veil.transforms.crypto": "transforms/crypto",
+    "veil.transforms.text": "transforms/text",
+    "veil.transforms.text.recognizers": "transforms/text/recognizers",
     "veil.schemas": "schemas",
 }
 
@@ -62,6 +64,10 @@ setup(
         "numba>=0.60,<0.69",
         "av>=18.0,<19",
         "pocketsphinx==5.1.1",
+        "presidio-analyzer>=2.2.366,<2.3",
+        # libphonenumber's metadata (a Presidio dependency; the text branch's phone
+        # recognizer validates numbers per region with it).
+        "phonenumbers>=9.0,<10",
         "spacy>=3.8,<3.9",
         "PyYAML>=6,<7",
         # Imported directly (tests/test_dependencies.py compares imports with this list).
@@ -84,18 +90,17 @@ setup(
             "hypothesis>=6.170,<7",
             # The PKCS#11 key-service backend, tested against SoftHSM2.
             "python-pkcs11==0.10.1",
+            # Fills presidio-evaluator's templates in tests/bench/test_text_thirdparty.py.
+            "faker==40.54.0",
         ],
         # The PKCS#11 (HSM) KEK backend: --veil_kms pkcs11.
         "hsm": ["python-pkcs11==0.10.1"],
-        # bench/text compares Veil with Presidio's analyzer + anonymizer defaults (Veil's
-        # own code imports neither). 2.2.363: the newest anonymizer release that accepts
-        # cryptography 46 (Veil's pin). tldextract: bench/text's offline e-mail check
-        # (presidio-analyzer requires it too).
-        "bench": [
-            "presidio-analyzer>=2.2.366,<2.3",
-            "presidio-anonymizer==2.2.363",
-            "tldextract>=5.1,<6",
-        ],
+        # bench/text compares Veil with Presidio's analyzer + anonymizer defaults.
+        # 2.2.363: the newest anonymizer release that accepts cryptography 46 (Veil's pin).
+        # tldextract: bench/text's offline e-mail check (presidio-analyzer requires it too).
+        # Faker fills presidio-evaluator's templates (bench/text/run_thirdparty.py);
+        # Veil's detectors never import it.
+        "bench": ["presidio-anonymizer==2.2.363", "tldextract>=5.1,<6", "faker==40.54.0"],
     },
     entry_points={"console_scripts": ["veil=veil.pipelines.cli:main"]},
 )

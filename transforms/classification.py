@@ -57,6 +57,16 @@ class TextPolicy:
     deny_list: tuple = ()  # ((entity type, (value, ...)), ...): always anonymized
     context_words: tuple = ()  # ((entity type, (word, ...)), ...): extra context
     ner: bool = True  # spaCy NER for names, places and organisations
+    # Regions whose national phone formats are validated (ISO 3166 codes; empty: default).
+    phone_regions: tuple = ()
+    # Presidio recognizers (canonical JSON, see veil.transforms.text.presidio).
+    recognizers: tuple = ()
+
+    @property
+    def recognizers_digest(self) -> str:
+        import hashlib
+
+        return hashlib.sha256("\n".join(self.recognizers).encode()).hexdigest()[:16]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -215,10 +225,10 @@ def load_policy(path: str | Path | None = None) -> Policy:
         raise PolicyError(f"policy file {path} cannot be read: {exc.strerror}") from None
     except yaml.YAMLError as exc:
         raise PolicyError(f"policy file {path} is not valid YAML: {exc}") from None
-    return parse_policy(raw, str(path))
+    return parse_policy(raw, str(path), path.parent)
 
 
-def parse_policy(raw, where: str = "policy") -> Policy:
+def parse_policy(raw, where: str = "policy", base_dir: Path | None = None) -> Policy:
     if not isinstance(raw, dict):
         raise PolicyError(f"{where}: top level must be a mapping")
     check_policy_keys(raw, where)
@@ -244,6 +254,12 @@ def parse_policy(raw, where: str = "policy") -> Policy:
     ner = text.get("ner", True)
     if not isinstance(ner, bool):
         raise PolicyError(f"{where}: text.ner must be true or false")
+    phone_regions = _strings(text.get("phone_regions", []), f"{where}: text.phone_regions")
+    if any(not (len(r) == 2 and r.isalpha() and r.isupper()) for r in phone_regions):
+        raise PolicyError(f"{where}: text.phone_regions must be ISO 3166 codes such as DE")
+    from veil.transforms.text.presidio import parse_recognizer_entries
+
+    recognizers = parse_recognizer_entries(text.get("recognizers", []), where, base_dir)
 
     classification = _mapping(raw, "classification", where)
     regimes_raw = _mapping(classification, "regimes", f"{where}: classification")
@@ -321,6 +337,8 @@ def parse_policy(raw, where: str = "policy") -> Policy:
             deny_list=deny,
             context_words=context,
             ner=ner,
+            phone_regions=tuple(phone_regions),
+            recognizers=recognizers,
         ),
         regimes=regimes,
         sensitivity_rules=tuple(rules),

@@ -41,7 +41,7 @@ from veil.transforms.keys import (
 )
 from veil.transforms.operators import DROP, OperatorContext, apply_operator
 from veil.transforms.privacy import PrivacyError, PrivacyHandler
-from veil.transforms.recognizers import pattern_findings
+from veil.transforms.text.recognizers import pattern_findings
 from veil.transforms.records import ErrorCode, WorkItem
 from veil.transforms.text import TextHandler, TextModel, anonymize_spans, detect, select_spans
 

@@ -121,7 +121,7 @@ class VeilRunner:
 
     def process(self, samples, cache: bool) -> list:
         """The timed part: sanitized payloads."""
-        from veil.transforms import text as text_module
+        from veil.transforms.text import engine as text_module
         from veil.transforms.records import Source, WorkItem
 
         text_module.NER_CACHE_SIZE = 4096 if cache else 0

@@ -65,16 +65,19 @@ def _found(text) -> list[tuple[str, str]]:
         ("mobile +44 20 7946 0958", [("PHONE_NUMBER", "+44 20 7946 0958")]),
         ("my number is 2125550175.", [("PHONE_NUMBER", "2125550175")]),
         ("card 4111-1111-1111-1111", [("CREDIT_CARD", "4111-1111-1111-1111")]),
-        ("ref 4111-1111-1111-1112", []),  # fails Luhn, no card context
+        ("part 4111-1111-1111-1112", []),  # fails Luhn, no card context
         ("visa 4111 1111 1111 1112", [("CREDIT_CARD", "4111 1111 1111 1112")]),  # context
         ("SSN 123-45-6789", [("US_SSN", "123-45-6789")]),
         ("part 666-45-6789", []),  # not a valid SSN, no context
         ("ssn: 123456789", [("US_SSN", "123456789")]),
         ("IBAN DE89 3704 0044 0532 0130 00.", [("IBAN_CODE", "DE89 3704 0044 0532 0130 00")]),
         ("IBAN DE88 3704 0044 0532 0130 00.", [("IBAN_CODE", "DE88 3704 0044 0532 0130 00")]),
-        ("ref DE88 3704 0044 0532 0130 00.", []),  # fails mod 97, no context
+        ("part DE88 3704 0044 0532 0130 00.", []),  # fails mod 97, no context
         ("from 10.20.30.40.", [("IP_ADDRESS", "10.20.30.40")]),
+        # After an address cue the rest of the line is the address (fail closed).
         ("ship to 1482 West Maple Avenue, Apt 3B, Springfield, IL 62704 please",
+         [("STREET_ADDRESS", "1482 West Maple Avenue, Apt 3B, Springfield, IL 62704 please")]),
+        ("1482 West Maple Avenue, Apt 3B, Springfield, IL 62704 please",
          [("STREET_ADDRESS", "1482 West Maple Avenue, Apt 3B, Springfield, IL 62704")]),
         ("He lives at 42 Elm Street.", [("STREET_ADDRESS", "42 Elm Street")]),
         ("at 12 3rd St. now", [("STREET_ADDRESS", "12 3rd St.")]),

