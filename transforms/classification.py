@@ -163,6 +163,8 @@ POLICY_SCHEMA = {
         "allow_list": None,
         "deny_list": _Free(None),
         "context_words": _Free(None),
+        "phone_regions": None,
+        "recognizers": None,  # Presidio recognizers (veil.transforms.text.presidio checks them)
     },
     "anonymize": {
         "default": None,

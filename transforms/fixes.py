@@ -25,8 +25,8 @@ FIXES = {
         f"(Debian/Ubuntu: apt-get install {TESSERACT_PACKAGES}); `veil doctor` checks it"
     ),
     "AUDIO_KEY_UNAVAILABLE": (
-        "create a voice key with `veil keys init PATH` and set $VEIL_AUDIO_KEY_FILE=PATH "
-        "(mode 0600) on every worker"
+        "create a voice key with `veil keys init PATH` and pass --veil_audio_key_file PATH "
+        "(or set $VEIL_AUDIO_KEY_FILE=PATH, mode 0600, on every worker)"
     ),
     "PSEUDONYM_KEY_UNAVAILABLE": (
         "create a key with `veil keys init PATH` and set $VEIL_PSEUDONYM_KEY_FILE=PATH "

@@ -521,6 +521,6 @@ def test_a_machine_not_set_up_is_named_with_the_path_and_the_fix(tmp_path, monke
     monkeypatch.setenv("VEIL_MODEL_DIR", str(tmp_path / "models"))
     hint = _hint("IMAGE_MODEL_UNAVAILABLE")
     assert f"no verified face model in {tmp_path / 'models'}" in hint
-    assert "make image-setup" in hint
+    assert "veil setup" in hint
     assert "--veil_audio_key_file" in _hint("AUDIO_KEY_UNAVAILABLE")
     assert _hint("BAD_FRAMING") == ""

@@ -63,7 +63,8 @@ def test_sanitize_without_the_face_model_says_what_to_do(tmp_path):
         [VEIL, "sanitize", "photo.png", "--out", "out"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == 3, done.stderr  # a dead letter: exit 3 (docs/cli.md)
     assert "0 sanitized, 1 dead-lettered" in done.stdout
-    assert "1 dead-lettered IMAGE_MODEL_UNAVAILABLE; fix: run `veil setup`" in done.stderr
+    assert "(IMAGE_MODEL_UNAVAILABLE: no verified face model in" in done.stderr
+    assert "fix: run `veil setup`" in done.stderr
     assert not (tmp_path / "out" / "photo.png").exists()
