@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import shutil
 import tempfile
 import uuid
@@ -26,6 +27,8 @@ from veil.pipelines.runners import prepare_argv
 from veil.pipelines.sanitize import build
 from veil.schemas import AUDIT_EVENT, DEAD_LETTER, SANITIZED_RECORD, catalog
 from veil.transforms.audit_chain import chain_events, resolve_mac_key
+from veil.transforms.ids import ID_KEY_ENV
+from veil.transforms.keys import write_key_file
 
 
 class _SpoolFn(beam.DoFn):
@@ -69,14 +72,25 @@ def sanitize_files(paths, out_dir, subject=None, policy=None, beam_argv=()) -> d
     argv = list(beam_argv) + ["--veil_topic_prefix=veil"]
     if policy:
         argv.append(f"--veil_policy={policy}")
-    options = PipelineOptions(prepare_argv(argv))
     spool = tempfile.mkdtemp(prefix="veil-spool-")
+    if not _has_id_key(argv):
+        # Ids (file names, or a .jsonl's record_id) must leave opaque: with no record-id
+        # key configured, this run gets its own random one (ids then differ between runs).
+        argv.append(f"--veil_record_id_key={write_key_file(Path(spool) / 'record-id.key')}")
+    options = PipelineOptions(prepare_argv(argv))
     try:
         with beam.Pipeline(options=options) as pipeline:
             build(pipeline, options, source=beam.Create(messages), sink=SpoolWrites(spool))
         return _sort_spool(spool, out, paths, len(messages), input_errors)
     finally:
         shutil.rmtree(spool, ignore_errors=True)
+
+
+def _has_id_key(argv) -> bool:
+    flags = ("--veil_record_id_key", "--veil_key_store")
+    return bool(os.environ.get(ID_KEY_ENV)) or any(
+        str(a).split("=", 1)[0] in flags for a in argv
+    )
 
 
 def _sort_spool(spool: str, out: Path, paths, total: int, input_errors) -> dict:

@@ -182,6 +182,15 @@ class VeilOptions(PipelineOptions):
             "key when --veil_key_store is set, else hash chain without MAC).",
         )
         parser.add_argument(
+            "--veil_record_id_key",
+            default=None,
+            help="Record-id key: a key file (veil keys init) or a kms: URI, read on the "
+            "workers (default: $VEIL_RECORD_ID_KEY_FILE there, else the key service's "
+            "record-id key when --veil_key_store is set). Producer ids leave Veil as its "
+            "keyed hash; without any key only already-opaque ids (32 hex digits or a "
+            "UUID) are accepted and others are dead-lettered INVALID_RECORD.",
+        )
+        parser.add_argument(
             "--veil_audit_require_key",
             action="store_true",
             default=False,
@@ -234,6 +243,7 @@ class VeilConfig:
     decoder_isolation: bool = True  # native decoders in veil.transforms.sandbox workers
     audit_key: str | None = None  # audit MAC key file or kms: URI (resolved on workers)
     audit_require_key: bool = False
+    record_id_key: str | None = None  # record-id key file or kms: URI (resolved on workers)
 
     @classmethod
     def from_options(cls, options: PipelineOptions) -> "VeilConfig":
@@ -321,6 +331,7 @@ class VeilConfig:
             decoder_isolation=o.veil_decoder_isolation != "off",
             audit_key=o.veil_audit_key,
             audit_require_key=bool(o.veil_audit_require_key),
+            record_id_key=o.veil_record_id_key,
         )
 
     def audit_chain(self):

@@ -123,7 +123,12 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions, source=None, sink=N
         )
 
     messages = pipeline | "ReadRaw" >> source
-    decoded = messages | "Decode" >> DecodeRecords(config.max_payload_bytes, MAX_MESSAGE_BYTES)
+    decoded = messages | "Decode" >> DecodeRecords(
+        config.max_payload_bytes,
+        MAX_MESSAGE_BYTES,
+        id_key=config.record_id_key,
+        key_service=config.key_service,
+    )
     routed = decoded.records | "Route" >> RouteByModality(SUPPORTED_MODALITIES)
 
     writes = {}

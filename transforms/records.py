@@ -59,6 +59,7 @@ class ErrorCode:
     PROTECTION_UNAVAILABLE = "PROTECTION_UNAVAILABLE"
     PROTECTION_FAILED = "PROTECTION_FAILED"  # the key service could not encrypt: fail closed
     SUBJECT_ERASED = "SUBJECT_ERASED"  # the subject's keys were crypto-shredded
+    RECORD_ID_KEY_UNAVAILABLE = "RECORD_ID_KEY_UNAVAILABLE"  # configured, unreadable
     # Native decoders run in sandbox workers (veil.transforms.sandbox):
     DECODER_CRASHED = "DECODER_CRASHED"  # the worker died on a signal (segfault, abort)
     DECODER_TIMEOUT = "DECODER_TIMEOUT"  # over the call's wall-clock or CPU limit

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from veil_testing import opaque
 
 VEIL = str(Path(sys.executable).with_name("veil"))
 if not Path(VEIL).exists():  # pragma: no cover - a venv without the console script
@@ -119,7 +120,7 @@ def test_sanitize_plain_file(sanitized):
 def test_sanitize_jsonl(sanitized):
     work, out, _ = sanitized
     records = _jsonl(out / "records.jsonl")
-    assert [r["record_id"] for r in records] == ["j1", "j3"]
+    assert [r["record_id"] for r in records] == [opaque("j1"), opaque("j3")]
     record = records[0]
     assert [raw for raw in PII if raw in record["payload"]] == []
     assert "<CREDIT_CARD>" in record["payload"]
