@@ -142,12 +142,25 @@ def _kafka_client(args) -> tuple:
 
 
 class _Audit:
-    """Audit events to a JSON-lines file and/or the audit topic."""
+    """Audit events to a JSON-lines file and/or the audit topic, chained and MACed.
 
-    def __init__(self, args, kafka: bool):
+    Each command run is one chain (``source.topic`` = ``<prefix>.keys-cli/<run id>``,
+    from genesis), MACed with the audit key the pipeline uses (``$VEIL_AUDIT_KEY_FILE``,
+    else the key service's audit key), so ``veil audit verify`` checks reveal and
+    forget events like the pipeline's. The file gets the same JSON form as ``veil
+    sanitize``'s ``audit.jsonl`` (one time format: ISO 8601).
+    """
+
+    def __init__(self, args, kafka: bool, service=None):
+        import secrets
+
         self._path = args.audit_log
         self._producer = None
         self._topic = f"{args.prefix}.audit"
+        self._chain = f"{args.prefix}.keys-cli/{secrets.token_hex(8)}"
+        self._sequence, self._prev = -1, None
+        self._service = service
+        self._key = None
         if kafka and getattr(args, "bootstrap", None):
             from kafka import KafkaProducer
 
@@ -160,14 +173,34 @@ class _Audit:
     def configured(self) -> bool:
         return bool(self._path or self._producer)
 
-    def write(self, event: dict) -> None:
-        if self._path:
-            with open(self._path, "a", encoding="utf-8") as fh:
-                fh.write(json.dumps(event, sort_keys=True) + "\n")
-        if self._producer:
-            from veil.schemas import AUDIT_EVENT, catalog
+    def _mac_key(self):
+        from veil.transforms.audit_chain import AuditKeyUnavailable, resolve_mac_key
 
-            value = catalog().encode(AUDIT_EVENT, event)
+        if self._key is None:
+            config = getattr(self._service, "_config", None)
+            try:
+                self._key = resolve_mac_key(None, key_service=config)
+            except AuditKeyUnavailable as exc:
+                raise CliError(f"audit key unavailable: {exc}", 2) from None
+        return self._key
+
+    def write(self, event: dict) -> None:
+        from veil.pipelines.files import to_json
+        from veil.schemas import AUDIT_EVENT, catalog
+        from veil.transforms.audit_chain import GENESIS_HASH, link_event
+
+        event = dict(event)
+        self._sequence += 1
+        event["source"] = {"topic": self._chain, "partition": 0, "offset": self._sequence}
+        prev = GENESIS_HASH if self._prev is None else self._prev
+        self._prev = link_event(event, self._sequence, prev, self._mac_key())
+        cat = catalog()
+        value = cat.encode(AUDIT_EVENT, event)
+        if self._path:
+            _, decoded = cat.decode(value)
+            with open(self._path, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps(to_json(AUDIT_EVENT, decoded), sort_keys=True) + "\n")
+        if self._producer:
             self._producer.send(self._topic, key=event["event_id"].encode(), value=value)
 
     def close(self):
@@ -226,9 +259,10 @@ def forget(service, subject: str, args, requested_by: str, publish: bool = True)
     """Destroys a subject's keys, audits it, and tells other sites through the topic."""
     from veil.transforms.crypto.reveal import erasure_audit_event
 
-    audit = _Audit(args, kafka=True)
+    audit = _Audit(args, kafka=True, service=service)
     if not audit.configured:
         raise CliError("forget needs an audit sink: --audit-log FILE or --bootstrap", 2)
+    audit._mac_key()  # no key destroyed without its audit event
     if subject.startswith("s:"):
         key_id, count = subject, service.forget_key_id(subject)
     else:
@@ -286,10 +320,11 @@ def _records(path):
 def cmd_reveal(args, _):
     from veil.transforms.crypto.reveal import RevealPolicy, reveal_record
 
-    audit = _Audit(args, kafka=True)
-    if not audit.configured:
+    if not (args.audit_log or getattr(args, "bootstrap", None)):
         raise CliError("reveal needs an audit sink: --audit-log FILE or --bootstrap", 2)
     service = _service(args)
+    audit = _Audit(args, kafka=True, service=service)
+    audit._mac_key()
     policy = RevealPolicy.load(args.policy)
     denied = 0
     try:

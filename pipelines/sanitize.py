@@ -26,6 +26,7 @@ from veil.transforms.audio import AudioConfig, AudioHandler
 from veil.transforms.classification import load_policy
 from veil.transforms.codec import DecodeRecords
 from veil.transforms.crypto.protect import ProtectOriginals
+from veil.transforms.crypto.reveal import policy_digest
 from veil.transforms.emit import PublishDeadLetters, PublishSanitized
 from veil.transforms.image import ImageConfig, ImageHandler
 from veil.transforms.kafkaio import MAX_MESSAGE_BYTES, ReadFromKafka, WriteToKafka
@@ -140,6 +141,8 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions, source=None, sink=N
         topics, version, keys
     )
     quarantine = policy.quarantine_levels
+    # Envelopes are bound to this policy: `veil reveal` must be given the same file.
+    pinned = (version, policy_digest(config.policy_path))
     isolation = NATIVE_DECODERS if config.decoder_isolation else None
     for modality, handler in _handlers(policy, isolation).items():
         name = modality.capitalize()
@@ -149,7 +152,7 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions, source=None, sink=N
         branch = routed.branches[modality] | name >> ApplyPrivacyStep(handler, time_limit_s=limit)
         records = branch.records
         if keys is not None:  # encrypt originals set aside by `encrypt` operators
-            protected = records | f"Protect{name}" >> ProtectOriginals(keys)
+            protected = records | f"Protect{name}" >> ProtectOriginals(keys, pinned)
             records = protected.records
             writes[f"{name}ProtectFailures"] = protected.dead_letters | (
                 f"DeadLetterProtect{name}" >> PublishDeadLetters(topics, version, keys)

@@ -50,6 +50,11 @@ from veil.transforms.crypto.store import ACTIVE, RETIRED, SqliteKeyStore, Stored
 from veil.transforms.keys import KeyUnavailable, SecretKeys, SubjectKeyErased
 
 PROTECTED_SCHEMA = "SanitizedRecord/1"
+# Envelopes bound to the record's classification and the pipeline's policy (version and
+# digest): ``protection_binding``. Re-identification rebuilds it from the record and the
+# policy it was given; a changed ``regimes`` or sensitivity, or another policy, no longer
+# decrypts.
+BOUND_SCHEMA = "SanitizedRecord/2"
 DEAD_LETTER_SCHEMA = "DeadLetter/1"
 DEAD_LETTER_KEY_ID = "veil:dead-letter"
 INDEX_KEY_ID = "veil:index"
@@ -66,14 +71,35 @@ class EnvelopeContext(NamedTuple):
     subject_key_id: str
     field_path: str
     schema_version: str = PROTECTED_SCHEMA
+    binding: str = ""  # ``protection_binding`` (BOUND_SCHEMA envelopes only)
 
     def aad(self) -> bytes:
-        """Canonical, unambiguous encoding: each field length-prefixed."""
+        """Canonical, unambiguous encoding: each field length-prefixed (the binding
+        only when set, so envelopes sealed before it existed keep their AAD)."""
         out = bytearray(b"veil-aad-v1")
-        for part in self:
+        for part in self if self.binding else self[:4]:
             raw = part.encode("utf-8")
             out += len(raw).to_bytes(4, "big") + raw
         return bytes(out)
+
+
+def protection_binding(
+    sensitivity: str, regimes, policy_version: str, policy_digest: str
+) -> str:
+    """What a protected field is bound to besides its record, subject and path: the
+    record's classification and the pipeline policy that decides who may reveal it."""
+    import json
+
+    return json.dumps(
+        {
+            "sensitivity": sensitivity,
+            "regimes": sorted(regimes or ()),
+            "policy_version": policy_version,
+            "policy_digest": policy_digest,
+        },
+        sort_keys=True,
+        separators=(",", ":"),
+    )
 
 
 @dataclasses.dataclass(frozen=True)
