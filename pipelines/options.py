@@ -182,6 +182,14 @@ class VeilOptions(PipelineOptions):
             "key when --veil_key_store is set, else hash chain without MAC).",
         )
         parser.add_argument(
+            "--veil_step_isolation",
+            choices=("on", "off"),
+            default="on",
+            help="Run the text and structured steps in a child process that is killed at "
+            "--veil_step_time_limit_s, so a stalling record cannot hold its partition "
+            "(off: the limit is checked only after the step returns).",
+        )
+        parser.add_argument(
             "--veil_record_id_key",
             default=None,
             help="Record-id key: a key file (veil keys init) or a kms: URI, read on the "
@@ -244,6 +252,7 @@ class VeilConfig:
     audit_key: str | None = None  # audit MAC key file or kms: URI (resolved on workers)
     audit_require_key: bool = False
     record_id_key: str | None = None  # record-id key file or kms: URI (resolved on workers)
+    preempt_steps: bool = True  # text/structured steps in a killable child process
 
     @classmethod
     def from_options(cls, options: PipelineOptions) -> "VeilConfig":
@@ -332,6 +341,7 @@ class VeilConfig:
             audit_key=o.veil_audit_key,
             audit_require_key=bool(o.veil_audit_require_key),
             record_id_key=o.veil_record_id_key,
+            preempt_steps=o.veil_step_isolation != "off",
         )
 
     def audit_chain(self):

@@ -149,7 +149,12 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions, source=None, sink=N
         # Audio and video share the long media limit (--veil_audio_time_limit_s).
         media = modality in (Modality.AUDIO, Modality.VIDEO)
         limit = config.audio_time_limit_s if media else config.step_time_limit_s
-        branch = routed.branches[modality] | name >> ApplyPrivacyStep(handler, time_limit_s=limit)
+        # Text and structured run in process code a record can stall (regexes, the
+        # policy's own patterns, NER): their step worker is killed at the limit.
+        preempt = modality in (Modality.TEXT, Modality.STRUCTURED) and config.preempt_steps
+        branch = routed.branches[modality] | name >> ApplyPrivacyStep(
+            handler, time_limit_s=limit, preempt=preempt
+        )
         records = branch.records
         if keys is not None:  # encrypt originals set aside by `encrypt` operators
             protected = records | f"Protect{name}" >> ProtectOriginals(keys, pinned)
