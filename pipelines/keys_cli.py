@@ -157,8 +157,14 @@ class _Audit:
         self._path = args.audit_log
         self._producer = None
         self._topic = f"{args.prefix}.audit"
-        self._chain = f"{args.prefix}.keys-cli/{secrets.token_hex(8)}"
         self._sequence, self._prev = -1, None
+        if self._path:
+            # One chain per audit file, continued by every run: a run's events cannot be
+            # cut out unnoticed (only the last ones, as for any chain's head).
+            self._chain = f"{args.prefix}.keys-cli"
+            self._continue_file_chain()
+        else:  # the topic alone: one chain per run
+            self._chain = f"{args.prefix}.keys-cli/{secrets.token_hex(8)}"
         self._service = service
         self._key = None
         if kafka and getattr(args, "bootstrap", None):
@@ -172,6 +178,19 @@ class _Audit:
     @property
     def configured(self) -> bool:
         return bool(self._path or self._producer)
+
+    def _continue_file_chain(self) -> None:
+        from veil.transforms.audit_chain import chain_id, event_hash, read_file
+
+        if not os.path.isfile(self._path) or os.path.getsize(self._path) == 0:
+            return
+        label = f"{self._chain}/0"
+        for located in read_file(self._path):
+            event = located.event
+            if event is None or not event.get("chain") or chain_id(event) != label:
+                continue
+            self._sequence = int(event["chain"]["sequence"])
+            self._prev = event_hash(event)
 
     def _mac_key(self):
         from veil.transforms.audit_chain import AuditKeyUnavailable, resolve_mac_key
