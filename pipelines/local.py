@@ -73,6 +73,10 @@ def sanitize_files(paths, out_dir, subject=None, policy=None, beam_argv=()) -> d
     if policy:
         argv.append(f"--veil_policy={policy}")
     spool = tempfile.mkdtemp(prefix="veil-spool-")
+    if not any(str(a).startswith("--veil_erasure_listener") for a in argv):
+        # Local files: the key store's erasure listener would dial a broker (by default
+        # 127.0.0.1:9092) that nobody asked for.
+        argv.append("--veil_erasure_listener=off")
     if not _has_id_key(argv):
         # Ids (file names, or a .jsonl's record_id) must leave opaque: with no record-id
         # key configured, this run gets its own random one (ids then differ between runs).

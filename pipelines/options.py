@@ -182,6 +182,14 @@ class VeilOptions(PipelineOptions):
             "key when --veil_key_store is set, else hash chain without MAC).",
         )
         parser.add_argument(
+            "--veil_erasure_listener",
+            choices=("on", "off"),
+            default="on",
+            help="With --veil_key_store, workers follow <prefix>.erasure on the brokers and "
+            "evict erased subjects at once (off: only the key cache TTL bounds erasure; "
+            "`veil sanitize` turns it off unless asked, so it never reaches a broker).",
+        )
+        parser.add_argument(
             "--veil_step_isolation",
             choices=("on", "off"),
             default="on",
@@ -318,7 +326,7 @@ class VeilConfig:
                 # use the pipeline's brokers and security settings (names, no secrets).
                 bootstrap=servers,
                 kafka_client=tuple(sorted(security.items())),
-                erasure_topic=topics.erasure,
+                erasure_topic=topics.erasure if o.veil_erasure_listener != "off" else None,
             )
             _check_key_store(o.veil_key_store, servers)
         return cls(
