@@ -91,3 +91,37 @@ def test_sanitize_with_a_key_store_dials_no_broker(tmp_path, monkeypatch):
     ids = {json.loads(line)["record_id"] for line in audit.splitlines()}
     assert not any(i and ("John" in i or "123-45-6789" in i) for i in ids)
     assert EMAIL not in (tmp_path / "out" / src.name).read_text()
+
+
+def test_dead_letter_original_of_erased_subject_no_longer_decrypts(tmp_path, monkeypatch):
+    from veil.transforms.crypto import DecryptionError, KeyServiceConfig
+
+    monkeypatch.setenv("VEIL_REDTEAM_MASTER", secrets.token_hex(32))
+    LocalKeyring.create(tmp_path / "keyring.json", "VEIL_REDTEAM_MASTER")
+    config = KeyServiceConfig(
+        store=str(tmp_path / "keys.db"),
+        keyring=str(tmp_path / "keyring.json"),
+        master_key_env="VEIL_REDTEAM_MASTER",
+    )
+    bad = media_record("d1", "bob", f"{EMAIL} \xff".encode("latin-1"))  # not UTF-8
+    writes, _ = run_graph(
+        [message(framed(bad), 0, b"bob")],
+        f"--veil_key_store={config.store}",
+        f"--veil_keyring={config.keyring}",
+        "--veil_master_key_env=VEIL_REDTEAM_MASTER",
+        "--veil_erasure_listener=off",
+        "--veil_step_isolation=off",
+        tmp=tmp_path,
+    )
+    assert leaks(writes, EMAIL) == []
+    (dead,) = by_topic(writes, ".dead-letter")
+    service = config.open()
+    assert b"john.smith" in service.open_dead_letter(dead.record["original"], "veil.raw/0/0")
+    service.forget("bob")
+    service.clear_cache()
+    try:
+        service.open_dead_letter(dead.record["original"], "veil.raw/0/0")
+        opened = True
+    except DecryptionError:
+        opened = False
+    assert not opened

@@ -278,8 +278,20 @@ class KeyService:
         key_id, version, _ = aead.parse_header(envelope)
         return key_id, version
 
-    def dead_letter_context(self, dedup_key: str) -> EnvelopeContext:
-        return EnvelopeContext(dedup_key, DEAD_LETTER_KEY_ID, "original", DEAD_LETTER_SCHEMA)
+    def dead_letter_context(self, dedup_key: str, subject_key: str | None = None):
+        """The context of a dead letter's original: under the subject's own data key
+        when the record was decoded (so ``forget`` shreds it too), else (decode-stage
+        failures: no trustworthy subject) under the dead-letter key."""
+        key_id = self.subject_key_id(subject_key) if subject_key else DEAD_LETTER_KEY_ID
+        return EnvelopeContext(dedup_key, key_id, "original", DEAD_LETTER_SCHEMA)
+
+    def open_dead_letter(self, envelope: bytes, dedup_key: str) -> bytes:
+        """A dead letter's original, whichever key it was sealed under."""
+        key_id, _ = self.envelope_key(envelope)
+        context = EnvelopeContext(dedup_key, key_id, "original", DEAD_LETTER_SCHEMA)
+        if key_id != DEAD_LETTER_KEY_ID and not key_id.startswith(SUBJECT_PREFIX):
+            raise DecryptionError()
+        return self.decrypt(envelope, context)
 
     # --- keys -----------------------------------------------------------------------
 
