@@ -97,3 +97,34 @@ def test_injected_slow_detector_preempted_and_next_record_flows():
         assert runner.restarts == 1
     finally:
         runner.close()
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        "a%" * 100000,  # once 28 s in the e-mail pattern
+        " ".join(f"Word{i}x." for i in range(25000)),  # 25k capitalised one-word sentences
+    ],
+    ids=["email-quadratic", "ner-per-sentence"],
+)
+def test_issue_inputs_bounded_by_the_limit(payload):
+    """The issue's 200 KB stalling inputs: whatever the detectors cost, the step ends
+    within the limit (sanitized, or dead-lettered PRIVACY_STEP_TIMEOUT)."""
+    from veil.transforms.text import TextHandler
+
+    policy = load_policy(None)
+    runner = StepRunner(TextHandler(policy))
+    runner.start()
+    try:
+        item = WorkItem(Source("veil.raw", 0, 0), media_record("s", "a", payload.encode()))
+        started = time.monotonic()
+        try:
+            runner.run(item, LIMIT_S)
+            outcome = "sanitized"
+        except PrivacyError as exc:
+            outcome = exc.code
+        elapsed = time.monotonic() - started
+        assert outcome in ("sanitized", ErrorCode.PRIVACY_STEP_TIMEOUT, ErrorCode.PAYLOAD_TOO_LARGE)
+        assert elapsed < LIMIT_S + 1.0, elapsed
+    finally:
+        runner.close()
