@@ -54,6 +54,16 @@ def register(sub, with_bootstrap) -> None:
     p = actions.add_parser("init", help="create a local secret key file (0600)")
     p.add_argument("path", metavar="PATH")
     p.add_argument("--force", action="store_true", help="replace an existing file")
+    p = actions.add_parser(
+        "record-id", help="the opaque id Veil writes for a producer's RECORD_ID (needs its key)"
+    )
+    add_key_service_args(p)
+    _store_bootstrap_arg(p)
+    p.add_argument("record_id", metavar="RECORD_ID")
+    p.add_argument(
+        "--key", default=None, help="record-id key file or kms: URI (default: "
+        "$VEIL_RECORD_ID_KEY_FILE, else the key service named by --store)"
+    )
     p = actions.add_parser("init-keyring", help="create a local keyring (KEK version 1)")
     add_key_service_args(p)
     for name, help_ in (
@@ -247,6 +257,8 @@ def cmd_keys(args, _):
             raise CliError(str(exc), 2) from None
         print(f"created keyring {args.keyring} (KEK version 1)")
         return 0
+    if action == "record-id":
+        return _record_id(args)
     service = _service(args)
     if action == "create":
         row = service.create(service.subject_key_id(args.subject))
@@ -271,6 +283,22 @@ def cmd_keys(args, _):
     elif action == "watch-erasures":
         count = watch_erasures(service, args)
         print(json.dumps({"requests": count}))
+    return 0
+
+
+def _record_id(args) -> int:
+    """Prints the opaque id of a producer id (the mapping needs the record-id key)."""
+    from veil.transforms.ids import IdKeyUnavailable, opaque_id, resolve_id_key
+
+    config = _service(args)._config if args.store else None
+    try:
+        key = resolve_id_key(args.key, config)
+    except IdKeyUnavailable:
+        raise CliError("the record-id key cannot be read", 2) from None
+    opaque = opaque_id(key.key, args.record_id)
+    if opaque is None:
+        raise CliError("no record-id key: pass --key, set $VEIL_RECORD_ID_KEY_FILE or --store", 2)
+    print(json.dumps({"record_id": opaque, "key_id": key.key_id}))
     return 0
 
 

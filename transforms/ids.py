@@ -18,7 +18,7 @@ event. Decoding therefore replaces it, once, before anything else sees it:
 The id key is the ``record-id`` scope of ``veil.transforms.keys.SecretKeys``: from
 ``--veil_record_id_key`` (a key file or ``kms:`` URI), else ``$VEIL_RECORD_ID_KEY_FILE``,
 else the pipeline's key service. Only a holder of that key can test whether an opaque
-id stands for a given producer id (``veil keys id RECORD_ID`` computes it), so the
+id stands for a given producer id (``veil keys record-id RECORD_ID`` computes it), so the
 mapping is recoverable only through the key service.
 
 Example::

@@ -129,3 +129,13 @@ def test_unreadable_id_key_fails_closed(tmp_path):
     dead = by_topic(writes, ".dead-letter")
     assert [d.record["error_code"] for d in dead] == ["RECORD_ID_KEY_UNAVAILABLE"]
     assert json.dumps([d.record for d in dead], default=str).count("r-1") == 0
+
+
+def test_mapping_needs_the_key(capsys, tmp_path, monkeypatch):
+    """`veil keys record-id` recomputes an opaque id with the key, and only with it."""
+    from veil.pipelines.cli import main
+
+    assert main(["keys", "record-id", "john.smith@example.com"]) == 0
+    assert json.loads(capsys.readouterr().out)["record_id"] == opaque("john.smith@example.com")
+    monkeypatch.delenv(ID_KEY_ENV)
+    assert main(["keys", "record-id", "john.smith@example.com"]) == 2
