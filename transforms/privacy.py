@@ -113,10 +113,10 @@ class PrivacyStepFn(beam.DoFn):
 
             self._runner = StepRunner(handler)
             try:
-                self._detectors = self._runner.start()
+                self._runner.launch()  # the model loads while other steps set up
             except StepWorkerError:  # every record then fails closed, one by one
                 _LOGGER.error("%s step worker did not start", handler.stage)
-                self._detectors = {}
+            self._detectors = None  # asked of the child with the first record
             return
         holder = self._shared.acquire(lambda: _ModelHolder(handler.load()), handler.share_key())
         self._holder = holder
@@ -130,6 +130,8 @@ class PrivacyStepFn(beam.DoFn):
         try:
             if self._runner is not None:
                 counts = self._runner.run(item, self._time_limit_s)
+                if self._detectors is None:
+                    self._detectors = self._runner.start()
             else:
                 counts = self._handler.process(self._holder.model, item)
         except PrivacyError as exc:

@@ -179,6 +179,8 @@ def _apply(item: WorkItem, reply: dict) -> dict:
 
 
 class _Child:
+    """One child process: spawned at once, its model load awaited by ``wait_ready``."""
+
     def __init__(self, handler_blob: bytes, startup_s: float):
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
@@ -190,17 +192,26 @@ class _Child:
             env=env,
             close_fds=True,
         )
+        self.detectors: dict | None = None
+        self._deadline = time.monotonic() + startup_s
         try:
             _write_frame(self.proc.stdin.fileno(), handler_blob)
-            ready = json.loads(
-                _read_frame(self.proc.stdout.fileno(), time.monotonic() + startup_s)
-            )
+        except OSError:
+            self.kill()
+            raise StepWorkerError("STEP_WORKER_UNAVAILABLE") from None
+
+    def wait_ready(self) -> dict:
+        if self.detectors is not None:
+            return self.detectors
+        try:
+            ready = json.loads(_read_frame(self.proc.stdout.fileno(), self._deadline))
             if not isinstance(ready, dict) or ready.get("ready") is not True:
                 raise ValueError("not ready")
             self.detectors = {str(k): str(v) for k, v in dict(ready["detectors"]).items()}
         except (OSError, EOFError, TimeoutError, ValueError, KeyError, TypeError):
             self.kill()
             raise StepWorkerError("STEP_WORKER_UNAVAILABLE") from None
+        return self.detectors
 
     def kill(self) -> None:
         if self.proc.poll() is None:
@@ -225,12 +236,22 @@ class StepRunner:
         self._lock = threading.Lock()
         self.restarts = 0
 
-    def start(self) -> dict:
-        """Starts the child (model load); returns its detectors and versions."""
+    def launch(self) -> None:
+        """Spawns the child without waiting for its model load (steps start in parallel)."""
         with self._lock:
             if self._child is None:
                 self._child = _Child(self._blob, self._startup_s)
-            return dict(self._child.detectors)
+
+    def start(self) -> dict:
+        """Starts the child and waits for its model load; returns its detectors."""
+        with self._lock:
+            if self._child is None:
+                self._child = _Child(self._blob, self._startup_s)
+            try:
+                return dict(self._child.wait_ready())
+            except StepWorkerError:
+                self._child = None
+                raise
 
     def run(self, item: WorkItem, time_limit_s: float) -> dict:
         """Processes ``item`` in the child; returns entity counts.
@@ -244,11 +265,13 @@ class StepRunner:
         from veil.transforms.privacy import PrivacyError
 
         with self._lock:
-            if self._child is None:
-                try:
+            try:
+                if self._child is None:
                     self._child = _Child(self._blob, self._startup_s)
-                except StepWorkerError:
-                    raise PrivacyError(ErrorCode.PRIVACY_STEP_FAILED) from None
+                self._child.wait_ready()  # start-up is not the record's time
+            except StepWorkerError:
+                self._child = None
+                raise PrivacyError(ErrorCode.PRIVACY_STEP_FAILED) from None
             child = self._child
             deadline = time.monotonic() + time_limit_s
             try:
