@@ -69,6 +69,13 @@ NOT_EXPOSED = {
     "veil_audit_require_key",
     # On by default; turning the decoder sandbox off is a debugging switch.
     "veil_decoder_isolation",
+    # The record-id key reaches workers as $VEIL_RECORD_ID_KEY_FILE through
+    # VEIL_SECRET_ENV (file:...), like the audit key; a launcher path means nothing.
+    "veil_record_id_key",
+    # On by default (the preemptible text/structured step); off is a debugging switch.
+    "veil_step_isolation",
+    # Follows the key store, which the template does not expose yet (above).
+    "veil_erasure_listener",
 }
 
 IMAGE = "us-central1-docker.pkg.dev/veil-test-project/veil/veil:test"
