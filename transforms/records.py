@@ -42,6 +42,7 @@ class ErrorCode:
     AUDIO_DECODE_ERROR = "AUDIO_DECODE_ERROR"  # corrupt, truncated or empty audio
     AUDIO_FORMAT_UNSUPPORTED = "AUDIO_FORMAT_UNSUPPORTED"  # container, rate or channels
     AUDIO_TOO_LONG = "AUDIO_TOO_LONG"  # longer than the audio branch's duration limit
+    AUDIO_TOO_LARGE = "AUDIO_TOO_LARGE"  # decodes to far more than its size (bombs)
     AUDIO_KEY_UNAVAILABLE = "AUDIO_KEY_UNAVAILABLE"  # no voice key: fail closed
     IMAGE_DECODE_ERROR = "IMAGE_DECODE_ERROR"  # corrupt, truncated or lying header
     IMAGE_FORMAT_UNSUPPORTED = "IMAGE_FORMAT_UNSUPPORTED"  # not an allow-listed format

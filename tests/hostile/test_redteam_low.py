@@ -125,3 +125,30 @@ def test_dead_letter_original_of_erased_subject_no_longer_decrypts(tmp_path, mon
     except DecryptionError:
         opened = False
     assert not opened
+
+
+def test_flac_silence_bomb_refused_before_decoding():
+    """299 s of 96 kHz stereo silence in ~110 KB of FLAC once took 1.22 GB to sanitize."""
+    import io
+    import resource
+
+    import numpy as np
+    import soundfile
+
+    from veil.transforms.audio.codec import AudioError, AudioLimits, decode_audio
+    from veil.transforms.sandbox import NATIVE_DECODERS, sandbox_for
+
+    buf = io.BytesIO()
+    soundfile.write(buf, np.zeros((299 * 96000, 2), np.int16), 96000, format="FLAC")
+    bomb = buf.getvalue()
+    assert len(bomb) < 200_000
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    for sandbox in (None, sandbox_for(NATIVE_DECODERS)):
+        try:
+            decode_audio(bomb, AudioLimits(), sandbox)
+            code = None
+        except AudioError as exc:
+            code = exc.code
+        assert code == "AUDIO_TOO_LARGE"
+    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert grown_mb < 100, grown_mb
