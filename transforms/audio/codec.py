@@ -123,10 +123,14 @@ def check_header(header: Header, limits: AudioLimits) -> None:
         raise AudioError(ErrorCode.AUDIO_TOO_LONG)
 
 
+# Below this much decoded PCM, no expansion check: short silent clips compress past 256x.
+_FLOOR = 32 << 20
+
+
 def _check_expansion(frames, channels: int, payload_bytes: int, limits: AudioLimits) -> None:
     """``AUDIO_TOO_LARGE`` when the declared length decodes to more than
-    ``max_expansion`` times the payload (as 16-bit PCM)."""
-    if frames and frames * channels * 2 > limits.max_expansion * payload_bytes:
+    ``max_expansion`` times the payload (as 16-bit PCM) and more than 32 MiB."""
+    if frames and frames * channels * 2 > max(limits.max_expansion * payload_bytes, _FLOOR):
         raise AudioError(ErrorCode.AUDIO_TOO_LARGE)
 
 
@@ -237,7 +241,8 @@ def _decode_pyav(payload: bytes, container: str, limits: AudioLimits) -> Audio:
             cap = int(limits.max_duration_s * rate)
             if duration is not None:
                 _check_expansion(int(duration * rate), header.channels, len(payload), limits)
-            cap = min(cap, int(limits.max_expansion * len(payload) / (2 * header.channels)))
+            bound = max(limits.max_expansion * len(payload), _FLOOR)
+            cap = min(cap, int(bound / (2 * header.channels)))
             resampler = av.AudioResampler(format="fltp", layout=ctx.layout, rate=rate)
             chunks, total = [], 0
             for frame in box.decode(stream):
