@@ -13,8 +13,9 @@ mkdir -p "$keys" && chmod 700 "$keys"
 [ -f "$keys/pseudonym.key" ] || "$veil" keys init "$keys/pseudonym.key" >/dev/null
 [ -f "$keys/voice.key" ] || "$veil" keys init "$keys/voice.key" >/dev/null
 [ -f "$keys/audit.key" ] || "$veil" keys init "$keys/audit.key" >/dev/null  # audit chain MACs
+[ -f "$keys/record-id.key" ] || "$veil" keys init "$keys/record-id.key" >/dev/null  # opaque ids
 export VEIL_PSEUDONYM_KEY_FILE="$keys/pseudonym.key" VEIL_AUDIO_KEY_FILE="$keys/voice.key"
-export VEIL_AUDIT_KEY_FILE="$keys/audit.key"
+export VEIL_AUDIT_KEY_FILE="$keys/audit.key" VEIL_RECORD_ID_KEY_FILE="$keys/record-id.key"
 
 bash "$here/kafka/kafka.sh" stop "$dir" >/dev/null 2>&1 || true
 rm -rf "$dir"

@@ -108,7 +108,8 @@ SIDECAR_SUFFIX = ".veil.json"
 
 
 class InputIds:
-    """Opaque, keyed ids for local inputs: ``f-`` + HMAC-SHA256(key, relative path).
+    """Opaque, keyed ids for local inputs: 32 hex digits of HMAC-SHA256(key, relative path),
+    the opaque form decoding keeps unchanged (``veil.transforms.ids.is_opaque``).
 
     With a key file (``veil keys init``; ``--id-key`` / ``$VEIL_ID_KEY_FILE``) the id of a
     file is the same on every run, and only the key's holder can test which path it
@@ -133,7 +134,7 @@ class InputIds:
 
     def __call__(self, relative: PurePosixPath) -> str:
         mac = hmac.new(self._key, b"veil-input\0" + str(relative).encode(), hashlib.sha256)
-        return "f-" + mac.hexdigest()[:24]
+        return mac.hexdigest()[:32]
 
 
 @dataclasses.dataclass(frozen=True)

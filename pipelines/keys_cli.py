@@ -71,6 +71,16 @@ def register(sub, with_bootstrap) -> None:
     p = actions.add_parser("init", help="create a local secret key file (0600)")
     p.add_argument("path", metavar="PATH", help="where to write the key file")
     p.add_argument("--force", action="store_true", help="replace an existing file")
+    p = actions.add_parser(
+        "record-id", help="the opaque id Veil writes for a producer's RECORD_ID (needs its key)"
+    )
+    add_key_service_args(p)
+    _store_bootstrap_arg(p)
+    p.add_argument("record_id", metavar="RECORD_ID")
+    p.add_argument(
+        "--key", default=None, help="record-id key file or kms: URI (default: "
+        "$VEIL_RECORD_ID_KEY_FILE, else the key service named by --store)"
+    )
     p = actions.add_parser("init-keyring", help="create a local keyring (KEK version 1)")
     add_key_service_args(p)
     for name, help_ in (
@@ -165,12 +175,31 @@ def _kafka_client(args) -> tuple:
 
 
 class _Audit:
-    """Audit events to a JSON-lines file and/or the audit topic."""
+    """Audit events to a JSON-lines file and/or the audit topic, chained and MACed.
 
-    def __init__(self, args, kafka: bool):
+    Each command run is one chain (``source.topic`` = ``<prefix>.keys-cli/<run id>``,
+    from genesis), MACed with the audit key the pipeline uses (``$VEIL_AUDIT_KEY_FILE``,
+    else the key service's audit key), so ``veil audit verify`` checks reveal and
+    forget events like the pipeline's. The file gets the same JSON form as ``veil
+    sanitize``'s ``audit.jsonl`` (one time format: ISO 8601).
+    """
+
+    def __init__(self, args, kafka: bool, service=None):
+        import secrets
+
         self._path = args.audit_log
         self._producer = None
         self._topic = f"{args.prefix}.audit"
+        self._sequence, self._prev = -1, None
+        if self._path:
+            # One chain per audit file, continued by every run: a run's events cannot be
+            # cut out unnoticed (only the last ones, as for any chain's head).
+            self._chain = f"{args.prefix}.keys-cli"
+            self._continue_file_chain()
+        else:  # the topic alone: one chain per run
+            self._chain = f"{args.prefix}.keys-cli/{secrets.token_hex(8)}"
+        self._service = service
+        self._key = None
         if kafka and getattr(args, "bootstrap", None):
             from kafka import KafkaProducer
 
@@ -183,14 +212,47 @@ class _Audit:
     def configured(self) -> bool:
         return bool(self._path or self._producer)
 
-    def write(self, event: dict) -> None:
-        if self._path:
-            with open(self._path, "a", encoding="utf-8") as fh:
-                fh.write(json.dumps(event, sort_keys=True) + "\n")
-        if self._producer:
-            from veil.schemas import AUDIT_EVENT, catalog
+    def _continue_file_chain(self) -> None:
+        from veil.transforms.audit_chain import chain_id, event_hash, read_file
 
-            value = catalog().encode(AUDIT_EVENT, event)
+        if not os.path.isfile(self._path) or os.path.getsize(self._path) == 0:
+            return
+        label = f"{self._chain}/0"
+        for located in read_file(self._path):
+            event = located.event
+            if event is None or not event.get("chain") or chain_id(event) != label:
+                continue
+            self._sequence = int(event["chain"]["sequence"])
+            self._prev = event_hash(event)
+
+    def _mac_key(self):
+        from veil.transforms.audit_chain import AuditKeyUnavailable, resolve_mac_key
+
+        if self._key is None:
+            config = getattr(self._service, "_config", None)
+            try:
+                self._key = resolve_mac_key(None, key_service=config)
+            except AuditKeyUnavailable as exc:
+                raise CliError(f"audit key unavailable: {exc}", 2) from None
+        return self._key
+
+    def write(self, event: dict) -> None:
+        from veil.pipelines.files import to_json
+        from veil.schemas import AUDIT_EVENT, catalog
+        from veil.transforms.audit_chain import GENESIS_HASH, link_event
+
+        event = dict(event)
+        self._sequence += 1
+        event["source"] = {"topic": self._chain, "partition": 0, "offset": self._sequence}
+        prev = GENESIS_HASH if self._prev is None else self._prev
+        self._prev = link_event(event, self._sequence, prev, self._mac_key())
+        cat = catalog()
+        value = cat.encode(AUDIT_EVENT, event)
+        if self._path:
+            _, decoded = cat.decode(value)
+            with open(self._path, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps(to_json(AUDIT_EVENT, decoded), sort_keys=True) + "\n")
+        if self._producer:
             self._producer.send(self._topic, key=event["event_id"].encode(), value=value)
 
     def close(self):
@@ -218,6 +280,8 @@ def cmd_keys(args, _):
             raise CliError(str(exc), 2) from None
         print(f"created keyring {args.keyring} (KEK version 1)")
         return 0
+    if action == "record-id":
+        return _record_id(args)
     service = _service(args)
     if action == "create":
         row = service.create(service.subject_key_id(args.subject))
@@ -245,13 +309,30 @@ def cmd_keys(args, _):
     return 0
 
 
+def _record_id(args) -> int:
+    """Prints the opaque id of a producer id (the mapping needs the record-id key)."""
+    from veil.transforms.ids import IdKeyUnavailable, opaque_id, resolve_id_key
+
+    config = _service(args)._config if args.store else None
+    try:
+        key = resolve_id_key(args.key, config)
+    except IdKeyUnavailable:
+        raise CliError("the record-id key cannot be read", 2) from None
+    opaque = opaque_id(key.key, args.record_id)
+    if opaque is None:
+        raise CliError("no record-id key: pass --key, set $VEIL_RECORD_ID_KEY_FILE or --store", 2)
+    print(json.dumps({"record_id": opaque, "key_id": key.key_id}))
+    return 0
+
+
 def forget(service, subject: str, args, requested_by: str, publish: bool = True):
     """Destroys a subject's keys, audits it, and tells other sites through the topic."""
     from veil.transforms.crypto.reveal import erasure_audit_event
 
-    audit = _Audit(args, kafka=True)
+    audit = _Audit(args, kafka=True, service=service)
     if not audit.configured:
         raise CliError("forget needs an audit sink: --audit-log FILE or --bootstrap", 2)
+    audit._mac_key()  # no key destroyed without its audit event
     if subject.startswith("s:"):
         key_id, count = subject, service.forget_key_id(subject)
     else:
@@ -309,10 +390,11 @@ def _records(path):
 def cmd_reveal(args, _):
     from veil.transforms.crypto.reveal import RevealPolicy, reveal_record
 
-    audit = _Audit(args, kafka=True)
-    if not audit.configured:
+    if not (args.audit_log or getattr(args, "bootstrap", None)):
         raise CliError("reveal needs an audit sink: --audit-log FILE or --bootstrap", 2)
     service = _service(args)
+    audit = _Audit(args, kafka=True, service=service)
+    audit._mac_key()
     policy = RevealPolicy.load(args.policy)
     denied = 0
     try:

@@ -54,6 +54,8 @@ from veil.pipelines.sanitize import build
 from veil.schemas import AUDIT_EVENT, DEAD_LETTER, SANITIZED_RECORD, catalog
 from veil.transforms.audit_chain import NO_KEY, AuditKeyUnavailable, chain_events, resolve_mac_key
 from veil.transforms.classification import load_policy
+from veil.transforms.ids import ID_KEY_ENV
+from veil.transforms.keys import write_key_file
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -143,10 +145,14 @@ def sanitize_files(
         argv.append("--veil_erasure_listener=off")  # no broker here (issue 18 item 7)
     if policy:
         argv.append(f"--veil_policy={policy}")
-    options = PipelineOptions(prepare_argv(argv))
     run_id = uuid.uuid4().hex
     spool = tempfile.mkdtemp(prefix="veil-spool-")
+    if not _has_id_key(argv):
+        # Ids (file names, or a .jsonl's record_id) must leave opaque: with no record-id
+        # key configured, this run gets its own random one (ids then differ between runs).
+        argv.append(f"--veil_record_id_key={write_key_file(Path(spool) / 'record-id.key')}")
     try:
+        options = PipelineOptions(prepare_argv(argv))
         config = VeilConfig.from_options(options)  # a config error writes nothing
         load_policy(config.policy_path)
         mac_key = _audit_key(config)
@@ -197,6 +203,13 @@ def _write_id_map(path: str, inputs) -> None:
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         for item in inputs:
             f.write(json.dumps({"input_id": item.input_id, "path": str(item.path)}) + "\n")
+
+
+def _has_id_key(argv) -> bool:
+    flags = ("--veil_record_id_key", "--veil_key_store")
+    return bool(os.environ.get(ID_KEY_ENV)) or any(
+        str(a).split("=", 1)[0] in flags for a in argv
+    )
 
 
 def _sort_spool(spool: str, out: Path, inputs, total: int, input_errors, mac_key) -> dict:

@@ -223,6 +223,31 @@ class VeilOptions(PipelineOptions):
             "key when --veil_key_store is set, else hash chain without MAC).",
         )
         parser.add_argument(
+            "--veil_erasure_listener",
+            choices=("on", "off"),
+            default="on",
+            help="With --veil_key_store, workers follow <prefix>.erasure on the brokers and "
+            "evict erased subjects at once (off: only the key cache TTL bounds erasure; "
+            "`veil sanitize` turns it off unless asked, so it never reaches a broker).",
+        )
+        parser.add_argument(
+            "--veil_step_isolation",
+            choices=("on", "off"),
+            default="on",
+            help="Run the text and structured steps in a child process that is killed at "
+            "--veil_step_time_limit_s, so a stalling record cannot hold its partition "
+            "(off: the limit is checked only after the step returns).",
+        )
+        parser.add_argument(
+            "--veil_record_id_key",
+            default=None,
+            help="Record-id key: a key file (veil keys init) or a kms: URI, read on the "
+            "workers (default: $VEIL_RECORD_ID_KEY_FILE there, else the key service's "
+            "record-id key when --veil_key_store is set). Producer ids leave Veil as its "
+            "keyed hash; without any key only already-opaque ids (32 hex digits or a "
+            "UUID) are accepted and others are dead-lettered INVALID_RECORD.",
+        )
+        parser.add_argument(
             "--veil_audit_require_key",
             action="store_true",
             default=False,
@@ -292,6 +317,8 @@ class VeilConfig:
     audit_require_key: bool = False
     audio_key_file: str | None = None  # voice key file on the workers
     schema_registry: str | None = None  # registry URL, or None: the local catalog
+    record_id_key: str | None = None  # record-id key file or kms: URI (resolved on workers)
+    preempt_steps: bool = True  # text/structured steps in a killable child process
 
     @classmethod
     def from_options(cls, options: PipelineOptions) -> "VeilConfig":
@@ -366,7 +393,7 @@ class VeilConfig:
                 # use the pipeline's brokers and security settings (names, no secrets).
                 bootstrap=servers,
                 kafka_client=tuple(sorted(security.items())),
-                erasure_topic=topics.erasure if o.veil_erasure_listener == "on" else None,
+                erasure_topic=topics.erasure if o.veil_erasure_listener != "off" else None,
             )
             _check_key_store(o.veil_key_store, servers)
         return cls(
@@ -390,6 +417,8 @@ class VeilConfig:
             audit_require_key=bool(o.veil_audit_require_key),
             audio_key_file=o.veil_audio_key_file or None,
             schema_registry=registry,
+            record_id_key=o.veil_record_id_key,
+            preempt_steps=o.veil_step_isolation != "off",
         )
 
     def audit_chain(self, schemas=None):

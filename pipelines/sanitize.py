@@ -27,6 +27,7 @@ from veil.transforms.audio import AudioConfig, AudioHandler
 from veil.transforms.classification import load_policy
 from veil.transforms.codec import DecodeRecords
 from veil.transforms.crypto.protect import ProtectOriginals
+from veil.transforms.crypto.reveal import policy_digest
 from veil.transforms.emit import PublishDeadLetters, PublishSanitized
 from veil.transforms.image import ImageConfig, ImageHandler
 from veil.transforms.kafkaio import MAX_MESSAGE_BYTES, ReadFromKafka, WriteToKafka
@@ -130,7 +131,11 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions, source=None, sink=N
 
     messages = pipeline | "ReadRaw" >> source
     decoded = messages | "Decode" >> DecodeRecords(
-        config.max_payload_bytes, MAX_MESSAGE_BYTES, schemas
+        config.max_payload_bytes,
+        MAX_MESSAGE_BYTES,
+        schemas,
+        id_key=config.record_id_key,
+        key_service=config.key_service,
     )
     routed = decoded.records | "Route" >> RouteByModality(SUPPORTED_MODALITIES)
 
@@ -143,16 +148,23 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions, source=None, sink=N
         topics, version, keys, schemas, step="route"
     )
     quarantine = policy.quarantine_levels
+    # Envelopes are bound to this policy: `veil reveal` must be given the same file.
+    pinned = (version, policy_digest(config.policy_path))
     isolation = NATIVE_DECODERS if config.decoder_isolation else None
     for modality, handler in _handlers(policy, isolation, config.audio_key_file).items():
         name = modality.capitalize()
         # Audio and video share the long media limit (--veil_audio_time_limit_s).
         media = modality in (Modality.AUDIO, Modality.VIDEO)
         limit = config.audio_time_limit_s if media else config.step_time_limit_s
-        branch = routed.branches[modality] | name >> ApplyPrivacyStep(handler, time_limit_s=limit)
+        # Text and structured run in process code a record can stall (regexes, the
+        # policy's own patterns, NER): their step worker is killed at the limit.
+        preempt = modality in (Modality.TEXT, Modality.STRUCTURED) and config.preempt_steps
+        branch = routed.branches[modality] | name >> ApplyPrivacyStep(
+            handler, time_limit_s=limit, preempt=preempt
+        )
         records = branch.records
         if keys is not None:  # encrypt originals set aside by `encrypt` operators
-            protected = records | f"Protect{name}" >> ProtectOriginals(keys)
+            protected = records | f"Protect{name}" >> ProtectOriginals(keys, pinned)
             records = protected.records
             writes[f"{name}ProtectFailures"] = protected.dead_letters | (
                 f"DeadLetterProtect{name}"

@@ -17,6 +17,18 @@ REPO = Path(__file__).resolve().parent.parent
 KAFKA_SH = REPO / "deploy" / "kafka" / "kafka.sh"
 
 
+def pytest_configure(config):
+    """One record-id key for the session (inherited by subprocesses and job servers), so
+    producer ids become opaque ids as in production; ``veil_testing.opaque`` maps them."""
+    if not os.environ.get("VEIL_RECORD_ID_KEY_FILE"):
+        import tempfile
+
+        from veil.transforms.keys import write_key_file
+
+        path = Path(tempfile.mkdtemp(prefix="veil-test-ids-")) / "record-id.key"
+        os.environ["VEIL_RECORD_ID_KEY_FILE"] = str(write_key_file(path))
+
+
 @pytest.fixture(scope="session")
 def kafka_bootstrap(tmp_path_factory) -> str:
     """Starts a real broker for the session; yields ``127.0.0.1:PORT``."""

@@ -16,6 +16,13 @@ def beam_pipeline(*flags: str) -> TestPipeline:
     return TestPipeline(runner=LOCAL_RUNNER, options=options, blocking=True)
 
 
+def opaque(record_id: str) -> str:
+    """The opaque id decoding gives ``record_id`` under the session's record-id key."""
+    from veil.transforms.ids import opaque_id, resolve_id_key
+
+    return opaque_id(resolve_id_key().key, record_id)
+
+
 def media_record(record_id="r1", subject="alice", payload=b"hello", **overrides) -> dict:
     record = {
         "record_id": record_id,

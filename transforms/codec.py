@@ -5,6 +5,9 @@ Example::
     decoded = messages | DecodeRecords(max_payload_bytes=8 << 20)
     decoded.records       # WorkItem
     decoded.dead_letters  # Failure (BAD_FRAMING, UNKNOWN_SCHEMA_ID, ...)
+
+Record ids leave decoding opaque (``veil.transforms.ids``): the producer's id is
+replaced by its keyed hash here, once, so no later stage and no output sees it.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from apache_beam.metrics import Metrics
 
 from veil.schemas import MEDIA_RECORD, FramingError
 from veil.schemas.registry import codec
+from veil.transforms.ids import IdKeyUnavailable, RecordIds, resolve_id_key
 from veil.transforms.records import AuditStep, ErrorCode, Failure, KafkaMessage, WorkItem
 
 _LOGGER = logging.getLogger(__name__)
@@ -35,16 +39,32 @@ class Decoded(NamedTuple):
 class DecodeFn(beam.DoFn):
     """Framed Avro ``MediaRecord`` bytes to ``WorkItem``; anything else to a dead letter."""
 
-    def __init__(self, max_payload_bytes: int, max_message_bytes: int, schemas=None):
+    def __init__(
+        self,
+        max_payload_bytes: int,
+        max_message_bytes: int,
+        schemas=None,
+        id_key=None,
+        key_service=None,
+    ):
         self._max_payload = max_payload_bytes
         self._max_message = max_message_bytes
         self._schemas = schemas  # a RegistryBinding, or None: the local catalog
+        # Names of the record-id key (a file or kms: URI) and the key service; resolved
+        # on the worker in setup.
+        self._id_key_ref = id_key
+        self._key_service = key_service
         self._received = Metrics.counter("veil.decode", "records_in")
         self._accepted = Metrics.counter("veil.decode", "records_out")
         self._bytes = Metrics.distribution("veil.decode", "payload_bytes")
 
     def setup(self):
         self._catalog = codec(self._schemas)
+        try:
+            self._ids = RecordIds(resolve_id_key(self._id_key_ref, self._key_service))
+        except IdKeyUnavailable as exc:  # every record is then dead-lettered: fail closed
+            _LOGGER.error("Record-id key unavailable: %s", exc)
+            self._ids = None
 
     def process(self, message: KafkaMessage):
         self._received.inc()
@@ -58,11 +78,20 @@ class DecodeFn(beam.DoFn):
         except FramingError as exc:
             yield self._reject(source, exc.code, value)
             return
-        record_id = record["record_id"]
-        problem = _validate(record, message.key, self._max_payload)
-        if problem is not None:
-            yield self._reject(source, problem, value, record_id=_safe_id(record_id))
+        if self._ids is None:
+            yield self._reject(source, ErrorCode.RECORD_ID_KEY_UNAVAILABLE, value)
             return
+        raw_id = _safe_id(record["record_id"])
+        record_id = self._ids.opaque(raw_id) if raw_id is not None else None
+        problem = _validate(record, message.key, self._max_payload)
+        if problem is None and record_id is None:
+            problem = ErrorCode.INVALID_RECORD  # not opaque, and no key to make it so
+        if problem is not None:
+            yield self._reject(source, problem, value, record_id=record_id)
+            return
+        # From here on the record carries only the opaque id (the dead-letter original,
+        # re-encoded from this record, too: replaying it keeps the same id).
+        record["record_id"] = record_id
         self._accepted.inc()
         self._bytes.update(len(record["payload"]))
         item = WorkItem(source=source, record=record)
@@ -102,16 +131,35 @@ def _validate(record: dict, kafka_key: bytes | None, max_payload: int) -> str | 
 
 
 class DecodeRecords(beam.PTransform):
-    """Decodes and validates ``KafkaMessage``s; returns ``Decoded(records, dead_letters)``."""
+    """Decodes and validates ``KafkaMessage``s; returns ``Decoded(records, dead_letters)``.
 
-    def __init__(self, max_payload_bytes: int, max_message_bytes: int, schemas=None):
+    ``id_key`` (a key file or ``kms:`` URI) / ``key_service`` (a ``KeyServiceConfig``)
+    name the record-id key; see ``veil.transforms.ids``.
+    """
+
+    def __init__(
+        self,
+        max_payload_bytes: int,
+        max_message_bytes: int,
+        schemas=None,
+        id_key=None,
+        key_service=None,
+    ):
         super().__init__()
         self._max_payload = max_payload_bytes
         self._max_message = max_message_bytes
         self._schemas = schemas
+        self._id_key = id_key
+        self._key_service = key_service
 
     def expand(self, messages):
         out = messages | "DecodeMediaRecords" >> beam.ParDo(
-            DecodeFn(self._max_payload, self._max_message, self._schemas)
+            DecodeFn(
+                self._max_payload,
+                self._max_message,
+                self._schemas,
+                self._id_key,
+                self._key_service,
+            )
         ).with_outputs(DEAD_LETTER, main="records")
         return Decoded(out.records, out[DEAD_LETTER])

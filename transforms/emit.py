@@ -108,7 +108,9 @@ class _Emitter(beam.DoFn):
             return None, None, None
         try:
             original = failure.raw or self._catalog.encode(MEDIA_RECORD, failure.record)
-            context = self._keys.dead_letter_context(failure.source.dedup_key())
+            # Decoded records: under the subject's key, so erasure reaches dead letters.
+            subject = None if failure.raw else (failure.record or {}).get("subject_key")
+            context = self._keys.dead_letter_context(failure.source.dedup_key(), subject)
             return self._keys.encrypt_with_key(original, context)
         except Exception as exc:  # leave the original out: fail closed
             _LOGGER.warning("Dead-letter original not kept: %s", type(exc).__name__)

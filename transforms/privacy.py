@@ -10,6 +10,12 @@ becomes a dead letter (``PRIVACY_STEP_FAILED`` / ``PRIVACY_STEP_TIMEOUT``) and n
 reaches a sanitized topic. Only the exception's class name is kept; its text may hold
 content and is neither logged nor stored.
 
+With ``preempt=True`` (the graph's text and structured steps) the handler runs in a
+child process (``veil.transforms.step_worker``) that is killed at the time limit, so a
+record that would stall the step (a catastrophic regex, a slow detector) is
+dead-lettered ``PRIVACY_STEP_TIMEOUT`` within the limit and the next record flows.
+Without it the limit is checked after the step returns.
+
 Example::
 
     text = routed.branches["text"] | ApplyPrivacyStep(TextHandler(policy), time_limit_s=10)
@@ -30,6 +36,7 @@ from apache_beam.utils.shared import Shared
 
 from veil.transforms.metrics import Histogram
 from veil.transforms.records import AuditStep, ErrorCode, Failure, WorkItem
+from veil.transforms.step_worker import StepFailed as _StepFailed
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -86,11 +93,13 @@ class PrivacyStepFn(beam.DoFn):
         shared: Shared,
         time_limit_s: float,
         clock: Callable[[], float] = time.monotonic,
+        preempt: bool = False,
     ):
         self._handler = handler
         self._shared = shared
         self._time_limit_s = time_limit_s
         self._clock = clock
+        self._preempt = preempt
         ns = f"veil.{handler.stage}"
         self._in = Metrics.counter(ns, "records_in")
         self._out = Metrics.counter(ns, "records_out")
@@ -100,6 +109,17 @@ class PrivacyStepFn(beam.DoFn):
 
     def setup(self):
         handler = self._handler
+        self._runner = None
+        if self._preempt:
+            from veil.transforms.step_worker import StepRunner, StepWorkerError
+
+            self._runner = StepRunner(handler)
+            try:
+                self._runner.launch()  # the model loads while other steps set up
+            except StepWorkerError:  # every record then fails closed, one by one
+                _LOGGER.error("%s step worker did not start", handler.stage)
+            self._detectors = None  # asked of the child with the first record
+            return
         holder = self._shared.acquire(lambda: _ModelHolder(handler.load()), handler.share_key())
         self._holder = holder
         self._detectors = handler.detectors(holder.model)
@@ -116,9 +136,19 @@ class PrivacyStepFn(beam.DoFn):
         self._bytes.inc(len(item.record["payload"]))
         started = self._clock()
         try:
-            counts = self._handler.process(self._holder.model, item)
+            if self._runner is not None:
+                counts = self._runner.run(item, self._time_limit_s)
+                if self._detectors is None:
+                    self._detectors = self._runner.start()
+            else:
+                counts = self._handler.process(self._holder.model, item)
         except PrivacyError as exc:
+            if exc.code == ErrorCode.PRIVACY_STEP_TIMEOUT:
+                _LOGGER.warning("%s step timed out at %s", stage, item.source.dedup_key())
             yield self._fail(item, exc.code, None)
+            return
+        except _StepFailed as exc:  # raised in the step worker: its class name only
+            yield self._fail(item, ErrorCode.PRIVACY_STEP_FAILED, exc.error_class)
             return
         except Exception as exc:  # fail closed; keep the class name only
             _LOGGER.warning(
@@ -131,7 +161,9 @@ class PrivacyStepFn(beam.DoFn):
             return
         elapsed_ms = (self._clock() - started) * 1000
         self._latency.update(elapsed_ms)
-        if elapsed_ms > self._time_limit_s * 1000:
+        # The step worker enforces the limit itself (its start-up after a restart is
+        # not the record's time); in process, the limit is checked afterwards.
+        if self._runner is None and elapsed_ms > self._time_limit_s * 1000:
             yield self._fail(item, ErrorCode.PRIVACY_STEP_TIMEOUT, None)
             return
         for entity, count in counts.items():
@@ -147,6 +179,10 @@ class PrivacyStepFn(beam.DoFn):
         )
         self._out.inc()
         yield item
+
+    def teardown(self):
+        if getattr(self, "_runner", None) is not None:
+            self._runner.close()
 
     def _fail(self, item: WorkItem, code: str, error_class: str | None):
         Metrics.counter(f"veil.{self._handler.stage}", f"dead_letter_{code}").inc()
@@ -167,10 +203,11 @@ class ApplyPrivacyStep(beam.PTransform):
     # it when asked with another tag, so each kind of model needs its own handle.
     _shared: dict = {}
 
-    def __init__(self, handler: PrivacyHandler, time_limit_s: float = 10.0):
+    def __init__(self, handler: PrivacyHandler, time_limit_s: float = 10.0, preempt=False):
         super().__init__()
         self._handler = handler
         self._time_limit_s = time_limit_s
+        self._preempt = preempt
 
     @classmethod
     def shared_for(cls, handler: PrivacyHandler) -> Shared:
@@ -178,7 +215,12 @@ class ApplyPrivacyStep(beam.PTransform):
 
     def expand(self, items):
         out = items | "ClassifyAndAnonymize" >> beam.ParDo(
-            PrivacyStepFn(self._handler, self.shared_for(self._handler), self._time_limit_s)
+            PrivacyStepFn(
+                self._handler,
+                self.shared_for(self._handler),
+                self._time_limit_s,
+                preempt=self._preempt,
+            )
         ).with_outputs(DEAD_LETTER, main="records")
         return PrivacyResult(out.records, out[DEAD_LETTER])
 

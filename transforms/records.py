@@ -45,6 +45,7 @@ class ErrorCode:
     AUDIO_DECODE_ERROR = "AUDIO_DECODE_ERROR"  # corrupt, truncated or empty audio
     AUDIO_FORMAT_UNSUPPORTED = "AUDIO_FORMAT_UNSUPPORTED"  # container, rate or channels
     AUDIO_TOO_LONG = "AUDIO_TOO_LONG"  # longer than the audio branch's duration limit
+    AUDIO_TOO_LARGE = "AUDIO_TOO_LARGE"  # decodes to far more than its size (bombs)
     AUDIO_KEY_UNAVAILABLE = "AUDIO_KEY_UNAVAILABLE"  # no voice key: fail closed
     IMAGE_DECODE_ERROR = "IMAGE_DECODE_ERROR"  # corrupt, truncated or lying header
     IMAGE_FORMAT_UNSUPPORTED = "IMAGE_FORMAT_UNSUPPORTED"  # not an allow-listed format
@@ -62,6 +63,7 @@ class ErrorCode:
     PROTECTION_UNAVAILABLE = "PROTECTION_UNAVAILABLE"
     PROTECTION_FAILED = "PROTECTION_FAILED"  # the key service could not encrypt: fail closed
     SUBJECT_ERASED = "SUBJECT_ERASED"  # the subject's keys were crypto-shredded
+    RECORD_ID_KEY_UNAVAILABLE = "RECORD_ID_KEY_UNAVAILABLE"  # configured, unreadable
     # Native decoders run in sandbox workers (veil.transforms.sandbox):
     DECODER_CRASHED = "DECODER_CRASHED"  # the worker died on a signal (segfault, abort)
     DECODER_TIMEOUT = "DECODER_TIMEOUT"  # over the call's wall-clock or CPU limit

@@ -45,6 +45,10 @@ def sniff_magic(payload: bytes) -> str | None:
         return Modality.VIDEO
     if head[:4] in (b"fLaC", b"OggS") or head[:3] == b"ID3":
         return Modality.AUDIO
+    if head[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        # UTF-16 text with a byte-order mark (FF FE also reads as an MPEG Layer I frame
+        # sync, which no encoder in use writes): text, never audio.
+        return Modality.TEXT
     if len(head) >= 2 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0 and head[1] & 0x06:
         return Modality.AUDIO  # MPEG audio frame sync with a layer set
     if head[:4] == b"\x1a\x45\xdf\xa3":

@@ -49,6 +49,7 @@ _LOGGER = logging.getLogger(__name__)
 
 HINTS_ATTRIBUTE = "veil.hints"
 _INDEX = re.compile(r"\[\d+\]")
+_ENTITY_NAME = re.compile(r"[A-Z][A-Z0-9_]{1,63}")
 
 
 class _TooDeep(Exception):
@@ -102,6 +103,11 @@ class StructuredHandler(PrivacyHandler[TextModel]):
         if len(text) > self._policy.text.max_chars:
             raise PrivacyError(ErrorCode.PAYLOAD_TOO_LARGE)
         hints = _hints(record.get("attributes") or {})
+        known = self._known_entities()
+        if any(entity not in known for entity in hints.values()):
+            # A producer hint may only name an entity type the policy knows: anything
+            # else would be written into the payload and the audit counts verbatim.
+            raise PrivacyError(ErrorCode.INVALID_RECORD)
         sites: list = []
         try:
             for index in range(len(docs)):
@@ -136,6 +142,25 @@ class StructuredHandler(PrivacyHandler[TextModel]):
         item.classification = classification
         return counts
 
+    def _known_entities(self) -> frozenset:
+        """Entity types the policy names (regimes, operators, field rules, text)."""
+        known = getattr(self, "_known", None)
+        if known is None:
+            policy = self._policy
+            names = set()
+            for members in policy.regimes.values():
+                names |= set(members)
+            for members in policy.regime_requires.values():
+                names |= set(members)
+            for _, table in policy.operators.values():
+                names |= set(table)
+            for _, table in policy.regime_operators:
+                names |= set(table)
+            names |= {entity for _, entity in policy.structured.field_rules}
+            names |= set(policy.text.entities)
+            known = self._known = frozenset(n for n in names if _ENTITY_NAME.fullmatch(n))
+        return known
+
     # --- pass 1: find what to change --------------------------------------------------
 
     def _field_entity(self, path: str, name, hints: dict) -> str | None:
@@ -160,7 +185,12 @@ class StructuredHandler(PrivacyHandler[TextModel]):
             for key in list(value):
                 child = f"{path}.{key}"
                 self._collect(model, value, key, child, key, hints, sites, depth + 1, entity)
-                spans = self._scan(model, key) if not entity else []
+                # Under a typed field a key is part of the typed value ({"email":
+                # {"john@example.com": "primary"}}): the whole key is that entity.
+                if entity:
+                    spans = [(0, len(key), entity)] if key else []
+                else:
+                    spans = self._scan(model, key)
                 if spans:
                     sites.append(_KeySite(value, key, spans, child, depth))
             return
@@ -190,9 +220,9 @@ class StructuredHandler(PrivacyHandler[TextModel]):
                     sites.append(_TextSite(parent, slot, path, value, spans, depth))
             return
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            written = str(value)
             whole = [
                 f
+                for written in _number_texts(value)
                 for f in pattern_findings(written)
                 if f.start == 0
                 and f.end == len(written)
@@ -211,11 +241,36 @@ def _no_constant(name: str):
     raise ValueError("NaN and Infinity are not JSON")
 
 
+class _JsonFloat(float):
+    """A JSON number with a fraction or exponent, remembering how it was written (a
+    card number sent as ``5555555555554444.0`` loses digits as a float)."""
+
+    written: str = ""
+
+
 def _finite_float(written: str) -> float:
-    value = float(written)
+    value = _JsonFloat(written)
     if value in (float("inf"), float("-inf")):
         raise ValueError("number out of range")  # 1e999: would be written back as Infinity
+    value.written = written
     return value
+
+
+def _number_texts(value) -> list:
+    """The ways a number's digits may be read: as written, and as an integer when the
+    number is integral (``4111111111111111.0``, ``4.111111111111111e15``)."""
+    from decimal import Decimal, InvalidOperation
+
+    written = getattr(value, "written", "") or str(value)
+    texts = [written]
+    if isinstance(value, float):
+        try:
+            exact = Decimal(written)
+            if exact == exact.to_integral_value() and abs(exact) < Decimal(10) ** 30:
+                texts.append(str(int(exact)))
+        except (InvalidOperation, ValueError, OverflowError):
+            pass
+    return list(dict.fromkeys(texts))
 
 
 def _strict_json(text: str):

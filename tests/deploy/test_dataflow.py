@@ -72,6 +72,13 @@ NOT_EXPOSED = {
     # The schema registry: settable as a plain option (registration runs in the
     # launcher when the graph is built); not a template parameter yet.
     "veil_schema_registry",
+    # The record-id key reaches workers as $VEIL_RECORD_ID_KEY_FILE through
+    # VEIL_SECRET_ENV (file:...), like the audit key; a launcher path means nothing.
+    "veil_record_id_key",
+    # On by default (the preemptible text/structured step); off is a debugging switch.
+    "veil_step_isolation",
+    # Follows the key store, which the template does not expose yet (above).
+    "veil_erasure_listener",
 }
 
 IMAGE = "us-central1-docker.pkg.dev/veil-test-project/veil/veil:test"

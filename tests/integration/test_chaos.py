@@ -43,7 +43,7 @@ from veil.pipelines.topics import topic_specs
 from veil.transforms.emit import TopicNames
 from veil.transforms.kafkaio import ensure_topics
 from veil.transforms.records import Modality
-from veil_testing import framed, media_record
+from veil_testing import framed, media_record, opaque
 
 pytestmark = pytest.mark.integration
 
@@ -121,13 +121,13 @@ def chaos_inputs(n: int) -> list[tuple]:
             template = TEMPLATES[i % len(TEMPLATES)]
             text = template.format(name=name, email=email, phone=phone, card=card)
             record = media_record(f"chaos-{i}", subject, f"{text} Ticket {i}.".encode())
-            inputs.append((subject.encode(), framed(record), ("sanitized", record["record_id"])))
+            inputs.append((subject.encode(), framed(record), ("sanitized", opaque(record["record_id"]))))
         elif kind < 8:
             body = {"customer": {"name": name, "email": email}, "phone": phone, "n": i}
             record = media_record(
                 f"chaos-{i}", subject, json.dumps(body).encode(), content_type="application/json"
             )
-            inputs.append((subject.encode(), framed(record), ("sanitized", record["record_id"])))
+            inputs.append((subject.encode(), framed(record), ("sanitized", opaque(record["record_id"]))))
         elif kind == 8 and i % 20 == 8:
             inputs.append((None, f"not avro {i} {email}".encode(), ("dead", "BAD_FRAMING")))
         elif kind == 8:

@@ -26,7 +26,7 @@ from veil.pipelines.topics import topic_specs
 from veil.schemas import HEADER
 from veil.transforms.emit import TopicNames
 from veil.transforms.kafkaio import ensure_topics
-from veil_testing import framed, media_record
+from veil_testing import framed, media_record, opaque
 
 pytestmark = pytest.mark.integration
 
@@ -85,7 +85,7 @@ def test_mixed_batch_is_conserved_and_leaks_nothing(kafka_bootstrap, topic_prefi
         (v["source"]["partition"], v["source"]["offset"]) for _, v in sanitized + dead
     )
     assert len(coords) == inputs and set(coords.values()) == {1}
-    assert {v["record_id"] for _, v in sanitized} == {r["record_id"] for r in texts}
+    assert {v["record_id"] for _, v in sanitized} == {opaque(r["record_id"]) for r in texts}
     assert sorted(v["error_code"] for _, v in dead) == sorted(code for _, _, code in bad)
     # Audit: at least one event per input, and every event's record is accounted for.
     audited = {(v["source"]["partition"], v["source"]["offset"]) for _, v in audit}
@@ -129,7 +129,7 @@ def test_streaming_run_killed_mid_stream_resumes_without_loss(kafka_bootstrap, t
     sanitized, dead, _ = read_outputs(kafka_bootstrap, names)
     assert not dead
     ids = collections.Counter(v["record_id"] for _, v in sanitized)
-    assert set(ids) == {r["record_id"] for r in first + second}  # nothing lost
+    assert set(ids) == {opaque(r["record_id"]) for r in first + second}  # nothing lost
     by_id = collections.defaultdict(set)
     for rec, v in sanitized:
         by_id[v["record_id"]].add((rec.key, v["payload"]))

@@ -19,6 +19,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from veil_testing import opaque
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient
 from kafka.errors import (
@@ -143,7 +144,7 @@ def test_pipeline_runs_end_to_end_as_its_own_principal(secured, names):
         (v["source"]["partition"], v["source"]["offset"]) for _, v in sanitized + dead
     )
     assert len(coords) == len(texts) + len(bad) and set(coords.values()) == {1}
-    assert {v["record_id"] for _, v in sanitized} == {r["record_id"] for r in texts}
+    assert {v["record_id"] for _, v in sanitized} == {opaque(r["record_id"]) for r in texts}
     assert [v["error_code"] for _, v in dead] == ["BAD_FRAMING"]
     assert {(v["source"]["partition"], v["source"]["offset"]) for _, v in audit} == set(coords)
     blobs = list(raw_bytes(sanitized, dead, audit))
@@ -160,7 +161,7 @@ def test_pipeline_runs_end_to_end_as_its_own_principal(secured, names):
     )  # fmt: skip
     assert analyst.returncode == 0, analyst.stderr[-2000:]
     seen = [json.loads(line)["value"]["record_id"] for line in analyst.stdout.splitlines()]
-    assert sorted(seen) == sorted(r["record_id"] for r in texts)
+    assert sorted(seen) == sorted(opaque(r["record_id"]) for r in texts)
 
 
 def _fetch(secured, user: str, topic: str) -> int:

@@ -17,12 +17,13 @@ from pathlib import Path
 
 import pytest
 import yaml
+from veil_testing import opaque
 
 from veil.pipelines.cli import main
 from veil.transforms.classification import default_policy_path
 
 PII = ("John Smith", "john.smith@example.com", "212-555-0175", "4111 1111 1111 1111")
-OPAQUE_ID = re.compile(r"^f-[0-9a-f]{24}$")
+OPAQUE_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
 def veil(capsys, *args) -> tuple[int, str, str]:
@@ -337,7 +338,7 @@ def test_sanitize_plain_file_and_its_sidecar(sanitized):
 def test_sanitize_jsonl(sanitized):
     _, _, out, _, _ = sanitized
     records = _jsonl(out / "records.jsonl")
-    assert [r["record_id"] for r in records] == ["j1", "j3"]
+    assert [r["record_id"] for r in records] == [opaque("j1"), opaque("j3")]
     record = records[0]
     assert [raw for raw in PII if raw in record["payload"]] == []
     assert "<CREDIT_CARD>" in record["payload"]

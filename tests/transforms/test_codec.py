@@ -8,7 +8,7 @@ import struct
 import apache_beam as beam
 import pytest
 from apache_beam.testing.util import assert_that, equal_to
-from veil_testing import beam_pipeline, framed, media_record, message
+from veil_testing import beam_pipeline, framed, media_record, message, opaque
 
 from veil.schemas import AUDIT_EVENT, catalog
 from veil.transforms.codec import DecodeRecords
@@ -59,9 +59,9 @@ def test_valid_record_becomes_work_item():
             decoded.records | "ItemView" >> beam.Map(_item_view),
             equal_to(
                 [
-                    ("r1", ("veil.raw", 0, 7), (("decode", "ACCEPTED", "OK", None),)),
-                    ("r2", ("veil.raw", 0, 8), (("decode", "ACCEPTED", "OK", None),)),
-                    ("r3", ("veil.raw", 0, 9), (("decode", "ACCEPTED", "OK", None),)),
+                    (opaque("r1"), ("veil.raw", 0, 7), (("decode", "ACCEPTED", "OK", None),)),
+                    (opaque("r2"), ("veil.raw", 0, 8), (("decode", "ACCEPTED", "OK", None),)),
+                    (opaque("r3"), ("veil.raw", 0, 9), (("decode", "ACCEPTED", "OK", None),)),
                 ]
             ),
             label="records",
@@ -103,14 +103,14 @@ BAD_MESSAGES = [
         "empty-payload",
         framed(media_record("r-empty", payload=b"")),
         None,
-        "r-empty",
+        opaque("r-empty"),
         "EMPTY_PAYLOAD",
     ),
     (
         "payload-too-large",
         framed(media_record("r-big", payload=b"x" * (MAX_PAYLOAD + 1))),
         None,
-        "r-big",
+        opaque("r-big"),
         "PAYLOAD_TOO_LARGE",
     ),
     (
@@ -126,21 +126,21 @@ BAD_MESSAGES = [
         "empty-subject",
         framed(media_record("r-nosub", subject="")),
         None,
-        "r-nosub",
+        opaque("r-nosub"),
         "INVALID_RECORD",
     ),
     (
         "long-subject",
         framed(media_record("r-longsub", subject="s" * 300)),
         None,
-        "r-longsub",
+        opaque("r-longsub"),
         "INVALID_RECORD",
     ),
     (
         "key-mismatch",
         framed(media_record("r-key", subject="alice")),
         b"mallory",
-        "r-key",
+        opaque("r-key"),
         "INVALID_RECORD",
     ),
 ]
@@ -175,7 +175,7 @@ def test_message_size_limit_is_inclusive():
     with pipeline:
         assert_that(
             decoded.records | "Ids" >> beam.Map(lambda i: i.record_id),
-            equal_to(["r-edge"]),
+            equal_to([opaque("r-edge")]),
             label="records",
         )
         assert_that(

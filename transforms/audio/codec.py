@@ -59,6 +59,9 @@ class AudioLimits:
     min_sample_rate: int = 8000
     max_sample_rate: int = 96000
     max_channels: int = 2
+    # Decoded 16-bit PCM per payload byte: bounds decompression bombs (minutes of
+    # silence in a few KB of FLAC); real recordings compress by well under 10x.
+    max_expansion: float = 256.0
 
     def __post_init__(self):
         if self.max_duration_s <= 0 or self.max_channels < 1:
@@ -120,6 +123,17 @@ def check_header(header: Header, limits: AudioLimits) -> None:
         raise AudioError(ErrorCode.AUDIO_TOO_LONG)
 
 
+# Below this much decoded PCM, no expansion check: short silent clips compress past 256x.
+_FLOOR = 32 << 20
+
+
+def _check_expansion(frames, channels: int, payload_bytes: int, limits: AudioLimits) -> None:
+    """``AUDIO_TOO_LARGE`` when the declared length decodes to more than
+    ``max_expansion`` times the payload (as 16-bit PCM) and more than 32 MiB."""
+    if frames and frames * channels * 2 > max(limits.max_expansion * payload_bytes, _FLOOR):
+        raise AudioError(ErrorCode.AUDIO_TOO_LARGE)
+
+
 def decode_audio(payload: bytes, limits: AudioLimits, sandbox=None) -> Audio:
     """Checks the header, then decodes at most ``limits.max_duration_s`` of audio.
 
@@ -170,6 +184,7 @@ def _decode_soundfile(payload: bytes, container: str, limits: AudioLimits) -> Au
                 frames / f.samplerate if frames and f.samplerate > 0 else None,
             )
             check_header(header, limits)
+            _check_expansion(frames, f.channels, len(payload), limits)
             cap = int(limits.max_duration_s * f.samplerate)
             samples = f.read(frames=cap + 1, dtype="float32", always_2d=True)
     except AudioError:
@@ -224,6 +239,10 @@ def _decode_pyav(payload: bytes, container: str, limits: AudioLimits) -> Audio:
             check_header(header, limits)
             rate = header.sample_rate
             cap = int(limits.max_duration_s * rate)
+            if duration is not None:
+                _check_expansion(int(duration * rate), header.channels, len(payload), limits)
+            bound = max(limits.max_expansion * len(payload), _FLOOR)
+            cap = min(cap, int(bound / (2 * header.channels)))
             resampler = av.AudioResampler(format="fltp", layout=ctx.layout, rate=rate)
             chunks, total = [], 0
             for frame in box.decode(stream):

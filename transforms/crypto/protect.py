@@ -26,7 +26,12 @@ import apache_beam as beam
 from apache_beam import pvalue
 from apache_beam.metrics import Metrics
 
-from veil.transforms.crypto.service import EnvelopeContext, KeyServiceConfig
+from veil.transforms.crypto.service import (
+    BOUND_SCHEMA,
+    EnvelopeContext,
+    KeyServiceConfig,
+    protection_binding,
+)
 from veil.transforms.crypto.store import SubjectErased
 from veil.transforms.records import AuditStep, ErrorCode, Failure, WorkItem
 
@@ -36,18 +41,28 @@ STAGE = "protect"
 DEAD_LETTER = "dead_letters"
 
 
-def protect_item(service, item: WorkItem) -> WorkItem:
+def protect_item(service, item: WorkItem, policy=("", "")) -> WorkItem:
     """Encrypts ``item.pending_protection`` into ``item.protected`` (in place).
+
+    ``policy`` is the pipeline policy's (version, digest): each envelope's associated
+    data binds it and the record's classification (``protection_binding``).
 
     Raises ``SubjectErased`` or the key service's errors; on error ``item`` keeps its
     pending originals and gets no envelopes.
     """
     if not item.pending_protection:
         return item
+    if item.classification is None:
+        raise ValueError("no classification to bind")
+    binding = protection_binding(
+        item.classification.sensitivity, item.classification.regimes, policy[0], policy[1]
+    )
     subject_key_id = service.subject_key_id(item.record["subject_key"])
     fields, key_id, version = [], None, None
     for field_path, original in item.pending_protection:
-        context = EnvelopeContext(item.record_id, subject_key_id, field_path)
+        context = EnvelopeContext(
+            item.record_id, subject_key_id, field_path, BOUND_SCHEMA, binding
+        )
         envelope, key_id, used = service.encrypt_with_key(original, context)
         version = used if version is None else max(version, used)
         fields.append({"field_path": field_path, "envelope": envelope})
@@ -68,8 +83,9 @@ def protect_item(service, item: WorkItem) -> WorkItem:
 class ProtectOriginalsFn(beam.DoFn):
     """Encrypts pending originals; the key service opens once per process in ``setup``."""
 
-    def __init__(self, config: KeyServiceConfig):
+    def __init__(self, config: KeyServiceConfig, policy=("", "")):
         self._config = config
+        self._policy = tuple(policy)
         self._protected = Metrics.counter("veil.protect", "fields_protected")
         self._failed = Metrics.counter("veil.protect", "dead_letters")
 
@@ -93,7 +109,7 @@ class ProtectOriginalsFn(beam.DoFn):
             code = ErrorCode.PROTECTION_FAILED
         else:
             try:
-                protect_item(self._service, item)
+                protect_item(self._service, item, self._policy)
             except SubjectErased:
                 code = ErrorCode.SUBJECT_ERASED
             except Exception as exc:  # fail closed; the class name only
@@ -116,12 +132,13 @@ class ProtectOriginals(beam.PTransform):
     """``WorkItem``s with pending originals to ``WorkItem``s with envelopes; returns
     ``ProtectResult(records, dead_letters)``."""
 
-    def __init__(self, config: KeyServiceConfig):
+    def __init__(self, config: KeyServiceConfig, policy=("", "")):
         super().__init__()
         self._config = config
+        self._policy = tuple(policy)  # the pipeline policy's (version, digest)
 
     def expand(self, items):
-        out = items | "Protect" >> beam.ParDo(ProtectOriginalsFn(self._config)).with_outputs(
+        out = items | "Protect" >> beam.ParDo(ProtectOriginalsFn(self._config, self._policy)).with_outputs(
             DEAD_LETTER, main="records"
         )
         return ProtectResult(out.records, out[DEAD_LETTER])

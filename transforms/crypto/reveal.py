@@ -14,12 +14,20 @@ Policy section (ignored by the anonymization policy parser)::
         PCI: []                            # nobody
 
 A regime the section does not name allows nobody (fail closed).
+
+The policy is the pipeline's, pinned: a record is revealed only under the policy whose
+``version`` the record names, and each envelope's associated data binds that version,
+the policy file's SHA-256 digest and the record's classification (sensitivity and
+regimes; ``veil.transforms.crypto.service.protection_binding``). A caller's own policy
+file, or a record whose ``regimes`` were edited, no longer decrypts. Envelopes sealed
+before the binding existed (``SanitizedRecord/1``) are not revealed (fail closed).
 """
 
 from __future__ import annotations
 
 import base64
 import dataclasses
+import hashlib
 import secrets
 import time
 from pathlib import Path
@@ -28,7 +36,12 @@ import yaml
 
 from veil.pipelines import __version__ as PIPELINE_VERSION
 from veil.transforms.crypto.aead import DecryptionError
-from veil.transforms.crypto.service import PROTECTED_SCHEMA, EnvelopeContext, KeyService
+from veil.transforms.crypto.service import (
+    BOUND_SCHEMA,
+    EnvelopeContext,
+    KeyService,
+    protection_binding,
+)
 
 STAGE = "reveal"
 
@@ -40,12 +53,14 @@ class RevealPolicy:
     version: str
     default: frozenset
     regimes: dict
+    digest: str = ""
 
     @classmethod
     def load(cls, path) -> "RevealPolicy":
         from veil.transforms.classification import default_policy_path
 
-        raw = yaml.safe_load(Path(path or default_policy_path()).read_text(encoding="utf-8"))
+        data = Path(path or default_policy_path()).read_bytes()
+        raw = yaml.safe_load(data.decode("utf-8"))
         section = (raw or {}).get("reidentification") or {}
         if not isinstance(section, dict):
             raise ValueError("reidentification must be a mapping")
@@ -54,6 +69,7 @@ class RevealPolicy:
             version=str(raw.get("version", "")),
             default=frozenset(section.get("default") or ()),
             regimes={k: frozenset(v or ()) for k, v in regimes.items()},
+            digest=hashlib.sha256(data).hexdigest(),
         )
 
     def allows(self, role: str, regimes) -> bool:
@@ -61,6 +77,13 @@ class RevealPolicy:
         if not regimes:
             return role in self.default
         return all(role in self.regimes.get(regime, frozenset()) for regime in regimes)
+
+
+def policy_digest(path=None) -> str:
+    """SHA-256 (hex) of the policy file the pipeline runs with (packaged default: None)."""
+    from veil.transforms.classification import default_policy_path
+
+    return hashlib.sha256(Path(path or default_policy_path()).read_bytes()).hexdigest()
 
 
 def _event(record: dict, action: str, outcome: str, reason: str, policy_version: str, **extra):
@@ -110,18 +133,27 @@ def reveal_record(
         is left out and counted in the event.
     """
     who = f"{principal}/{role}"
-    regimes = (record.get("classification") or {}).get("regimes") or []
+    classification = record.get("classification") or {}
+    regimes = classification.get("regimes") or []
+    if str(record.get("policy_version") or "") != policy.version:
+        # Another policy than the one the record was protected under: never applied.
+        return [], _event(
+            record, "REVEAL_DENIED", "FAILED", f"POLICY_MISMATCH:{who}", policy.version
+        )
     if not policy.allows(role, regimes):
         return [], _event(
             record, "REVEAL_DENIED", "FAILED", f"ROLE_NOT_ALLOWED:{who}", policy.version
         )
+    binding = protection_binding(
+        str(classification.get("sensitivity") or ""), regimes, policy.version, policy.digest
+    )
     fields, failed, key = [], 0, (None, None)
     for item in record.get("protected") or []:
         try:
             envelope = _envelope_bytes(item["envelope"])
             key = service.envelope_key(envelope)
             context = EnvelopeContext(
-                record["record_id"], key[0], item["field_path"], PROTECTED_SCHEMA
+                record["record_id"], key[0], item["field_path"], BOUND_SCHEMA, binding
             )
             fields.append((item["field_path"], service.decrypt(envelope, context)))
         except (DecryptionError, ValueError, KeyError, TypeError):

@@ -50,6 +50,11 @@ from veil.transforms.crypto.store import ACTIVE, RETIRED, SqliteKeyStore, Stored
 from veil.transforms.keys import KeyUnavailable, SecretKeys, SubjectKeyErased
 
 PROTECTED_SCHEMA = "SanitizedRecord/1"
+# Envelopes bound to the record's classification and the pipeline's policy (version and
+# digest): ``protection_binding``. Re-identification rebuilds it from the record and the
+# policy it was given; a changed ``regimes`` or sensitivity, or another policy, no longer
+# decrypts.
+BOUND_SCHEMA = "SanitizedRecord/2"
 DEAD_LETTER_SCHEMA = "DeadLetter/1"
 DEAD_LETTER_KEY_ID = "veil:dead-letter"
 INDEX_KEY_ID = "veil:index"
@@ -66,14 +71,35 @@ class EnvelopeContext(NamedTuple):
     subject_key_id: str
     field_path: str
     schema_version: str = PROTECTED_SCHEMA
+    binding: str = ""  # ``protection_binding`` (BOUND_SCHEMA envelopes only)
 
     def aad(self) -> bytes:
-        """Canonical, unambiguous encoding: each field length-prefixed."""
+        """Canonical, unambiguous encoding: each field length-prefixed (the binding
+        only when set, so envelopes sealed before it existed keep their AAD)."""
         out = bytearray(b"veil-aad-v1")
-        for part in self:
+        for part in self if self.binding else self[:4]:
             raw = part.encode("utf-8")
             out += len(raw).to_bytes(4, "big") + raw
         return bytes(out)
+
+
+def protection_binding(
+    sensitivity: str, regimes, policy_version: str, policy_digest: str
+) -> str:
+    """What a protected field is bound to besides its record, subject and path: the
+    record's classification and the pipeline policy that decides who may reveal it."""
+    import json
+
+    return json.dumps(
+        {
+            "sensitivity": sensitivity,
+            "regimes": sorted(regimes or ()),
+            "policy_version": policy_version,
+            "policy_digest": policy_digest,
+        },
+        sort_keys=True,
+        separators=(",", ":"),
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -252,8 +278,20 @@ class KeyService:
         key_id, version, _ = aead.parse_header(envelope)
         return key_id, version
 
-    def dead_letter_context(self, dedup_key: str) -> EnvelopeContext:
-        return EnvelopeContext(dedup_key, DEAD_LETTER_KEY_ID, "original", DEAD_LETTER_SCHEMA)
+    def dead_letter_context(self, dedup_key: str, subject_key: str | None = None):
+        """The context of a dead letter's original: under the subject's own data key
+        when the record was decoded (so ``forget`` shreds it too), else (decode-stage
+        failures: no trustworthy subject) under the dead-letter key."""
+        key_id = self.subject_key_id(subject_key) if subject_key else DEAD_LETTER_KEY_ID
+        return EnvelopeContext(dedup_key, key_id, "original", DEAD_LETTER_SCHEMA)
+
+    def open_dead_letter(self, envelope: bytes, dedup_key: str) -> bytes:
+        """A dead letter's original, whichever key it was sealed under."""
+        key_id, _ = self.envelope_key(envelope)
+        context = EnvelopeContext(dedup_key, key_id, "original", DEAD_LETTER_SCHEMA)
+        if key_id != DEAD_LETTER_KEY_ID and not key_id.startswith(SUBJECT_PREFIX):
+            raise DecryptionError()
+        return self.decrypt(envelope, context)
 
     # --- keys -----------------------------------------------------------------------
 

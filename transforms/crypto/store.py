@@ -15,6 +15,7 @@ keys live in either store, never a plaintext key.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from pathlib import Path
@@ -63,6 +64,11 @@ class SqliteKeyStore:
     def __init__(self, path):
         self._path = str(Path(path))
         Path(self._path).parent.mkdir(parents=True, exist_ok=True)
+        # Wrapped keys only, but still nobody else's business: owner-only from creation
+        # (and SQLite's journal files take the database file's mode).
+        os.close(os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600))
+        if os.stat(self._path).st_mode & 0o077:
+            os.chmod(self._path, 0o600)
         self._conn = self._connect()
         self._conn.executescript(_SCHEMA)
 

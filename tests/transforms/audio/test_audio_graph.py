@@ -11,7 +11,7 @@ import soundfile
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing.util import assert_that, equal_to
 from audio_testing import LIBRIVOX, require_test_audio
-from veil_testing import framed, media_record
+from veil_testing import framed, media_record, opaque
 
 from veil.pipelines.local import sanitize_files
 from veil.pipelines.options import LOCAL_RUNNER
@@ -84,9 +84,9 @@ def test_graph_routes_audio_to_its_branch_and_topic(keyed_model):
         outputs | "Summary" >> beam.Map(_summary) | beam.Filter(lambda s: s[2] != "audit"),
         equal_to(
             [
-                ("unit.sanitized.audio", "a1", "audio/wav", 16000, frames),
-                ("unit.dead-letter", "a2", "AUDIO_DECODE_ERROR"),
-                ("unit.dead-letter", "a3", "AUDIO_FORMAT_UNSUPPORTED"),
+                ("unit.sanitized.audio", opaque("a1"), "audio/wav", 16000, frames),
+                ("unit.dead-letter", opaque("a2"), "AUDIO_DECODE_ERROR"),
+                ("unit.dead-letter", opaque("a3"), "AUDIO_FORMAT_UNSUPPORTED"),
             ]
         ),
     )

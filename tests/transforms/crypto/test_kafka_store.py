@@ -426,7 +426,7 @@ def test_protect_stage_on_the_kafka_store(kafka_config):
     from veil_testing import beam_pipeline, media_record
 
     from veil.transforms.crypto.protect import ProtectOriginals
-    from veil.transforms.records import Source, WorkItem
+    from veil.transforms.records import Classification, Source, WorkItem
 
     fresh_service(kafka_config).forget("erased-subject")
 
@@ -436,6 +436,8 @@ def test_protect_stage_on_the_kafka_store(kafka_config):
             record=media_record(record_id, subject, b"x"),
             modality="text",
             pending_protection=[("payload", b"John Smith")],
+            # Envelopes are bound to the classification (none: fail closed).
+            classification=Classification("CONFIDENTIAL", ["GDPR"], {"PERSON": 1}),
         )
 
     pipeline = beam_pipeline()

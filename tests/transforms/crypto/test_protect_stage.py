@@ -19,9 +19,9 @@ from veil.transforms.classification import default_policy_path
 from veil.transforms.crypto import DecryptionError, KeyServiceConfig
 from veil.transforms.crypto.protect import ProtectOriginalsFn, protect_item
 from veil.transforms.crypto.reveal import RevealPolicy, reveal_record
-from veil.transforms.crypto.service import EnvelopeContext
-from veil.transforms.records import ErrorCode, KafkaMessage, Source, WorkItem
-from veil_testing import framed, media_record
+from veil.transforms.crypto.service import BOUND_SCHEMA, EnvelopeContext, protection_binding
+from veil.transforms.records import Classification, ErrorCode, KafkaMessage, Source, WorkItem
+from veil_testing import framed, media_record, opaque
 
 
 def _item(subject="alice", pending=((("payload"), b"John Smith"),)):
@@ -30,6 +30,7 @@ def _item(subject="alice", pending=((("payload"), b"John Smith"),)):
         record=media_record("rec-1", subject, b"x"),
         modality="text",
         pending_protection=list(pending),
+        classification=Classification("RESTRICTED", ["GDPR"], {"PERSON": 1}),
     )
 
 
@@ -41,8 +42,27 @@ def test_protect_item(tmp_path):
     step = item.trail[-1]
     assert (step.stage, step.action, step.key_version) == ("protect", "PROTECTED", 1)
     assert step.key_id.startswith("s:") and "alice" not in step.key_id
-    ctx = service.context("rec-1", "alice", "payload")
+    binding = protection_binding("RESTRICTED", ["GDPR"], "", "")
+    ctx = service.context("rec-1", "alice", "payload")._replace(
+        schema_version=BOUND_SCHEMA, binding=binding
+    )
     assert [service.decrypt(f["envelope"], ctx) for f in item.protected] == [b"John Smith", b"Ann"]
+    # Bound to the classification: other regimes, or the unbound context, do not decrypt.
+    for other in (
+        ctx._replace(binding=protection_binding("RESTRICTED", [], "", "")),
+        service.context("rec-1", "alice", "payload"),
+    ):
+        with pytest.raises(DecryptionError):
+            service.decrypt(item.protected[0]["envelope"], other)
+
+
+def test_protect_item_without_classification_fails_closed(tmp_path):
+    service = fresh_service(local_config(tmp_path))
+    item = _item()
+    item.classification = None
+    with pytest.raises(ValueError):
+        protect_item(service, item)
+    assert item.protected == [] and item.pending_protection
 
 
 def _run_fn(fn, item):
@@ -111,6 +131,10 @@ def graph_run(tmp_path_factory):
     return config, out
 
 
+def _policy_path(config) -> Path:
+    return Path(config.store).parent / "policy.yaml"
+
+
 def test_graph_publishes_protected_fields(graph_run):
     config, out = graph_run
     sanitized = [v for t, v in out if t == "veil.sanitized.text"]
@@ -121,8 +145,16 @@ def test_graph_publishes_protected_fields(graph_run):
     envelope = record["protected"][0]["envelope"]
     assert b"John Smith" not in envelope
     service = fresh_service(config)
-    ctx = service.context("t1", "alice", "payload[5:15]")
-    assert service.decrypt(envelope, ctx) == b"John Smith"
+    assert record["record_id"] == opaque("t1")  # never the producer's id
+    policy = RevealPolicy.load(_policy_path(config))
+    classification = record["classification"]
+    binding = protection_binding(
+        classification["sensitivity"], classification["regimes"], policy.version, policy.digest
+    )
+    ctx = service.context(record["record_id"], "alice", "payload[5:15]")
+    assert service.decrypt(envelope, ctx._replace(schema_version=BOUND_SCHEMA, binding=binding)) == (
+        b"John Smith"
+    )
     audits = [v for t, v in out if t == "veil.audit" and v["stage"] == "protect"]
     assert len(audits) == 1 and audits[0]["key_id"] == service.subject_key_id("alice")
     assert audits[0]["key_version"] == 1
@@ -144,19 +176,21 @@ def test_graph_later_stage_dead_letter_keeps_the_record_encrypted(graph_run):
     config, out = graph_run
     dead = [v for t, v in out if t == "veil.dead-letter" and v["source"]["offset"] == 2]
     assert len(dead) == 1 and dead[0]["error_code"] == "TEXT_DECODE_ERROR"
-    assert dead[0]["original_key_id"] == "veil:dead-letter"
     assert b"Bob Stone" not in dead[0]["original"]
     service = fresh_service(config)
-    original = service.decrypt(dead[0]["original"], service.dead_letter_context("veil.raw/0/2"))
+    assert dead[0]["original_key_id"] == service.subject_key_id("bob")
+    original = service.open_dead_letter(dead[0]["original"], "veil.raw/0/2")
+    # Sealed under bob's own key: his erasure reaches it.
+    assert service.envelope_key(dead[0]["original"])[0] == service.subject_key_id("bob")
     _, record = catalog().decode(original)  # framed: `veil produce` can replay it
-    assert (record["record_id"], record["payload"]) == ("t2", b"Bob Stone \xff\xfe")
+    assert (record["record_id"], record["payload"]) == (opaque("t2"), b"Bob Stone \xff\xfe")
 
 
 def test_reveal_allowed_denied_and_erased(graph_run):
     config, out = graph_run
     record = next(v for t, v in out if t == "veil.sanitized.text")
     service = fresh_service(config)
-    policy = RevealPolicy.load(None)
+    policy = RevealPolicy.load(_policy_path(config))  # the pipeline's policy
     fields, event = reveal_record(service, policy, record, "ana", "privacy-officer")
     assert fields == [("payload[5:15]", b"John Smith")]
     assert (event["action"], event["outcome"], event["reason_code"]) == (
@@ -193,11 +227,12 @@ def test_reveal_cli_and_forget(graph_run, tmp_path, capsys):
         "--audit-log",
         str(audit),
     ]
+    pinned = ["--policy", str(_policy_path(config))]
     assert (
-        main(["reveal", str(path), "--principal", "ana", "--role", "privacy-officer", *common]) == 0
+        main(["reveal", str(path), "--principal", "ana", "--role", "privacy-officer", *common, *pinned]) == 0
     )
     assert json.loads(capsys.readouterr().out)["value"] == "John Smith"
-    assert main(["reveal", str(path), "--principal", "eve", "--role", "analyst", *common]) == 1
+    assert main(["reveal", str(path), "--principal", "eve", "--role", "analyst", *common, *pinned]) == 1
     assert main(["keys", "forget", "alice", *common]) == 0
     assert main(["keys", "list", *common]) == 0
     listing = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
@@ -206,7 +241,7 @@ def test_reveal_cli_and_forget(graph_run, tmp_path, capsys):
     assert "alice" not in json.dumps(listing)
     capsys.readouterr()
     assert (
-        main(["reveal", str(path), "--principal", "ana", "--role", "privacy-officer", *common]) == 0
+        main(["reveal", str(path), "--principal", "ana", "--role", "privacy-officer", *common, *pinned]) == 0
     )
     assert capsys.readouterr().out == ""
     events = [json.loads(line) for line in audit.read_text().splitlines()]
