@@ -76,7 +76,7 @@ def register(sub, with_bootstrap) -> None:
     )
     add_key_service_args(p)
     _store_bootstrap_arg(p)
-    p.add_argument("record_id", metavar="RECORD_ID")
+    p.add_argument("record_id", metavar="RECORD_ID", help="the producer's record id")
     p.add_argument(
         "--key", default=None, help="record-id key file or kms: URI (default: "
         "$VEIL_RECORD_ID_KEY_FILE, else the key service named by --store)"

@@ -223,14 +223,6 @@ class VeilOptions(PipelineOptions):
             "key when --veil_key_store is set, else hash chain without MAC).",
         )
         parser.add_argument(
-            "--veil_erasure_listener",
-            choices=("on", "off"),
-            default="on",
-            help="With --veil_key_store, workers follow <prefix>.erasure on the brokers and "
-            "evict erased subjects at once (off: only the key cache TTL bounds erasure; "
-            "`veil sanitize` turns it off unless asked, so it never reaches a broker).",
-        )
-        parser.add_argument(
             "--veil_step_isolation",
             choices=("on", "off"),
             default="on",

