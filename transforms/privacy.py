@@ -52,7 +52,8 @@ class PrivacyHandler(abc.ABC, Generic[ModelT]):
 
     @abc.abstractmethod
     def load(self) -> ModelT:
-        """Loads detectors and models; called once per worker process, in ``setup``."""
+        """Loads detectors and models; called once per worker process, on the step's
+        first record (so a modality that never occurs costs nothing)."""
 
     @abc.abstractmethod
     def share_key(self) -> str:
@@ -97,18 +98,37 @@ class PrivacyStepFn(beam.DoFn):
         self._bytes = Metrics.counter(ns, "bytes_in")
 
     def setup(self):
-        handler = self._handler
-        holder = self._shared.acquire(lambda: _ModelHolder(handler.load()), handler.share_key())
-        self._holder = holder
-        self._detectors = handler.detectors(holder.model)
+        # Models load on the first record of this modality (``_model``), not here: a
+        # worker that only ever sees text never loads the face model, the speech
+        # recognizer, the JIT kernels or the decoder sandbox.
+        self._holder = None
+        self._detectors = None
+
+    def _model(self) -> ModelT:
+        """The handler's model, loaded (once per process, shared) on first use.
+
+        A load failure propagates: the bundle fails and is retried, as a failed
+        ``setup`` would; no record is published or dead-lettered for it.
+        """
+        holder = self._holder
+        if holder is None:
+            handler = self._handler
+            holder = self._shared.acquire(
+                lambda: _ModelHolder(handler.load()), handler.share_key()
+            )
+            self._detectors = handler.detectors(holder.model)
+            self._holder = holder
+            _LOGGER.info("%s step: model ready", handler.stage)
+        return holder.model
 
     def process(self, item: WorkItem):
         stage = self._handler.stage
+        model = self._model()  # outside the timed span: loading is not the record's time
         self._in.inc()
         self._bytes.inc(len(item.record["payload"]))
         started = self._clock()
         try:
-            counts = self._handler.process(self._holder.model, item)
+            counts = self._handler.process(model, item)
         except PrivacyError as exc:
             yield self._fail(item, exc.code, None)
             return
