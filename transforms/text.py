@@ -37,6 +37,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
+import threading
 from collections import OrderedDict
 from pathlib import Path
 
@@ -101,8 +102,22 @@ def spacy_model_path() -> Path:
     return root / f"{SPACY_MODEL_PACKAGE}-{package.__version__}"
 
 
+_MODELS: dict = {}
+_MODELS_LOCK = threading.Lock()
+
+
 def load_text_model(ner: bool = True) -> TextModel:
-    """Loads the detectors once (NER alone from the packaged spaCy model)."""
+    """The detectors, loaded once per process and shared by every step that detects
+    text (text, structured, image OCR, audio transcripts): one spaCy copy, not four."""
+    with _MODELS_LOCK:
+        model = _MODELS.get(ner)
+        if model is None:
+            model = _MODELS[ner] = _load_text_model(ner)
+        return model
+
+
+def _load_text_model(ner: bool) -> TextModel:
+    """Loads the detectors (NER alone from the packaged spaCy model)."""
     versions = {"veil-recognizers": DETECTOR_VERSION}
     nlp = None
     if ner:
@@ -124,7 +139,10 @@ def _ner_spans(model: TextModel, sentences: list[tuple[int, str]]) -> list[tuple
         if hit is None:
             todo.append((offset, sentence))
         else:
-            cache.move_to_end(sentence)
+            try:  # the model (and this cache) is shared by threads and steps
+                cache.move_to_end(sentence)
+            except KeyError:  # evicted meanwhile by another thread
+                pass
             out.extend((offset + s, offset + e, label) for s, e, label in hit)
     if todo:
         if len(todo) == 1:
@@ -135,7 +153,10 @@ def _ner_spans(model: TextModel, sentences: list[tuple[int, str]]) -> list[tuple
             ents = tuple((e.start_char, e.end_char, e.label_) for e in doc.ents)
             cache[sentence] = ents
             if len(cache) > NER_CACHE_SIZE:
-                cache.popitem(last=False)
+                try:
+                    cache.popitem(last=False)
+                except KeyError:
+                    pass
             out.extend((offset + s, offset + e, label) for s, e, label in ents)
     return out
 
