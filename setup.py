@@ -47,6 +47,10 @@ setup(
         # on Maven Central here (deploy/flink/job-server builds the job-server jar).
         "apache-beam==2.62.0",
         "kafka-python>=3.0.12,<3.1",
+        # kafka-python checksums every record batch with CRC32C; without this C
+        # implementation it falls back to pure Python, a measurable share of the
+        # pipeline's CPU (bench/platform/profile_pipeline.py).
+        "crc32c>=2.9,<3",
         "cryptography>=46.0,<47",
         "fastavro>=1.13,<1.14",
         "opencv-python-headless>=5.0,<5.1",
