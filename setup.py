@@ -52,6 +52,10 @@ setup(
         "kafka-python>=3.0.12,<3.1",
         # veil report: the charts and the review gallery's images, rendered offline.
         "matplotlib>=3.10,<3.11",
+        # kafka-python checksums every record batch with CRC32C; without this C
+        # implementation it falls back to pure Python, a measurable share of the
+        # pipeline's CPU (bench/platform/profile_pipeline.py).
+        "crc32c>=2.9,<3",
         "cryptography>=46.0,<47",
         "fastavro>=1.13,<1.14",
         "opencv-python-headless>=5.0,<5.1",

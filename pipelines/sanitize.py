@@ -19,6 +19,7 @@ from typing import NamedTuple
 
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.runners.runner import PipelineState
 
 from veil.pipelines.options import VeilConfig
 from veil.pipelines.runners import prepare_argv
@@ -31,6 +32,7 @@ from veil.transforms.crypto.reveal import policy_digest
 from veil.transforms.emit import PublishDeadLetters, PublishSanitized
 from veil.transforms.image import ImageConfig, ImageHandler
 from veil.transforms.kafkaio import MAX_MESSAGE_BYTES, ReadFromKafka, WriteToKafka
+from veil.transforms.kafkaio.source import commit_completed_bounded_run, end_offsets_now
 from veil.transforms.privacy import ApplyPrivacyStep
 from veil.transforms.records import Modality
 from veil.transforms.routing import RouteByModality
@@ -188,8 +190,20 @@ def run(argv=None, wait: bool = True) -> beam.runners.runner.PipelineResult:
     """
     options = PipelineOptions(prepare_argv(argv))
     pipeline = beam.Pipeline(options=options)
-    build(pipeline, options)
+    graph = build(pipeline, options)
+    config = graph.config
+    settle = None
+    if wait and config.bounded and config.delivery == "at_least_once":
+        # Before submitting: these ends are at most the job's stop offsets.
+        ends = end_offsets_now(config.client_config(), list(config.input_topics))
+        settle = lambda: commit_completed_bounded_run(  # noqa: E731
+            config.client_config(), config.consumer_group, ends
+        )
     result = pipeline.run()
     if wait:
         result.wait_until_finish()
+        if settle is not None and result.state == PipelineState.DONE:
+            moved = settle()
+            if moved:
+                _LOGGER.info("Bounded run done: committed %d partition(s) left behind", moved)
     return result

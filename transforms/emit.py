@@ -118,16 +118,20 @@ class _Emitter(beam.DoFn):
 
     def _audit_writes(self, source, record_id, modality, trail) -> list[KafkaWrite]:
         writes = []
+        headers = _headers(record_id, source, AUDIT_EVENT)
         for event in audit_events(
             source, record_id, modality, trail, self._policy_version, PIPELINE_VERSION
         ):
+            if event["duration_ms"] is not None:  # as Avro's double decodes it
+                event["duration_ms"] = float(event["duration_ms"])
             writes.append(
                 KafkaWrite(
                     self._topics.audit,
                     event["event_id"].encode(),
                     self._catalog.encode(AUDIT_EVENT, event),
-                    _headers(record_id, source, AUDIT_EVENT),
+                    headers,
                     source,
+                    event,  # the chainer links this dict; no decode of the bytes
                 )
             )
         return writes

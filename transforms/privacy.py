@@ -60,7 +60,8 @@ class PrivacyHandler(abc.ABC, Generic[ModelT]):
 
     @abc.abstractmethod
     def load(self) -> ModelT:
-        """Loads detectors and models; called once per worker process, in ``setup``."""
+        """Loads detectors and models; called once per worker process, on the step's
+        first record (so a modality that never occurs costs nothing)."""
 
     @abc.abstractmethod
     def share_key(self) -> str:
@@ -108,21 +109,44 @@ class PrivacyStepFn(beam.DoFn):
         self._timeouts = Metrics.counter(ns, f"dead_letter_{ErrorCode.PRIVACY_STEP_TIMEOUT}")
 
     def setup(self):
-        handler = self._handler
+        # Models load on the first record of this modality (``_model``), not here: a
+        # worker that only ever sees text never loads the face model, the speech
+        # recognizer, the JIT kernels, the decoder sandbox or a step worker.
+        self._holder = None
+        self._detectors = None
         self._runner = None
         if self._preempt:
-            from veil.transforms.step_worker import StepRunner, StepWorkerError
+            from veil.transforms.step_worker import StepRunner
 
-            self._runner = StepRunner(handler)
-            try:
-                self._runner.launch()  # the model loads while other steps set up
-            except StepWorkerError:  # every record then fails closed, one by one
-                _LOGGER.error("%s step worker did not start", handler.stage)
-            self._detectors = None  # asked of the child with the first record
-            return
-        holder = self._shared.acquire(lambda: _ModelHolder(handler.load()), handler.share_key())
-        self._holder = holder
-        self._detectors = handler.detectors(holder.model)
+            self._runner = StepRunner(self._handler)  # its child starts with the first record
+
+    def _model(self) -> ModelT | None:
+        """The handler's model, loaded (once per process, shared) on first use; None when
+        the step runs in a step worker (the child holds the model).
+
+        A load failure in process propagates: the bundle fails and is retried, as a
+        failed ``setup`` would. A step worker that does not start fails each record
+        closed (``PRIVACY_STEP_FAILED``) instead.
+        """
+        handler = self._handler
+        if self._runner is not None:
+            if self._detectors is None:
+                from veil.transforms.step_worker import StepWorkerError
+
+                try:
+                    self._detectors = self._runner.start()  # waits for the child's load
+                except StepWorkerError:
+                    _LOGGER.error("%s step worker did not start", handler.stage)
+            return None
+        holder = self._holder
+        if holder is None:
+            holder = self._shared.acquire(
+                lambda: _ModelHolder(handler.load()), handler.share_key()
+            )
+            self._detectors = handler.detectors(holder.model)
+            self._holder = holder
+            _LOGGER.info("%s step: model ready", handler.stage)
+        return holder.model
 
     def start_bundle(self):
         self._timeouts.inc(0)  # the series exists before the first time-out (alerting)
@@ -132,16 +156,17 @@ class PrivacyStepFn(beam.DoFn):
 
     def process(self, item: WorkItem):
         stage = self._handler.stage
+        model = self._model()  # outside the timed span: loading is not the record's time
         self._in.inc()
         self._bytes.inc(len(item.record["payload"]))
         started = self._clock()
         try:
             if self._runner is not None:
                 counts = self._runner.run(item, self._time_limit_s)
-                if self._detectors is None:
+                if self._detectors is None:  # the child started only now
                     self._detectors = self._runner.start()
             else:
-                counts = self._handler.process(self._holder.model, item)
+                counts = self._handler.process(model, item)
         except PrivacyError as exc:
             if exc.code == ErrorCode.PRIVACY_STEP_TIMEOUT:
                 _LOGGER.warning("%s step timed out at %s", stage, item.source.dedup_key())

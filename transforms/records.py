@@ -115,6 +115,10 @@ class KafkaWrite(NamedTuple):
     value: bytes
     headers: tuple = ()
     source: Source | None = None
+    # Audit writes only: the AuditEvent dict ``value`` encodes, as ``emit`` built it, so
+    # the sink's audit chainer hashes it without decoding ``value`` again. It must be
+    # the very event ``value`` holds (a mismatch breaks the chain's MAC and links).
+    event: dict | None = None
 
 
 @dataclasses.dataclass

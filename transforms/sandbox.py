@@ -337,12 +337,15 @@ class _Worker:
     def __init__(self, config: SandboxConfig):
         self._config = config
         self._proc: subprocess.Popen | None = None
+        self._ready = False  # answered its first ping (preload done)
         self._calls = 0
         self.pid: int | None = None
 
-    def start(self) -> None:
+    def spawn(self) -> None:
+        """Starts the process without waiting for it (``start`` waits for its preload)."""
         if self._proc is not None and self._proc.poll() is None:
             return
+        self._ready = False
         env = _worker_env()
         env["VEIL_SANDBOX_CONFIG"] = json.dumps(
             {
@@ -361,12 +364,19 @@ class _Worker:
         )
         self._calls = 0
         self.pid = self._proc.pid
+
+    def start(self) -> None:
+        """Spawns the process if needed and waits until it has loaded its modules."""
+        self.spawn()
+        if self._ready:
+            return
         try:  # wait for the preload here, so it never counts against a record's limits
             self._exchange(f"{__name__}:_ping", (), self._config.startup_s)
         except SandboxError:
             if self._proc is not None:
                 self._kill()
             raise SandboxError(ErrorCode.DECODER_UNAVAILABLE) from None
+        self._ready = True
 
     def stop(self) -> None:
         proc, self._proc = self._proc, None
@@ -449,11 +459,31 @@ class Sandbox:
             self._idle.put(worker)
         self._crashes = 0
 
-    def warm(self) -> "Sandbox":
-        """Starts every worker and waits until each has loaded its modules, so that
-        ``DoFn.setup`` pays the start-up (about a second) rather than the first record."""
+    def spawn(self) -> "Sandbox":
+        """Starts every worker process without waiting for them: a handler calls this
+        first and ``warm`` after loading its own models, so the two overlap."""
         workers = [self._idle.get() for _ in self._workers]
         try:
+            for worker in workers:
+                worker.spawn()
+        except OSError:
+            _LOGGER.error("A sandbox worker could not start: its calls fail closed")
+        finally:
+            for worker in workers:
+                self._idle.put(worker)
+        return self
+
+    def warm(self) -> "Sandbox":
+        """Starts every worker and waits until each has loaded its modules, so that the
+        model load pays the start-up (about a second) rather than a record's time limit.
+        All processes are spawned before the first is waited for: they start in parallel."""
+        workers = [self._idle.get() for _ in self._workers]
+        try:
+            for worker in workers:
+                try:
+                    worker.spawn()
+                except OSError:
+                    pass  # start() below retries and reports it
             for worker in workers:
                 worker.start()
         except (SandboxError, OSError):

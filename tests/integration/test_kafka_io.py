@@ -169,3 +169,25 @@ def test_idle_stop_counts_only_empty_polls_not_time_between_calls(kafka_bootstra
         assert seen == [f"v{i}".encode() for i in range(10)]
     finally:
         fn.teardown()
+
+
+def test_completed_bounded_run_commits_the_ends_taken_before_it_never_backwards(
+    kafka_bootstrap, topic_prefix
+):
+    """``veil run`` (bounded, at-least-once) commits the end offsets it saw before
+    submitting once the job is DONE; a group already further along is left alone."""
+    from veil.transforms.kafkaio.source import commit_completed_bounded_run, end_offsets_now
+
+    topic, group = f"{topic_prefix}.ends", f"{topic_prefix}-g"
+    client = {"bootstrap_servers": kafka_bootstrap}
+    ensure_topics(client, [TopicSpec(topic, 3)])
+    _produce(kafka_bootstrap, topic, 9)
+    ends = end_offsets_now(client, [topic])
+    assert sum(ends.values()) == 9 and len(ends) == 3
+    _produce(kafka_bootstrap, topic, 6)  # arrives after the snapshot: not committed
+    assert commit_completed_bounded_run(client, group, ends) == 3
+    assert _committed(kafka_bootstrap, group, topic) == {p: ends[(topic, p)] for p in range(3)}
+    ahead = end_offsets_now(client, [topic])
+    assert commit_completed_bounded_run(client, group, ahead) == 3
+    assert commit_completed_bounded_run(client, group, ends) == 0  # never backwards
+    assert sum(_committed(kafka_bootstrap, group, topic).values()) == 15

@@ -356,3 +356,21 @@ def test_quarantined_sensitivity_goes_to_the_quarantine_topic():
         ),
     )  # fmt: skip
     pipeline.run()
+
+
+@pytest.mark.parametrize("duration_ms", [12.5, 3, None], ids=["float", "int", "none"])
+def test_audit_writes_carry_the_event_their_bytes_encode(duration_ms):
+    """The chainer hashes ``write.event`` instead of decoding ``write.value``: both must
+    give the same canonical bytes (what ``veil audit verify`` rebuilds from the topic)."""
+    from veil.transforms.audit_chain import canonical, decode_writer
+    from veil.transforms.emit import PublishSanitizedFn
+
+    item = _finished()
+    item.trail[-1].duration_ms = duration_ms
+    fn = PublishSanitizedFn(TOPICS, POLICY)
+    fn.setup()
+    audits = [w for w in fn.process(item) if w.topic == TOPICS.audit]
+    assert len(audits) == len(item.trail) + 1
+    for write in audits:
+        assert write.event is not None
+        assert canonical(write.event) == canonical(decode_writer(write.value))

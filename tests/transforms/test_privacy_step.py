@@ -248,3 +248,38 @@ def test_entity_counts(types, expected):
     counts = entity_counts(types)
     assert counts == expected
     assert list(counts) == sorted(counts)
+
+
+LOADS: list = []
+
+
+class CountingHandler(UpperHandler):
+    """Records every ``load`` (FnApiRunner runs the DoFns in this process)."""
+
+    def __init__(self, key: str):
+        self._key = key
+
+    def share_key(self) -> str:
+        return self._key
+
+    def load(self):
+        LOADS.append(self._key)
+        return super().load()
+
+
+@pytest.mark.parametrize("records, loads", [(0, 0), (3, 1)], ids=["no-records", "three"])
+def test_model_loads_on_first_record_only(records, loads):
+    """A modality with no records never loads its model; one with records loads it once
+    (the step's time limit does not include the load: see the injected-clock test)."""
+    key = f"test-counting-{records}"
+    pipeline = beam_pipeline()
+    with pipeline:
+        items = pipeline | beam.Create(
+            [_item(f"r{i}", i, b"abc") for i in range(records)], reshuffle=False
+        )
+        out = items | ApplyPrivacyStep(CountingHandler(key), time_limit_s=10)
+        assert_that(
+            out.records | beam.Map(lambda i: i.record_id),
+            equal_to([f"r{i}" for i in range(records)]),
+        )
+    assert LOADS.count(key) == loads

@@ -156,6 +156,9 @@ class AudioHandler(PrivacyHandler[AudioModel]):
         from veil.transforms.audio.asr import Transcriber
 
         config = self._config
+        sandbox = sandbox_for(config.isolation)
+        if sandbox is not None:
+            sandbox.spawn()  # its processes start while the models below load
         keys = keys_from_config(config.key_file, config.key_env)
         try:
             key, key_id = keys.key_for(VOICE_SCOPE), keys.key_id
@@ -169,7 +172,6 @@ class AudioHandler(PrivacyHandler[AudioModel]):
             versions.update(transcriber.versions)
             versions.update(text_versions)
         voice.warm_up(config.mode)
-        sandbox = sandbox_for(config.isolation)
         if sandbox is not None:
             sandbox.warm()
         _LOGGER.info("Audio handler loaded: %s", sorted(versions))

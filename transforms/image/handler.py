@@ -131,6 +131,9 @@ class ImageHandler(PrivacyHandler[ImageModel]):
     def load(self) -> ImageModel:
         config = self._config
         versions = {}
+        sandbox = sandbox_for(config.isolation)
+        if sandbox is not None:
+            sandbox.spawn()  # its processes start while the models below load
         try:
             if config.model_path:
                 path, sha256 = Path(config.model_path), config.model_sha256
@@ -150,7 +153,6 @@ class ImageHandler(PrivacyHandler[ImageModel]):
 
             text_model = load_text_model(self._policy.text.ner)
             versions.update(text_model.versions)
-        sandbox = sandbox_for(config.isolation)
         if sandbox is not None:
             sandbox.warm()
         _LOGGER.info("Image handler loaded: %s", sorted(versions))

@@ -208,7 +208,12 @@ class AuditChainer:
         ``txn`` is the source partition's ``PartitionTransaction`` that owns it. Only
         the thread that owns the write's source partition extends its chain.
         """
-        event = decode_writer(write.value, self._spec.schemas)
+        # emit hands over the event dict it encoded (``write.event``): hashing that
+        # saves decoding every audit event again. Other writers' events are decoded.
+        if write.event is not None:
+            event = dict(write.event)
+        else:
+            event = decode_writer(write.value, self._spec.schemas)
         label = chain_id(event)
         with self._lock:
             key = (audit_partition(label, self._partition_count(producer)), label)

@@ -44,7 +44,10 @@ class _SharedProducer:
             acks="all",
             enable_idempotence=True,
             max_in_flight_requests_per_connection=5,
-            linger_ms=5,
+            # Bundles end in a flush, which sends at once whatever linger holds: a
+            # longer linger only batches more records per request (fewer wake-ups of
+            # kafka-python's I/O thread, which competes for the GIL), never delays a commit.
+            linger_ms=client.LINGER_MS,
             max_request_size=MAX_MESSAGE_BYTES,
             **client.resolve(config),
         )

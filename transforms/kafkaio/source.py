@@ -455,3 +455,48 @@ class ReadFromKafka(beam.PTransform):
 
 class _UnboundedReadPartitionFn(_ReadPartitionFn):
     """The same reader, declared unbounded per element for streaming runners."""
+
+
+def end_offsets_now(consumer_config: dict, topics: list[str]) -> dict:
+    """``{(topic, partition): end offset}`` of ``topics`` at this moment."""
+    from kafka import TopicPartition
+
+    consumer = _consumer(consumer_config, None)
+    try:
+        tps = [
+            TopicPartition(topic, p)
+            for topic in topics
+            for p in sorted(consumer.partitions_for_topic(topic) or ())
+        ]
+        return {(tp.topic, tp.partition): off for tp, off in consumer.end_offsets(tps).items()}
+    finally:
+        consumer.close(autocommit=False)
+
+
+def commit_completed_bounded_run(consumer_config: dict, group_id: str, ends: dict) -> int:
+    """After a bounded, at-least-once job has *succeeded*: commits ``ends`` (taken by
+    ``end_offsets_now`` before the job was submitted) where the group is behind.
+
+    Safe because such a job only succeeds once every record below its restrictions' stop
+    offsets (at least ``ends``, end offsets only grow) has its outcome acknowledged by
+    the broker. Needed on Flink, whose last checkpoints can be declined while a drained
+    job's tasks close, leaving the last bundles unfinalized and their offsets uncommitted
+    (the next run would replay them). Never used for exactly-once delivery, whose offsets
+    must commit inside the output transactions. Returns the partitions it moved.
+    """
+    from kafka import TopicPartition
+    from kafka.structs import OffsetAndMetadata
+
+    consumer = _consumer(consumer_config, group_id)
+    try:
+        behind = {}
+        for (topic, partition), end in ends.items():
+            tp = TopicPartition(topic, partition)
+            current = consumer.committed(tp)
+            if current is None or current < end:
+                behind[tp] = OffsetAndMetadata(end, "", -1)
+        if behind:
+            consumer.commit(behind)
+        return len(behind)
+    finally:
+        consumer.close(autocommit=False)

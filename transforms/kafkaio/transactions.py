@@ -119,7 +119,10 @@ class PartitionTransaction:
             transaction_timeout_ms=TRANSACTION_TIMEOUT_MS,
             acks="all",
             enable_idempotence=True,
-            linger_ms=5,
+            # Bundles end in a flush, which sends at once whatever linger holds: a
+            # longer linger only batches more records per request (fewer wake-ups of
+            # kafka-python's I/O thread, which competes for the GIL), never delays a commit.
+            linger_ms=client.LINGER_MS,
             max_request_size=max_request_size,
             **client.resolve(config),
         )

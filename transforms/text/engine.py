@@ -37,6 +37,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
+import threading
 from collections import OrderedDict
 from pathlib import Path
 
@@ -139,9 +140,24 @@ def spacy_model_path() -> Path:
     return root / f"{SPACY_MODEL_PACKAGE}-{package.__version__}"
 
 
+_MODELS: dict = {}
+_MODELS_LOCK = threading.Lock()
+
+
 def load_text_model(ner: bool = True, recognizers: tuple = ()) -> TextModel:
-    """Loads the detectors once (NER alone from the packaged spaCy model), and the
-    policy's Presidio recognizers (``TextPolicy.recognizers``)."""
+    """The detectors, loaded once per process and shared by every step that detects
+    text (text, structured, image OCR, audio transcripts): one spaCy copy, not four.
+    ``recognizers``: the policy's Presidio recognizers (``TextPolicy.recognizers``)."""
+    key = (ner, tuple(recognizers))
+    with _MODELS_LOCK:
+        model = _MODELS.get(key)
+        if model is None:
+            model = _MODELS[key] = _load_text_model(ner, key[1])
+        return model
+
+
+def _load_text_model(ner: bool, recognizers: tuple) -> TextModel:
+    """Loads the detectors (NER alone from the packaged spaCy model) and the plug-ins."""
     versions = {"veil-recognizers": DETECTOR_VERSION}
     plugins = ()
     lexicon = None
@@ -177,7 +193,10 @@ def _ner_spans(model: TextModel, sentences: list[tuple[int, str]]) -> list[tuple
         if hit is None:
             todo.append((offset, sentence))
         else:
-            cache.move_to_end(sentence)
+            try:  # the model (and this cache) is shared by threads and steps
+                cache.move_to_end(sentence)
+            except KeyError:  # evicted meanwhile by another thread
+                pass
             out.extend((offset + s, offset + e, label) for s, e, label in hit)
     if not todo:
         return out
@@ -202,7 +221,10 @@ def _ner_spans(model: TextModel, sentences: list[tuple[int, str]]) -> list[tuple
             )
             cache[sentence] = mine
             if len(cache) > NER_CACHE_SIZE:
-                cache.popitem(last=False)
+                try:  # shared by threads: another may have emptied it meanwhile
+                    cache.popitem(last=False)
+                except KeyError:
+                    pass
             out.extend((offset + s, offset + e, label) for s, e, label in mine)
     return out
 

@@ -215,6 +215,8 @@ class VideoHandler(PrivacyHandler[VideoModel]):
     def load(self) -> VideoModel:
         config = self._config
         sandbox = sandbox_for(config.sandbox())
+        if sandbox is not None:
+            sandbox.spawn()  # its processes start while the models below load
         versions = {}
         if config.model_path:
             path, sha256 = Path(config.model_path), config.model_sha256

@@ -1,0 +1,232 @@
+"""Flink scale-out: Veil on a standalone Flink session cluster with Python SDK workers in
+a worker pool (``--environment_type EXTERNAL``), parallelism 1 then 2, same input.
+
+    .venv/bin/python bench/platform/flink_scale.py [--records 2000] [--bootstrap HOST:PORT]
+
+Starts (and stops) its own broker unless ``--bootstrap`` is given, a Flink session cluster
+(``deploy/flink/flink.sh cluster-start``, 2 slots) and one SDK worker pool
+(``python -m apache_beam.runners.worker.worker_pool_main``), which starts one SDK worker
+process per ``--sdk_worker_parallelism`` for each job. For each parallelism it produces
+``--records`` text records to a fresh 3-partition raw topic, runs ``veil run`` bounded,
+checks conservation (every source offset exactly one sanitized record or dead letter)
+and the committed offsets, and prints:
+
+* job seconds: submit to finish (includes the job server start, the ~160 MB jar upload,
+  task deployment and the workers' model loads);
+* steady records/s: sanitized records over the span of their Kafka timestamps (first to
+  last output), i.e. the processing rate once every worker is running.
+
+Run on 2 cores shared with the broker and both JVMs: compare the ratio, not the rates.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+FLINK_SH = REPO / "deploy" / "flink" / "flink.sh"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from run import produce, start_broker, text_corpus  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class FlinkSession:
+    """A standalone Flink cluster plus one Python SDK worker pool, stopped on exit."""
+
+    def __init__(self, slots: int = 2):
+        self.dir = tempfile.mkdtemp(prefix="veil-flink-")
+        self.slots = slots
+        self.pool_port = free_port()
+        self.master = None
+        self.pool = None
+        self.pool_log = Path(self.dir) / "worker-pool.log"
+
+    def __enter__(self):
+        env = dict(os.environ, FLINK_REST_PORT=str(free_port()), FLINK_TM_SLOTS=str(self.slots))
+        out = subprocess.run(["bash", str(FLINK_SH), "cluster-start", self.dir],
+                             capture_output=True, text=True, env=env)
+        if out.returncode != 0:
+            raise RuntimeError(f"Flink cluster did not start: {out.stderr[-2000:]}")
+        self.master = out.stdout.strip().splitlines()[-1]
+        try:
+            self.pool = start_worker_pool(self.pool_port, self.pool_log)
+        except Exception:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(self, *exc):
+        if self.pool is not None:
+            stop_worker_pool(self.pool)
+        subprocess.run(["bash", str(FLINK_SH), "cluster-stop", self.dir], capture_output=True)
+
+    def workers_started(self) -> int:
+        """SDK worker processes the pool has started so far."""
+        return self.pool_log.read_text(errors="replace").count("Starting worker")
+
+    def flags(self, parallelism: int) -> list[str]:
+        return [
+            "--runner=FlinkRunner", f"--flink_master={self.master}",
+            "--environment_type=EXTERNAL", f"--environment_config=localhost:{self.pool_port}",
+            f"--parallelism={parallelism}", f"--sdk_worker_parallelism={parallelism}",
+        ]
+
+
+def start_worker_pool(port: int, log_path: Path) -> subprocess.Popen:
+    """``worker_pool_main`` starts each SDK worker as ``python`` from PATH: the venv's."""
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    log = open(log_path, "wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "apache_beam.runners.worker.worker_pool_main",
+         f"--service_port={port}"],
+        stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError("the SDK worker pool exited at start-up")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return proc
+        time.sleep(0.5)
+    stop_worker_pool(proc)
+    raise RuntimeError("the SDK worker pool did not listen within 60 s")
+
+
+def stop_worker_pool(proc: subprocess.Popen) -> None:
+    """Stops the pool and the SDK workers it started (its own process group)."""
+    import signal
+
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=10)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()
+
+
+def outcomes(bootstrap: str, names) -> tuple[collections.Counter, list[int]]:
+    """Outcomes per source coordinate, and the sanitized records' Kafka timestamps."""
+    from veil.pipelines.cli import consume
+    from veil.transforms.records import Modality
+
+    client = {"bootstrap_servers": bootstrap}
+    coords, stamps = collections.Counter(), []
+    for topic in [names.sanitized(m) for m in Modality.ALL] + [names.dead_letter]:
+        for rec, _, value in consume(client, topic, idle_timeout_s=2):
+            coords[(value["source"]["partition"], value["source"]["offset"])] += 1
+            if topic != names.dead_letter:
+                stamps.append(rec.timestamp)
+    return coords, stamps
+
+
+def committed_total(bootstrap: str, group: str, topic: str, partitions: int = 3) -> int:
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group,
+                             enable_auto_commit=False)
+    try:
+        return sum(consumer.committed(TopicPartition(topic, p)) or 0 for p in range(partitions))
+    finally:
+        consumer.close()
+
+
+def run_case(bootstrap: str, session: FlinkSession, parallelism: int, n: int) -> dict:
+    from veil.pipelines.topics import topic_specs
+    from veil.schemas import MEDIA_RECORD, catalog
+    from veil.transforms.emit import TopicNames
+    from veil.transforms.kafkaio import ensure_topics
+
+    names = TopicNames(f"fs{parallelism}{uuid.uuid4().hex[:6]}")
+    ensure_topics({"bootstrap_servers": bootstrap}, topic_specs(names))
+    cat = catalog()
+    values, keys = [], []
+    for i, text in enumerate(text_corpus(n)):
+        record = {"record_id": f"r{i}", "subject_key": f"s{i % 50}", "modality": None,
+                  "content_type": "text/plain", "payload": text.encode(), "attributes": {},
+                  "event_time": None}
+        values.append(cat.encode(MEDIA_RECORD, record))
+        keys.append(record["subject_key"].encode())
+    produce(bootstrap, names.raw, values, keys)
+    group = f"{names.prefix}-pipeline"
+    workers_before = session.workers_started()
+    veil = str(Path(sys.executable).with_name("veil"))
+    started = time.perf_counter()
+    with tempfile.TemporaryFile() as log:
+        proc = subprocess.run(
+            [veil, "-v", "run", *session.flags(parallelism),
+             f"--veil_bootstrap_servers={bootstrap}", f"--veil_topic_prefix={names.prefix}",
+             f"--veil_consumer_group={group}", "--veil_read_mode=bounded"],
+            stdout=log, stderr=subprocess.STDOUT, timeout=1200,
+        )
+        if proc.returncode != 0:
+            log.seek(0)
+            raise RuntimeError(f"veil run failed:\n{log.read()[-3000:].decode(errors='replace')}")
+    seconds = time.perf_counter() - started
+    coords, stamps = outcomes(bootstrap, names)
+    span_s = (max(stamps) - min(stamps)) / 1000 if len(stamps) > 1 else float("nan")
+    return {
+        "parallelism": parallelism,
+        "records": n,
+        "seconds": seconds,
+        "steady_rps": (len(stamps) - 1) / span_s if span_s > 0 else float("nan"),
+        "conserved": len(coords) == n and set(coords.values()) == {1},
+        "committed": committed_total(bootstrap, group, names.raw),
+        "workers": session.workers_started() - workers_before,
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--records", type=int, default=2000)
+    parser.add_argument("--bootstrap", default=None)
+    parser.add_argument("--parallelism", type=int, nargs="+", default=[1, 2])
+    args = parser.parse_args()
+
+    broker_dir, bootstrap = None, args.bootstrap
+    if bootstrap is None:
+        broker_dir, bootstrap = start_broker()
+    results = []
+    try:
+        with FlinkSession(slots=max(args.parallelism)) as session:
+            for parallelism in args.parallelism:
+                results.append(run_case(bootstrap, session, parallelism, args.records))
+    finally:
+        if broker_dir:
+            subprocess.run(["bash", str(REPO / "deploy/kafka/kafka.sh"), "stop", broker_dir],
+                           capture_output=True)
+    print(f"{'parallelism':>11} {'records':>8} {'job s':>7} {'steady rec/s':>13} "
+          f"{'workers':>8} {'conserved':>9} {'committed':>9}")
+    for r in results:
+        print(f"{r['parallelism']:>11} {r['records']:>8} {r['seconds']:>7.1f} "
+              f"{r['steady_rps']:>13.0f} {r['workers']:>8} {str(r['conserved']):>9} "
+              f"{r['committed']:>9}")
+    if len(results) >= 2:
+        base = results[0]
+        for r in results[1:]:
+            print(f"ratio p{r['parallelism']}/p{base['parallelism']}: steady "
+                  f"{r['steady_rps'] / base['steady_rps']:.2f}x, job time "
+                  f"{base['seconds'] / r['seconds']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,74 @@
+"""Profiles the whole Veil pipeline on text records (FnApiRunner, in process, cProfile).
+
+    .venv/bin/python bench/platform/profile_pipeline.py --bootstrap HOST:PORT [--records 3000] [--top 25]
+
+Produces ``--records`` text MediaRecords (bench/platform/run.py's corpus) to a fresh topic
+prefix, runs ``veil run`` in bounded mode in this process under cProfile, and prints the
+top entries by own time and by cumulative time, plus records/s (profiling slows
+everything by roughly 1.5-2x: compare entries, not the rate). Needs a running broker
+(``deploy/kafka/kafka.sh start DIR``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import pstats
+import sys
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from run import produce, text_corpus  # noqa: E402
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--bootstrap", required=True)
+    parser.add_argument("--records", type=int, default=3000)
+    parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--out", default=None, help="also save the raw profile here")
+    args = parser.parse_args()
+
+    from veil.pipelines import sanitize
+    from veil.pipelines.topics import topic_specs
+    from veil.schemas import MEDIA_RECORD, catalog
+    from veil.transforms.emit import TopicNames
+    from veil.transforms.kafkaio import ensure_topics
+
+    client = {"bootstrap_servers": args.bootstrap}
+    names = TopicNames(f"prof{uuid.uuid4().hex[:8]}")
+    ensure_topics(client, topic_specs(names))
+    cat = catalog()
+    records = [
+        {"record_id": f"r{i}", "subject_key": f"s{i % 50}", "modality": None,
+         "content_type": "text/plain", "payload": t.encode(), "attributes": {},
+         "event_time": None}
+        for i, t in enumerate(text_corpus(args.records))
+    ]
+    produce(args.bootstrap, names.raw, [cat.encode(MEDIA_RECORD, r) for r in records],
+            [r["subject_key"].encode() for r in records])
+    argv = [f"--veil_bootstrap_servers={args.bootstrap}", f"--veil_topic_prefix={names.prefix}",
+            "--veil_read_mode=bounded", f"--veil_consumer_group={names.prefix}-prof"]
+    profiler = cProfile.Profile()
+    started = time.perf_counter()
+    profiler.enable()
+    sanitize.run(argv)
+    profiler.disable()
+    elapsed = time.perf_counter() - started
+    if args.out:
+        profiler.dump_stats(args.out)
+    print(f"{args.records} records in {elapsed:.1f} s under cProfile "
+          f"({args.records / elapsed:.0f} records/s)")
+    for order in ("tottime", "cumulative"):
+        buf = io.StringIO()
+        pstats.Stats(profiler, stream=buf).strip_dirs().sort_stats(order).print_stats(args.top)
+        print(f"--- top {args.top} by {order} ---")
+        print("\n".join(buf.getvalue().splitlines()[6:]))
+
+
+if __name__ == "__main__":
+    main()
