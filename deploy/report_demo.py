@@ -126,6 +126,7 @@ def run(
         "--out",
         str(out / "sanitized"),
         "--report",
+        "--allow-dead-letters",  # the samples include bad records on purpose
     ]
     if show_originals:
         argv.append("--show-originals")

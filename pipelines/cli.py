@@ -377,7 +377,7 @@ def cmd_sanitize(args, beam_argv):
         from veil.pipelines.report_cli import audit_keys
 
         path = sanitize_report(
-            args.paths,
+            summary["inputs"],
             args.out,
             args.subject,
             summary["sanitized_records"],

@@ -175,6 +175,7 @@ def sanitize_files(
         summary = _sort_spool(spool, out, inputs, len(messages), input_errors, mac_key)
         if id_map:
             _write_id_map(id_map, inputs)
+        summary["inputs"] = inputs  # in memory only (they name paths): for --report
         return summary
     finally:
         shutil.rmtree(spool, ignore_errors=True)

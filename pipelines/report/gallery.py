@@ -286,18 +286,21 @@ def audio_figure(before, rate_b, after, rate_a, spans, show_originals: bool) -> 
 # --- assembling ------------------------------------------------------------------------
 
 
-def input_records(paths, subject):
-    """``{source key: MediaRecord}`` in the keys ``veil sanitize`` gives its inputs."""
-    from veil.pipelines.files import InputError, iter_records
+def input_records(inputs, subject):
+    """``{source key: MediaRecord}`` in the keys ``veil sanitize`` gives its inputs:
+    ``source.topic`` is each input's opaque id. ``inputs``: ``LocalInput``s (the
+    summary's ``inputs``) or paths (collected again, with ids of a fresh random key)."""
+    from veil.pipelines.files import InputError, LocalInput, collect_inputs, iter_records
 
-    out, counters = {}, {}
-    for path, line, record in iter_records(paths, subject):
-        index = counters.get(str(path), 0)
-        counters[str(path)] = index + 1
-        if isinstance(record, InputError):
-            continue
-        offset = (line - 1) if line else index
-        out[f"{path}/0@{offset}"] = record
+    if inputs and not isinstance(inputs[0], LocalInput):
+        inputs = collect_inputs(inputs)
+    out = {}
+    for item in inputs:
+        for index, (_, line, record) in enumerate(iter_records([item.path], subject)):
+            if isinstance(record, InputError):
+                continue
+            offset = (line - 1) if line else index
+            out[f"{item.input_id}/0@{offset}"] = record
     return out
 
 

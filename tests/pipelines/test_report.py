@@ -225,6 +225,7 @@ def _sanitize(inputs, out, *flags):
             "--subject",
             SUBJECT,
             "--report",
+            "--allow-dead-letters",  # the canary set holds a bad record on purpose
             *flags,
         ],
         capture_output=True,
