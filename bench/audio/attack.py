@@ -94,6 +94,11 @@ def wer(reference: str, hypothesis: str) -> tuple[int, int]:
     return int(d[-1]), len(ref)
 
 
+def _wer_total(refs, hyps) -> float:
+    errors = sum(wer(r, h)[0] for r, h in zip(refs, hyps))
+    return errors / sum(len(r.split()) for r in refs)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -199,8 +204,16 @@ def main(argv=None) -> int:
                 for u in english
             ]
             texts[mode_label] = hyps
+            row["wer"] = _wer_total([u.text for u in english], hyps)
+            if "original" in texts and "wer_original" not in results[0]:
+                results[0]["wer_original"] = _wer_total([u.text for u in english], texts["original"])
         results.append(row)
-        print(f"  {mode}: {row}", file=sys.stderr)
+        print(
+            f"  {mode_label}: " + ", ".join(f"{k} {v:.3f}" for k, v in row.items() if k != "mode")
+            + (f", wer_original {results[0].get('wer_original', 0):.3f}" if asr else ""),
+            file=sys.stderr,
+            flush=True,
+        )
 
     print()
     print("| Mode | Ignorant: sim. to own speaker, mean / max | Different speakers, mean / max "

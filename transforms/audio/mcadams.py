@@ -226,7 +226,9 @@ def _transform_frames(frames, order, alpha, window, padded, hop, warp, pitch):
     ``padded`` signal around the frame's centre at ``pitch`` times the rate (linear
     interpolation): each 20 ms grain of excitation then repeats ``pitch`` times faster,
     so the fundamental moves by that ratio while the new all-pole filter sets the
-    formants (a granular, LPC-domain pitch shift; no pitch marks, one pass).
+    formants (a granular, LPC-domain pitch shift; no pitch marks, one pass). Each
+    grain's source is shifted by up to about half a pitch period so that it continues
+    the previous grain in phase (SOLA), which removes the hop-rate buzz.
 
     Returns the output frames and how many frames needed the eigenvalue fallback.
     Silent or degenerate frames pass through (windowed).
@@ -246,6 +248,9 @@ def _transform_frames(frames, order, alpha, window, padded, hop, warp, pitch):
     trial_im = np.empty(order)
     warm = False
     fallbacks = 0
+    search = max(2, int(width / 2.8))  # ~114 samples at 16 kHz: half a 70 Hz period
+    have_prev = False
+    prev_centre = 0.0
     for m in range(n_frames):
         frame = frames[m]
         energy = 0.0
@@ -263,6 +268,7 @@ def _transform_frames(frames, order, alpha, window, padded, hop, warp, pitch):
                 for n in range(width):
                     out[m, n] = frame[n] * window[n]
             warm = False
+            have_prev = False
             continue
         if warm:
             trial_re[:] = re
@@ -286,6 +292,31 @@ def _transform_frames(frames, order, alpha, window, padded, hop, warp, pitch):
                 residual[n] = acc
         else:
             centre = m * hop + 0.5 * width
+            if have_prev:
+                # SOLA: shift this grain's source (within about half a pitch period)
+                # so its start lines up with the end of the previous grain, which
+                # it overlaps; otherwise grains join out of phase and buzz at the
+                # hop rate. Correlation on the raw signal: every other shift, every
+                # fourth sample.
+                best = -1e300
+                best_shift = 0
+                for shift in range(-search, search + 1, 2):
+                    acc = 0.0
+                    norm = 1e-12
+                    for j in range(0, width - hop, 4):
+                        q = int(centre + shift + (j - 0.5 * width) * pitch)
+                        q = min(max(q, 0), n_padded - 1)
+                        r = int(prev_centre + (hop + j - 0.5 * width) * pitch)
+                        r = min(max(r, 0), n_padded - 1)
+                        acc += padded[q] * padded[r]
+                        norm += padded[q] * padded[q]
+                    score = acc / math.sqrt(norm)
+                    if score > best:
+                        best = score
+                        best_shift = shift
+                centre += best_shift
+            prev_centre = centre
+            have_prev = True
             for n in range(width):
                 pos = centre + (n - 0.5 * width) * pitch
                 q = int(math.floor(pos))
