@@ -242,6 +242,7 @@ def _transform_frames(frames, order, alpha, window, padded, hop, warp, pitch):
     fwd = np.empty(width)
     bwd = np.empty(width)
     residual = np.empty(width)
+    excitation = np.empty(2 * width + 4)
     re = np.empty(order)
     im = np.empty(order)
     trial_re = np.empty(order)
@@ -317,19 +318,25 @@ def _transform_frames(frames, order, alpha, window, padded, hop, warp, pitch):
                 centre += best_shift
             prev_centre = centre
             have_prev = True
+            # The excitation at every integer position the grain reads, once.
+            low = int(math.floor(centre - 0.5 * width * pitch))
+            count = min(int(width * pitch) + 3, excitation.shape[0])
+            for i in range(count):
+                q = low + i
+                acc = 0.0
+                if q - order >= 0 and q < n_padded:
+                    for k in range(order + 1):
+                        acc += a[k] * padded[q - k]
+                else:
+                    for k in range(order + 1):
+                        if 0 <= q - k < n_padded:
+                            acc += a[k] * padded[q - k]
+                excitation[i] = acc
             for n in range(width):
-                pos = centre + (n - 0.5 * width) * pitch
-                q = int(math.floor(pos))
-                frac = pos - q
-                e0 = 0.0
-                e1 = 0.0
-                for k in range(order + 1):
-                    i0 = q - k
-                    if 0 <= i0 < n_padded:
-                        e0 += a[k] * padded[i0]
-                    if 0 <= i0 + 1 < n_padded:
-                        e1 += a[k] * padded[i0 + 1]
-                residual[n] = ((1.0 - frac) * e0 + frac * e1) * window[n]
+                pos = centre + (n - 0.5 * width) * pitch - low
+                i = min(max(int(pos), 0), count - 2)
+                frac = pos - i
+                residual[n] = ((1.0 - frac) * excitation[i] + frac * excitation[i + 1]) * window[n]
         for n in range(width):
             acc = residual[n]
             for k in range(1, min(n, order) + 1):

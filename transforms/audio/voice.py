@@ -54,14 +54,14 @@ def resample(samples: np.ndarray, rate_in: int, rate_out: int, length: int | Non
 def median_f0(x: np.ndarray, rate: int) -> float:
     """The median fundamental frequency (Hz) of the voiced 40 ms frames, 0 if none.
 
-    Normalized autocorrelation of Hann-windowed frames (20 ms hop, the window's own
+    Normalized autocorrelation of Hann-windowed frames (one every 50 ms; the window's own
     autocorrelation divided out) through one batched
     FFT; a frame is voiced when it is among the louder half and its autocorrelation peak
     in the 60-400 Hz lag range exceeds ``VOICED``. Cheap (well under 1 ms per second of
     audio) and only used to pick the pitch ratio that brings a recording to its
     subject's target F0.
     """
-    width, hop = int(0.04 * rate), int(0.02 * rate)
+    width, hop = int(0.04 * rate), int(0.05 * rate)
     if len(x) < width:
         return 0.0
     hann = np.hanning(width)
@@ -71,7 +71,7 @@ def median_f0(x: np.ndarray, rate: int) -> float:
     if not loud.any():
         return 0.0
     frames = frames[loud]
-    nfft = 1 << int(np.ceil(np.log2(2 * width)))
+    nfft = 2 * width
     spectrum = np.fft.rfft(frames, nfft)
     acf = np.fft.irfft(spectrum * spectrum.conj(), nfft)[:, :width]
     acf /= np.maximum(acf[:, :1], 1e-12)
