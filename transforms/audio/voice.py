@@ -97,7 +97,7 @@ def _transform(channel: np.ndarray, rate: int, params: VoiceParams, mode: str) -
         from veil.transforms.audio.mcadams import mcadams
 
         f0 = median_f0(channel, rate)
-        ratio = float(np.clip(params.f0 / f0, 0.5, 2.0)) if f0 > 0 and params.f0 > 0 else 1.0
+        ratio = float(np.clip(params.f0 / f0, 0.6, 1.8)) if f0 > 0 and params.f0 > 0 else 1.0
         return mcadams(channel, rate, params.alpha, warp=params.warp, pitch=ratio)
     import librosa
 
