@@ -105,7 +105,7 @@ def main(argv=None) -> int:
         "--modes",
         default="mcadams,pitch_shift,warp",
         help="comma-separated; a mode may override AudioConfig ranges: "
-        "'warp;alpha_range=0.5:0.8;warp_range=0.1:0.2;f0_range=90:240'",
+        "'warp;warp_alpha_range=0.5:0.8;warp_range=0.1:0.2;f0_range=90:240'",
     )
     parser.add_argument("--per-speaker", type=int, default=6)
     parser.add_argument("--no-wer", action="store_true")
@@ -168,7 +168,7 @@ def main(argv=None) -> int:
             params = voice_params(
                 BENCH_KEY,
                 subject,
-                config.alpha_range,
+                config.warp_alpha_range if mode == "warp" else config.alpha_range,
                 config.semitone_range,
                 config.warp_range,
                 config.f0_range,

@@ -68,6 +68,8 @@ class AudioConfig:
         alpha_range: the McAdams coefficients subjects are spread over.
         semitone_range: the size of the pitch shift in ``pitch_shift`` mode (its
             direction is per subject too).
+        warp_alpha_range: the McAdams coefficients of the ``warp`` mode (milder than
+            ``alpha_range``: the warp and the pitch do part of the work).
         warp_range: the size of the ``warp`` mode's frequency warp β (its sign is per
             subject too).
         f0_range: the ``warp`` mode's per-subject target F0, Hz (log-uniform).
@@ -86,8 +88,9 @@ class AudioConfig:
     mode: str = "mcadams"
     alpha_range: tuple = (0.6, 0.8)
     semitone_range: tuple = (5.0, 8.0)
-    warp_range: tuple = (0.08, 0.16)
-    f0_range: tuple = (90.0, 240.0)
+    warp_alpha_range: tuple = (0.75, 0.85)
+    warp_range: tuple = (0.1, 0.18)
+    f0_range: tuple = (90.0, 260.0)
     spoken_pii: bool = True
     replacement: str = "silence"
     pad_s: float = 0.15
@@ -106,6 +109,9 @@ class AudioConfig:
         low, high = self.semitone_range
         if not 0.0 < low <= high <= 12.0:
             raise ValueError("semitone_range must satisfy 0 < low <= high <= 12")
+        low, high = self.warp_alpha_range
+        if not 0.3 <= low <= high <= 1.0:
+            raise ValueError("warp_alpha_range must satisfy 0.3 <= low <= high <= 1.0")
         low, high = self.warp_range
         if not 0.0 <= low <= high < 0.4:
             raise ValueError("warp_range must satisfy 0 <= low <= high < 0.4")
@@ -220,7 +226,7 @@ class AudioHandler(PrivacyHandler[AudioModel]):
         params = voice_params(
             key,
             subject,
-            config.alpha_range,
+            config.warp_alpha_range if config.mode == "warp" else config.alpha_range,
             config.semitone_range,
             config.warp_range,
             config.f0_range,
