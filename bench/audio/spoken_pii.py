@@ -1,6 +1,6 @@
 """Spoken-PII recall: what the audio branch finds, silences and flags, per identifier kind.
 
-    .venv/bin/python bench/audio/spoken_pii.py [--clips 8]
+    .venv/bin/python bench/audio/spoken_pii.py [--clips 8] [--mode warp]
 
 Speech nobody on this project recorded, in two sets:
 
@@ -116,6 +116,7 @@ def real_phone_numbers(clips: int, rng: random.Random):
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clips", type=int, default=8, help="sentences per kind")
+    parser.add_argument("--mode", default="warp", help="AudioConfig.mode")
     args = parser.parse_args(argv)
 
     from veil.transforms.audio import AudioConfig, AudioHandler
@@ -133,7 +134,7 @@ def main(argv=None) -> int:
     rows: dict[str, list] = {}
     with tempfile.TemporaryDirectory() as tmp:
         key_path = write_key_file(Path(tmp) / "voice.key")
-        config = AudioConfig(key_file=str(key_path))
+        config = AudioConfig(mode=args.mode, key_file=str(key_path))
         handler = AudioHandler(policy, config)
         model = handler.load()
         for n, (case, words, wav) in enumerate(clips):
@@ -149,7 +150,12 @@ def main(argv=None) -> int:
             out, out_rate = soundfile.read(io.BytesIO(item.sanitized_payload), dtype="float64")
             after = {w.text for w in asr.transcribe(voice.resample(out, out_rate, 16000))}
             params = voice_params(
-                model.key, f"s{n}", config.alpha_range, config.semitone_range
+                model.key,
+                f"s{n}",
+                config.warp_alpha_range if config.mode == "warp" else config.alpha_range,
+                config.semitone_range,
+                config.warp_range,
+                config.f0_range,
             )
             changed = voice.anonymize_voice(samples[:, None], rate, params, config.mode)[:, 0]
             base = {w.text for w in asr.transcribe(voice.resample(changed, rate, 16000))}

@@ -62,8 +62,9 @@ class AudioConfig:
     """How the audio branch works. Holds no secret: the key is named, never given.
 
     Attributes:
-        mode: ``"mcadams"`` (default), ``"warp"`` (McAdams + vocal-tract-length warp +
-            pitch to a per-subject target F0; see ``docs/audio.md``) or
+        mode: ``"warp"`` (default: McAdams + vocal-tract-length warp + pitch to a
+            per-subject target F0; see ``docs/audio.md``), ``"mcadams"`` (the
+            VoicePrivacy baseline; weaker against a speaker encoder) or
             ``"pitch_shift"``.
         alpha_range: the McAdams coefficients subjects are spread over.
         semitone_range: the size of the pitch shift in ``pitch_shift`` mode (its
@@ -85,10 +86,10 @@ class AudioConfig:
             (``veil.transforms.sandbox``); ``None`` or ``enabled=False``: in process.
     """
 
-    mode: str = "mcadams"
+    mode: str = "warp"
     alpha_range: tuple = (0.6, 0.8)
     semitone_range: tuple = (5.0, 8.0)
-    warp_alpha_range: tuple = (0.75, 0.85)
+    warp_alpha_range: tuple = (0.8, 0.9)
     warp_range: tuple = (0.1, 0.18)
     f0_range: tuple = (90.0, 260.0)
     spoken_pii: bool = True

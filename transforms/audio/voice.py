@@ -1,7 +1,13 @@
 """Voice anonymization modes, at a working rate of at most 16 kHz.
 
-``mcadams`` (default): the VoicePrivacy baseline's McAdams-coefficient transform (see
+``mcadams``: the VoicePrivacy baseline's McAdams-coefficient transform (see
 ``veil.transforms.audio.mcadams``), with the subject's ``alpha``.
+
+``warp`` (default): McAdams with the subject's milder ``alpha``, the subject's
+vocal-tract-length warp of the same poles, and the excitation moved to the subject's
+target F0 (SOLA-aligned grains), in one pass of the McAdams kernel. Against a GE2E
+speaker encoder it is the only mode that meets both the privacy and the WER targets
+(``docs/audio.md``, BENCHMARKS.md).
 
 ``pitch_shift``: librosa's pitch shift (phase-vocoder time stretch, then resampling
 back to the original length) by the subject's number of semitones. It moves pitch and
