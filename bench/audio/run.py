@@ -128,7 +128,13 @@ def main(argv=None) -> int:
     policy = load_policy()
     with tempfile.TemporaryDirectory() as tmp:
         key = write_key_file(Path(tmp) / "voice.key")
-        for mode, pii in (("mcadams", True), ("pitch_shift", True), ("mcadams", False)):
+        for mode, pii in (
+            ("warp", True),
+            ("mcadams", True),
+            ("pitch_shift", True),
+            ("warp", False),
+            ("mcadams", False),
+        ):
             config = AudioConfig(mode=mode, spoken_pii=pii, key_file=str(key))
             handler = AudioHandler(policy, config)
             model = handler.load()
