@@ -94,6 +94,24 @@ class VideoPolicy:
     audio: str = "drop"
 
 
+UNRELIABLE_SPEECH_ACTIONS = ("quarantine", "publish")
+
+
+@dataclasses.dataclass(frozen=True)
+class AudioPolicy:
+    """``audio``: what happens to speech Veil could not transcribe reliably.
+
+    Spoken-PII removal is only as good as the recognizer. When a recording's transcript
+    confidence (``veil.transforms.audio.asr.Transcript``) is below
+    ``min_transcript_confidence``, ``unreliable_speech: quarantine`` (default) sends the
+    anonymized record to the quarantine topic instead of the sanitized one, with reason
+    ``AUDIO_TRANSCRIPT_UNRELIABLE``; ``publish`` publishes it, still marked.
+    """
+
+    unreliable_speech: str = "quarantine"
+    min_transcript_confidence: float = 0.3
+
+
 @dataclasses.dataclass(frozen=True)
 class Policy:
     version: str
@@ -112,6 +130,7 @@ class Policy:
     key_env: str | None = None
     quarantine_levels: frozenset = frozenset()
     video: VideoPolicy = VideoPolicy()
+    audio: AudioPolicy = AudioPolicy()
 
     def operator_for(self, modality: str, entity_type: str, regimes=()) -> OperatorSpec:
         """The operator for ``entity_type`` in a record of ``modality`` under ``regimes``."""
@@ -354,6 +373,7 @@ def parse_policy(raw, where: str = "policy", base_dir: Path | None = None) -> Po
         key_env=key_env,
         quarantine_levels=frozenset(quarantine),
         video=_parse_video(raw.get("video", {}), where),
+        audio=_parse_audio(raw.get("audio", {}), where),
     )
 
 
@@ -463,6 +483,25 @@ def _parse_video(raw, where: str) -> VideoPolicy:
     if audio not in VIDEO_AUDIO_MODES:
         raise PolicyError(f"{where}: video.audio must be one of {list(VIDEO_AUDIO_MODES)}")
     return VideoPolicy(faces=faces, audio=audio)
+
+
+def _parse_audio(raw, where: str) -> AudioPolicy:
+    if raw is None:
+        return AudioPolicy()
+    allowed = {"unreliable_speech", "min_transcript_confidence"}
+    if not isinstance(raw, dict) or set(raw) - allowed:
+        raise PolicyError(f"{where}: 'audio' may only hold {sorted(allowed)}")
+    action = raw.get("unreliable_speech", "quarantine")
+    if action not in UNRELIABLE_SPEECH_ACTIONS:
+        raise PolicyError(
+            f"{where}: audio.unreliable_speech must be one of {list(UNRELIABLE_SPEECH_ACTIONS)}"
+        )
+    threshold = raw.get("min_transcript_confidence", 0.3)
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
+        raise PolicyError(f"{where}: audio.min_transcript_confidence must be a number")
+    if not 0.0 <= threshold <= 1.0:
+        raise PolicyError(f"{where}: audio.min_transcript_confidence must be in [0, 1]")
+    return AudioPolicy(action, float(threshold))
 
 
 def _mapping(raw: dict, key: str, where: str) -> dict:

@@ -233,8 +233,15 @@ class PublishSanitizedFn(_Emitter):
         Metrics.counter(f"veil.{item.modality}", "sanitized").inc()
         Metrics.counter("veil.emit", f"sensitivity_{item.classification.sensitivity}").inc()
         trail = list(item.trail)
-        quarantined = item.classification.sensitivity in self._quarantine
-        trail.append(AuditStep(stage=STAGE, action="QUARANTINED" if quarantined else "PUBLISHED"))
+        reason = item.classification.quarantine_reason  # e.g. unreliable transcript
+        quarantined = item.classification.sensitivity in self._quarantine or reason is not None
+        trail.append(
+            AuditStep(
+                stage=STAGE,
+                action="QUARANTINED" if quarantined else "PUBLISHED",
+                reason_code=reason,
+            )
+        )
         topic = (self._topics.quarantine if quarantined else self._topics.sanitized)(item.modality)
         yield KafkaWrite(
             topic,

@@ -47,6 +47,8 @@ class ErrorCode:
     AUDIO_TOO_LONG = "AUDIO_TOO_LONG"  # longer than the audio branch's duration limit
     AUDIO_TOO_LARGE = "AUDIO_TOO_LARGE"  # decodes to far more than its size (bombs)
     AUDIO_KEY_UNAVAILABLE = "AUDIO_KEY_UNAVAILABLE"  # no voice key: fail closed
+    # Not a dead-letter code: the quarantine reason of speech transcribed unreliably.
+    AUDIO_TRANSCRIPT_UNRELIABLE = "AUDIO_TRANSCRIPT_UNRELIABLE"
     IMAGE_DECODE_ERROR = "IMAGE_DECODE_ERROR"  # corrupt, truncated or lying header
     IMAGE_FORMAT_UNSUPPORTED = "IMAGE_FORMAT_UNSUPPORTED"  # not an allow-listed format
     IMAGE_TOO_LARGE = "IMAGE_TOO_LARGE"  # header declares too many pixels (bombs)
@@ -142,6 +144,9 @@ class Classification:
     sensitivity: str = "RESTRICTED"
     regimes: list = dataclasses.field(default_factory=list)
     entity_counts: dict = dataclasses.field(default_factory=dict)
+    # A reason code that sends the record to the quarantine topic whatever its
+    # sensitivity (e.g. AUDIO_TRANSCRIPT_UNRELIABLE); not serialized: the regimes say it.
+    quarantine_reason: str | None = None
 
     def as_dict(self) -> dict:
         return {

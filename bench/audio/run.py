@@ -7,6 +7,8 @@ Input: the five LibriVox utterances of Debian's pocketsphinx-testdata (real spee
 so the numbers are per core. Measured in the same run:
 
 A. McAdams, Veil's vectorized transform (``veil.transforms.audio.mcadams.mcadams``).
+A2. The ``warp`` mode (same kernel plus the all-pass warp and the SOLA pitch shift,
+   plus the F0 estimate), at 16 kHz.
 B. McAdams, the VoicePrivacy baseline's straightforward frame-by-frame Python loop
    (``mcadams_frame_loop``), after its numba JIT warm-up.
 C. The pitch-shift mode (librosa, soxr resampling), after its JIT warm-up.
@@ -84,6 +86,7 @@ def main(argv=None) -> int:
     jit_s = time.perf_counter() - started
     mc.mcadams_frame_loop(x[:8000], rate, 0.7)
     voice.warm_up("pitch_shift")
+    voice.warm_up("warp")
     asr = Transcriber.load()
 
     rows = []
@@ -95,6 +98,12 @@ def main(argv=None) -> int:
 
     print(f"{seconds:.1f} s of speech; McAdams JIT warm-up {jit_s:.1f} s", file=sys.stderr)
     row("A McAdams, vectorized (Veil), 16 kHz", seconds, lambda: mc.mcadams(x, rate, 0.7))
+    warp_params = VoiceParams(alpha=0.85, semitones=0.0, warp=0.12, f0=180.0)
+    row(
+        "A2 Warp mode (McAdams + VTLN warp + SOLA pitch to target F0, F0 estimate), 16 kHz",
+        seconds,
+        lambda: voice.anonymize_voice(x[:, None], rate, warp_params, "warp"),
+    )
     row(
         "B McAdams, frame-by-frame Python loop (baseline), 16 kHz",
         seconds,
@@ -119,7 +128,13 @@ def main(argv=None) -> int:
     policy = load_policy()
     with tempfile.TemporaryDirectory() as tmp:
         key = write_key_file(Path(tmp) / "voice.key")
-        for mode, pii in (("mcadams", True), ("pitch_shift", True), ("mcadams", False)):
+        for mode, pii in (
+            ("warp", True),
+            ("mcadams", True),
+            ("pitch_shift", True),
+            ("warp", False),
+            ("mcadams", False),
+        ):
             config = AudioConfig(mode=mode, spoken_pii=pii, key_file=str(key))
             handler = AudioHandler(policy, config)
             model = handler.load()
@@ -142,9 +157,10 @@ def main(argv=None) -> int:
         print(
             f"| {label} | {audio_s:.1f} | {best:.3f} | {audio_s / best:.0f}x | {audio_s / median:.0f}x |"
         )
-    a, b = rows[0], rows[1]
+    a, b = rows[0], rows[2]
     print()
     print(f"A/B: the vectorized McAdams is {b[2] / a[2]:.1f}x faster than the frame loop.")
+    print(f"A2/A: the warp mode costs {rows[1][2] / a[2]:.2f}x the McAdams mode's CPU time.")
     return 0
 
 

@@ -6,7 +6,8 @@ Modules:
   audio tracks), metadata-free re-encoding;
 * ``mcadams``: the McAdams-coefficient transform, vectorized, plus the baseline's
   frame-by-frame reference;
-* ``voice``: the two voice modes (``mcadams``, ``pitch_shift``) at <= 16 kHz;
+* ``voice``: the voice modes (``warp``, the default; ``mcadams``; ``pitch_shift``) at
+  <= 16 kHz;
 * ``keys``: the voice key (one small interface, a local key-file implementation) and
   per-subject parameters from HMAC-SHA256 of the subject key;
 * ``asr``: PocketSphinx with its packaged English model, word timestamps;
@@ -17,7 +18,7 @@ Modules:
 Example::
 
     audio = routed.branches["audio"] | "Audio" >> ApplyPrivacyStep(
-        AudioHandler(policy, AudioConfig(mode="mcadams")), time_limit_s=60
+        AudioHandler(policy, AudioConfig(mode="warp")), time_limit_s=60
     )
 """
 

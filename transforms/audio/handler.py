@@ -51,6 +51,10 @@ from veil.transforms.sandbox import NATIVE_DECODERS, SandboxConfig, sandbox_for
 _LOGGER = logging.getLogger(__name__)
 
 REPLACEMENTS = ("silence", "tone")
+#: Count (audit event, classification) and regime marking speech whose transcript
+#: confidence was below the policy's ``audio.min_transcript_confidence``.
+UNRELIABLE_TRANSCRIPT = "UNRELIABLE_TRANSCRIPT"
+UNVERIFIED_SPEECH = "UNVERIFIED_SPEECH"
 OUTPUTS = ("auto", "wav", "flac", "ogg")
 
 
@@ -59,10 +63,18 @@ class AudioConfig:
     """How the audio branch works. Holds no secret: the key is named, never given.
 
     Attributes:
-        mode: ``"mcadams"`` (default) or ``"pitch_shift"``.
+        mode: ``"warp"`` (default: McAdams + vocal-tract-length warp + pitch to a
+            per-subject target F0; see ``docs/audio.md``), ``"mcadams"`` (the
+            VoicePrivacy baseline; weaker against a speaker encoder) or
+            ``"pitch_shift"``.
         alpha_range: the McAdams coefficients subjects are spread over.
         semitone_range: the size of the pitch shift in ``pitch_shift`` mode (its
             direction is per subject too).
+        warp_alpha_range: the McAdams coefficients of the ``warp`` mode (milder than
+            ``alpha_range``: the warp and the pitch do part of the work).
+        warp_range: the size of the ``warp`` mode's frequency warp β (its sign is per
+            subject too).
+        f0_range: the ``warp`` mode's per-subject target F0, Hz (log-uniform).
         spoken_pii: transcribe and blank spoken PII (on by default).
         replacement: ``"silence"`` or ``"tone"`` for spoken PII.
         pad_s: extra time blanked on both sides of each PII word.
@@ -75,9 +87,12 @@ class AudioConfig:
             (``veil.transforms.sandbox``); ``None`` or ``enabled=False``: in process.
     """
 
-    mode: str = "mcadams"
+    mode: str = "warp"
     alpha_range: tuple = (0.6, 0.8)
     semitone_range: tuple = (5.0, 8.0)
+    warp_alpha_range: tuple = (0.8, 0.9)
+    warp_range: tuple = (0.1, 0.18)
+    f0_range: tuple = (90.0, 260.0)
     spoken_pii: bool = True
     replacement: str = "silence"
     pad_s: float = 0.15
@@ -96,6 +111,15 @@ class AudioConfig:
         low, high = self.semitone_range
         if not 0.0 < low <= high <= 12.0:
             raise ValueError("semitone_range must satisfy 0 < low <= high <= 12")
+        low, high = self.warp_alpha_range
+        if not 0.3 <= low <= high <= 1.0:
+            raise ValueError("warp_alpha_range must satisfy 0.3 <= low <= high <= 1.0")
+        low, high = self.warp_range
+        if not 0.0 <= low <= high < 0.4:
+            raise ValueError("warp_range must satisfy 0 <= low <= high < 0.4")
+        low, high = self.f0_range
+        if not 50.0 <= low <= high <= 400.0:
+            raise ValueError("f0_range must satisfy 50 <= low <= high <= 400 (Hz)")
         if self.replacement not in REPLACEMENTS:
             raise ValueError(f"replacement must be one of {REPLACEMENTS}")
         if self.output not in OUTPUTS:
@@ -205,28 +229,47 @@ class AudioHandler(PrivacyHandler[AudioModel]):
             raise PrivacyError(ErrorCode.SUBJECT_ERASED) from None
         except KeyUnavailable:
             raise PrivacyError(ErrorCode.AUDIO_KEY_UNAVAILABLE) from None
-        params = voice_params(key, subject, config.alpha_range, config.semitone_range)
-        spans, counts = [], {}
+        params = voice_params(
+            key,
+            subject,
+            config.warp_alpha_range if config.mode == "warp" else config.alpha_range,
+            config.semitone_range,
+            config.warp_range,
+            config.f0_range,
+        )
+        spans, counts, reliable = [], {}, True
         if config.spoken_pii:
-            spans, counts = self._spoken_pii(model, audio.samples, audio.sample_rate)
+            spans, counts, reliable = self._spoken_pii(model, audio.samples, audio.sample_rate)
         out = voice.anonymize_voice(audio.samples, audio.sample_rate, params, config.mode)
         blank(out, audio.sample_rate, spans, config.replacement)
         container = output_container(audio.container, config.output)
         item.sanitized_payload, item.sanitized_content_type = encode_audio(
             out, audio.sample_rate, container
         )
-        item.classification = classify(counts, self._policy)
+        classification = classify(counts, self._policy)
+        if not reliable:
+            # Spoken PII may have been missed: say so in the classification and in this
+            # stage's audit event (a count, never content); quarantine unless the
+            # policy says publish.
+            counts = {**counts, UNRELIABLE_TRANSCRIPT: 1}
+            classification.entity_counts = dict(counts)
+            classification.regimes = sorted({*classification.regimes, UNVERIFIED_SPEECH})
+            if self._policy.audio.unreliable_speech == "quarantine":
+                classification.quarantine_reason = ErrorCode.AUDIO_TRANSCRIPT_UNRELIABLE
+        item.classification = classification
         return counts
 
     def _spoken_pii(self, model: AudioModel, samples: np.ndarray, rate: int):
         """Time spans of spoken PII and entity counts; the transcript stays here."""
         mono = samples.mean(axis=1)
         mono16 = voice.resample(mono, rate, voice.WORK_RATE)
-        words = model.transcriber.transcribe(mono16)
+        transcript = model.transcriber.transcribe_scored(mono16)
+        words = transcript.words
+        reliable = transcript.confidence >= self._policy.audio.min_transcript_confidence
         text, pieces = normalize(words)
         merged = _detect(model.text_model, text, self._policy) if text else []
         counts = entity_counts([entity for _, _, entity in merged])
-        return time_spans(pieces, merged, words, self._config.pad_s), counts
+        return time_spans(pieces, merged, words, self._config.pad_s), counts, reliable
 
 
 # The text branch's detectors (``veil.transforms.text.detect``, the entry point other

@@ -26,7 +26,9 @@ import dataclasses
 import hashlib
 import hmac
 import logging
+import math
 import struct
+
 _LOGGER = logging.getLogger(__name__)
 
 VOICE_SCOPE = "audio-voice"
@@ -36,10 +38,17 @@ _DOMAIN = b"veil/audio/voice-params/v1\x00"
 
 @dataclasses.dataclass(frozen=True)
 class VoiceParams:
-    """One subject's pseudo-voice: McAdams ``alpha`` and a pitch shift in semitones."""
+    """One subject's pseudo-voice.
+
+    ``alpha``: McAdams coefficient; ``semitones``: the ``pitch_shift`` mode's shift;
+    ``warp``: the ``warp`` mode's frequency warp β (signed); ``f0``: the ``warp``
+    mode's target fundamental frequency in Hz.
+    """
 
     alpha: float
     semitones: float
+    warp: float = 0.0
+    f0: float = 0.0
 
 
 def voice_params(
@@ -47,11 +56,16 @@ def voice_params(
     subject_key: str,
     alpha_range: tuple[float, float],
     semitone_range: tuple[float, float],
+    warp_range: tuple[float, float] = (0.0, 0.0),
+    f0_range: tuple[float, float] = (0.0, 0.0),
 ) -> VoiceParams:
     """Derives a subject's parameters from HMAC-SHA256(key, subject key).
 
     ``alpha`` is uniform in ``alpha_range``; the pitch shift's size is uniform in
-    ``semitone_range`` and its direction is one more bit of the digest.
+    ``semitone_range`` and its direction is one more bit of the digest. The warp's size
+    is uniform in ``warp_range`` with its own sign bit; the target F0 is log-uniform in
+    ``f0_range`` (both from digest bytes the first two never use, so adding them
+    changed no subject's ``alpha`` or ``semitones``).
     """
     digest = hmac.new(key, _DOMAIN + subject_key.encode("utf-8"), hashlib.sha256).digest()
     u_alpha, u_shift = (v / 2.0**64 for v in struct.unpack(">QQ", digest[:16]))
@@ -60,4 +74,14 @@ def voice_params(
     low, high = semitone_range
     size = low + (high - low) * u_shift
     direction = 1.0 if digest[16] & 1 else -1.0
-    return VoiceParams(alpha=round(alpha, 6), semitones=round(direction * size, 6))
+    u_warp, u_f0 = (v / 2.0**32 for v in struct.unpack(">II", digest[17:25]))
+    low, high = warp_range
+    warp = (low + (high - low) * u_warp) * (1.0 if digest[25] & 1 else -1.0)
+    low, high = f0_range
+    f0 = math.exp(math.log(low) + (math.log(high) - math.log(low)) * u_f0) if low > 0 else 0.0
+    return VoiceParams(
+        alpha=round(alpha, 6),
+        semitones=round(direction * size, 6),
+        warp=round(warp, 6),
+        f0=round(f0, 3),
+    )

@@ -186,10 +186,13 @@ def _eig_roots(coeffs, re, im):
 
 
 @_jit()
-def _warped_polynomial(re, im, alpha, out):
+def _warped_polynomial(re, im, alpha, warp, out):
     """``out = [1, b1, ...]``: every complex root's angle φ moved to sign(φ)·|φ|^α.
 
-    Radii are kept; real roots stay where they are.
+    With ``warp`` (β) the moved angle is then warped along the frequency axis by the
+    first-order all-pass map ``θ + 2·atan(β·sin θ / (1 - β·cos θ))``: the classic
+    vocal-tract-length normalization warp, β > 0 moving every resonance up (a shorter
+    vocal tract), β < 0 down. Radii are kept; real roots stay where they are.
     """
     order = re.shape[0]
     poly = np.zeros(order + 1, np.complex128)
@@ -199,6 +202,11 @@ def _warped_polynomial(re, im, alpha, out):
         if abs(im[n]) > 1e-9 * max(radius, 1e-300):
             angle = math.atan2(im[n], re[n])
             moved = min(abs(angle) ** alpha, np.pi)
+            if warp != 0.0:
+                moved = moved + 2.0 * math.atan2(
+                    warp * math.sin(moved), 1.0 - warp * math.cos(moved)
+                )
+                moved = min(max(moved, 1e-4), np.pi - 1e-4)
             if angle < 0:
                 moved = -moved
             z = radius * complex(math.cos(moved), math.sin(moved))
@@ -211,13 +219,22 @@ def _warped_polynomial(re, im, alpha, out):
 
 
 @_jit(fastmath=True)
-def _transform_frames(frames, order, alpha, window):
+def _transform_frames(frames, order, alpha, window, padded, hop, warp, pitch):
     """Per frame: Burg LPC, roots, moved poles, residual, resynthesis, window.
+
+    With ``pitch`` != 1 the residual (the excitation) is read from the unwindowed
+    ``padded`` signal around the frame's centre at ``pitch`` times the rate (linear
+    interpolation): each 20 ms grain of excitation then repeats ``pitch`` times faster,
+    so the fundamental moves by that ratio while the new all-pole filter sets the
+    formants (a granular, LPC-domain pitch shift; no pitch marks, one pass). Each
+    grain's source is shifted by up to about half a pitch period so that it continues
+    the previous grain in phase (SOLA), which removes the hop-rate buzz.
 
     Returns the output frames and how many frames needed the eigenvalue fallback.
     Silent or degenerate frames pass through (windowed).
     """
     n_frames, width = frames.shape
+    n_padded = padded.shape[0]
     out = np.zeros((n_frames, width))
     a = np.empty(order + 1)
     b = np.empty(order + 1)
@@ -225,12 +242,16 @@ def _transform_frames(frames, order, alpha, window):
     fwd = np.empty(width)
     bwd = np.empty(width)
     residual = np.empty(width)
+    excitation = np.empty(2 * width + 4)
     re = np.empty(order)
     im = np.empty(order)
     trial_re = np.empty(order)
     trial_im = np.empty(order)
     warm = False
     fallbacks = 0
+    search = max(2, int(width / 2.8))  # ~114 samples at 16 kHz: half a 70 Hz period
+    have_prev = False
+    prev_centre = 0.0
     for m in range(n_frames):
         frame = frames[m]
         energy = 0.0
@@ -248,6 +269,7 @@ def _transform_frames(frames, order, alpha, window):
                 for n in range(width):
                     out[m, n] = frame[n] * window[n]
             warm = False
+            have_prev = False
             continue
         if warm:
             trial_re[:] = re
@@ -262,12 +284,59 @@ def _transform_frames(frames, order, alpha, window):
         re[:] = trial_re
         im[:] = trial_im
         warm = True
-        _warped_polynomial(re, im, alpha, b)
-        for n in range(width):
-            acc = 0.0
-            for k in range(min(n, order) + 1):
-                acc += a[k] * frame[n - k]
-            residual[n] = acc
+        _warped_polynomial(re, im, alpha, warp, b)
+        if pitch == 1.0:
+            for n in range(width):
+                acc = 0.0
+                for k in range(min(n, order) + 1):
+                    acc += a[k] * frame[n - k]
+                residual[n] = acc
+        else:
+            centre = m * hop + 0.5 * width
+            if have_prev:
+                # SOLA: shift this grain's source (within about half a pitch period)
+                # so its start lines up with the end of the previous grain, which
+                # it overlaps; otherwise grains join out of phase and buzz at the
+                # hop rate. Correlation on the raw signal: every other shift, every
+                # fourth sample.
+                best = -1e300
+                best_shift = 0
+                for shift in range(-search, search + 1, 2):
+                    acc = 0.0
+                    norm = 1e-12
+                    for j in range(0, width - hop, 4):
+                        q = int(centre + shift + (j - 0.5 * width) * pitch)
+                        q = min(max(q, 0), n_padded - 1)
+                        r = int(prev_centre + (hop + j - 0.5 * width) * pitch)
+                        r = min(max(r, 0), n_padded - 1)
+                        acc += padded[q] * padded[r]
+                        norm += padded[q] * padded[q]
+                    score = acc / math.sqrt(norm)
+                    if score > best:
+                        best = score
+                        best_shift = shift
+                centre += best_shift
+            prev_centre = centre
+            have_prev = True
+            # The excitation at every integer position the grain reads, once.
+            low = int(math.floor(centre - 0.5 * width * pitch))
+            count = min(int(width * pitch) + 3, excitation.shape[0])
+            for i in range(count):
+                q = low + i
+                acc = 0.0
+                if q - order >= 0 and q < n_padded:
+                    for k in range(order + 1):
+                        acc += a[k] * padded[q - k]
+                else:
+                    for k in range(order + 1):
+                        if 0 <= q - k < n_padded:
+                            acc += a[k] * padded[q - k]
+                excitation[i] = acc
+            for n in range(width):
+                pos = centre + (n - 0.5 * width) * pitch - low
+                i = min(max(int(pos), 0), count - 2)
+                frac = pos - i
+                residual[n] = ((1.0 - frac) * excitation[i] + frac * excitation[i + 1]) * window[n]
         for n in range(width):
             acc = residual[n]
             for k in range(1, min(n, order) + 1):
@@ -291,6 +360,8 @@ def mcadams(
     sample_rate: int,
     alpha: float,
     order: int | None = None,
+    warp: float = 0.0,
+    pitch: float = 1.0,
 ) -> np.ndarray:
     """Anonymizes one channel with McAdams coefficient ``alpha``; same length, float64.
 
@@ -299,12 +370,20 @@ def mcadams(
         sample_rate: the signal's rate (the baseline works at 16 kHz; see ``lpc_order``).
         alpha: the McAdams coefficient, ``0 < alpha < 2``; about 0.5-0.9 anonymizes.
         order: LPC order (default ``lpc_order(sample_rate)``).
+        warp: the all-pass frequency warp β applied after the McAdams move, ``|β| < 0.5``
+            (0: none, the baseline).
+        pitch: the fundamental-frequency ratio of the granular excitation shift,
+            0.5-2 (1: none, the baseline).
 
     The output's peak level is set to the input's; silence stays silence. A signal
     shorter than one window (20 ms) carries no voice to keep: it comes back as zeros.
     """
     if not 0.0 < alpha < 2.0:
         raise ValueError("alpha must be in (0, 2)")
+    if not -0.5 < warp < 0.5:
+        raise ValueError("warp must be in (-0.5, 0.5)")
+    if not 0.5 <= pitch <= 2.0:
+        raise ValueError("pitch must be in [0.5, 2]")
     x = np.asarray(signal, dtype=np.float64)
     length = x.shape[0]
     width, hop, window = _frame_geometry(sample_rate)
@@ -319,7 +398,8 @@ def mcadams(
     frames = np.lib.stride_tricks.sliding_window_view(padded, width)[::hop][:n_frames]
     frames = frames * window
     out_frames, fallbacks = _transform_frames(
-        np.ascontiguousarray(frames), order, float(alpha), window
+        np.ascontiguousarray(frames), order, float(alpha), window, padded, hop,
+        float(warp), float(pitch),
     )
     if fallbacks:
         _LOGGER.debug("mcadams: %d frames needed the eigenvalue fallback", fallbacks)
@@ -390,3 +470,4 @@ def warm_up() -> None:
     """Compiles the numba kernel (a few seconds, once per process)."""
     rng = np.random.default_rng(0)
     mcadams(rng.standard_normal(1600) * 0.1, 16000, 0.8)
+    mcadams(rng.standard_normal(1600) * 0.1, 16000, 0.8, warp=0.1, pitch=1.2)

@@ -43,6 +43,12 @@ from veil.transforms.privacy import ApplyPrivacyStep, _ModelHolder
 from veil.transforms.records import Source, WorkItem
 
 
+# espeak-ng's voice is transcribed word for word, yet PocketSphinx's confidence in it
+# (about 0.23) is below the default policy's 0.3: such speech is marked (and, in the
+# pipeline, quarantined; see test_unreliable_speech.py).
+PII_COUNTS = {"PERSON": 1, "PHONE_NUMBER": 1, "UNRELIABLE_TRANSCRIPT": 1}
+
+
 def _no_network(*args, **kwargs):
     raise OSError("network access is disabled in unit tests")
 
@@ -127,7 +133,9 @@ def test_pipeline_anonymizes_speech_and_dead_letters_bad_files(loaded, pii_speec
     frames = soundfile.info(io.BytesIO(speech)).frames
     pii_frames = soundfile.info(io.BytesIO(pii_wav)).frames
     pipeline = beam_pipeline()
-    result = pipeline | beam.Create(items, reshuffle=False) | ApplyPrivacyStep(handler, 60)
+    # A generous step time limit: a loaded 2-core machine stretches the PII record's
+    # recognition past 60 s of wall time (the record then dead-letters as a timeout).
+    result = pipeline | beam.Create(items, reshuffle=False) | ApplyPrivacyStep(handler, 300)
     digests = result.records | "Digest" >> beam.Map(
         lambda i: (i.record_id, hashlib.sha256(i.sanitized_payload).hexdigest())
     )
@@ -158,8 +166,8 @@ def test_pipeline_anonymizes_speech_and_dead_letters_bad_files(loaded, pii_speec
                         "audio/wav",
                         pii_rate,
                         (pii_frames, 1),
-                        {"PERSON": 1, "PHONE_NUMBER": 1},
-                        [("audio", "ANONYMIZED", {"PERSON": 1, "PHONE_NUMBER": 1})],
+                        PII_COUNTS,
+                        [("audio", "ANONYMIZED", PII_COUNTS)],
                     ),
                 ]
             ),
@@ -196,7 +204,7 @@ def test_spoken_pii_is_silenced_where_it_was_said(loaded, pii_speech, caplog):
     item = _item("pii", 0, wav, subject="caller")
     with caplog.at_level(logging.DEBUG):
         counts = handler.process(model, item)
-    assert counts == {"PERSON": 1, "PHONE_NUMBER": 1}
+    assert counts == PII_COUNTS
     out, out_rate = decode_wav(item.sanitized_payload)
     assert out_rate == rate and out.shape == (len(samples), 1)
 
@@ -385,7 +393,7 @@ def test_stereo_keeps_its_channels_and_pii_is_blanked_in_both(loaded, pii_speech
     stereo = np.stack([samples, samples * 0.5], axis=1)
     item = _item("stereo", 0, encode_soundfile(stereo, rate, "FLAC", "PCM_16"), subject="caller")
     counts = handler.process(model, item)
-    assert counts == {"PERSON": 1, "PHONE_NUMBER": 1}
+    assert counts == PII_COUNTS
     assert item.sanitized_content_type == "audio/flac"
     out, out_rate = soundfile.read(io.BytesIO(item.sanitized_payload), always_2d=True)
     assert out_rate == rate and out.shape == stereo.shape

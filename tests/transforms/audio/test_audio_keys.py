@@ -80,6 +80,25 @@ def test_parameters_are_deterministic_keyed_and_in_range():
     assert sum(a.alpha == b.alpha for a, b in zip(params, other)) == 0
 
 
+def test_warp_parameters_are_keyed_spread_and_leave_the_others_unchanged():
+    key = b"k" * 32
+    subjects = [f"subject-{i}" for i in range(200)]
+    warps, f0s = (0.05, 0.1), (90.0, 240.0)
+    params = [voice_params(key, s, ALPHAS, SEMITONES, warps, f0s) for s in subjects]
+    assert params == [voice_params(key, s, ALPHAS, SEMITONES, warps, f0s) for s in subjects]
+    # Adding the warp mode's parameters moved no subject's McAdams or pitch-shift voice.
+    plain = [voice_params(key, s, ALPHAS, SEMITONES) for s in subjects]
+    assert [(p.alpha, p.semitones) for p in params] == [(p.alpha, p.semitones) for p in plain]
+    assert all(p.warp == 0.0 and p.f0 == 0.0 for p in plain)
+    assert all(warps[0] <= abs(p.warp) <= warps[1] for p in params)
+    assert {p.warp > 0 for p in params} == {True, False}
+    assert all(f0s[0] <= p.f0 <= f0s[1] for p in params)
+    f0 = sorted(p.f0 for p in params)
+    assert f0[10] < 105 and f0[-10] > 205 and len(set(f0)) > 190
+    other = [voice_params(b"o" * 32, s, ALPHAS, SEMITONES, warps, f0s) for s in subjects]
+    assert sum(a.f0 == b.f0 for a, b in zip(params, other)) == 0
+
+
 
 def test_key_service_gives_per_subject_voices_that_erasure_destroys(tmp_path, monkeypatch):
     """With a kms: URI as the voice key, each subject's pseudo-voice key is its own

@@ -100,3 +100,42 @@ def test_overlap_add(frames, hop, expected):
 @pytest.mark.parametrize("rate, order", [(8000, 12), (16000, 20), (11025, 15)])
 def test_lpc_order_scales_with_bandwidth(rate, order):
     assert mc.lpc_order(rate) == order
+
+
+def test_warp_and_pitch_off_is_the_baseline_transform():
+    x, rate = librivox(2)
+    assert np.array_equal(mc.mcadams(x, rate, 0.7), mc.mcadams(x, rate, 0.7, warp=0.0, pitch=1.0))
+
+
+@pytest.mark.parametrize("warp", [0.1, -0.1])
+def test_warp_moves_a_resonance_as_the_allpass_map_says(warp):
+    rate, f0 = 16000, 1000.0
+    rng = np.random.default_rng(11)
+    theta = 2 * np.pi * f0 / rate
+    resonator = [1.0, -2 * 0.97 * np.cos(theta), 0.97**2]
+    x = scipy.signal.lfilter([1.0], resonator, rng.standard_normal(rate * 2)) * 0.01
+
+    def peak_hz(signal):
+        freqs, power = scipy.signal.welch(signal, rate, nperseg=2048)
+        return freqs[np.argmax(power)]
+
+    moved = theta + 2 * np.arctan(warp * np.sin(theta) / (1 - warp * np.cos(theta)))
+    expected = moved * rate / (2 * np.pi)  # ~1190 Hz up, ~840 Hz down
+    assert abs(peak_hz(mc.mcadams(x, rate, 1.0, warp=warp)) - expected) < 80
+
+
+@pytest.mark.parametrize("ratio", [0.75, 1.4])
+def test_pitch_ratio_moves_the_fundamental_of_real_speech(ratio):
+    from veil.transforms.audio.voice import median_f0
+
+    x, rate = librivox(0)
+    before = median_f0(x, rate)
+    after = median_f0(mc.mcadams(x, rate, 0.9, pitch=ratio), rate)
+    assert 60 < before < 200
+    assert abs(after / before - ratio) < 0.12 * ratio
+
+
+@pytest.mark.parametrize("kwargs", [{"warp": 0.5}, {"warp": -0.6}, {"pitch": 0.4}, {"pitch": 2.5}])
+def test_rejects_warp_and_pitch_out_of_range(kwargs):
+    with pytest.raises(ValueError):
+        mc.mcadams(np.zeros(1000), 16000, 0.8, **kwargs)
