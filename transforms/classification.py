@@ -204,6 +204,7 @@ POLICY_SCHEMA = {
         "'keys' names a key file or an environment variable, never a key value",
     ),
     "video": {"faces": None, "audio": None},
+    "audio": {"unreliable_speech": None, "min_transcript_confidence": None},
     "routing": {"quarantine": None},
     # Read by ``veil reveal`` (veil.transforms.crypto.reveal): roles per regime.
     "reidentification": {"default": None, "regimes": _Free(None)},
