@@ -369,6 +369,10 @@ def cmd_sanitize(args, beam_argv):
     )
     for problem in summary["input_errors"]:
         print(f"input error: {problem}", file=sys.stderr)
+    heads = " ".join(f"--expect-head {c}={n}" for c, n in sorted(summary["chain_heads"].items()))
+    if heads:  # keep this line: it detects a truncated or vanished audit trail later
+        audit_log = os.path.join(args.out, "audit.jsonl")
+        print(f"audit chain heads: veil audit verify --file {audit_log} {heads}")
     for path, line, code in summary["dead_lettered_inputs"]:
         where = f"{path}:{line}" if line else path
         print(f"dead-lettered: {where} ({code}{_hint(code)})", file=sys.stderr)

@@ -52,7 +52,13 @@ from veil.pipelines.options import ConfigError, VeilConfig
 from veil.pipelines.runners import prepare_argv
 from veil.pipelines.sanitize import build
 from veil.schemas import AUDIT_EVENT, DEAD_LETTER, SANITIZED_RECORD, catalog
-from veil.transforms.audit_chain import NO_KEY, AuditKeyUnavailable, chain_events, resolve_mac_key
+from veil.transforms.audit_chain import (
+    NO_KEY,
+    AuditKeyUnavailable,
+    chain_events,
+    chain_id,
+    resolve_mac_key,
+)
 from veil.transforms.classification import load_policy
 from veil.transforms.ids import ID_KEY_ENV
 from veil.transforms.keys import write_key_file
@@ -277,6 +283,9 @@ def _sort_spool(spool: str, out: Path, inputs, total: int, input_errors, mac_key
         "dead_lettered_inputs": failed,  # (path, line or None, code): for the console
         "audit_events": len(audit),
         "audit_mac_key_id": mac_key.key_id,
+        # The last sequence number of each audit chain: kept by the user, it lets
+        # `veil audit verify --expect-head` notice a truncated or vanished audit trail.
+        "chain_heads": {chain_id(e): e["chain"]["sequence"] for e in audit},
         "input_errors": input_errors,
         "outputs": [str(p) for p in written],
         "sanitized_records": sanitized,  # decoded, for veil sanitize --report

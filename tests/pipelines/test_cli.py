@@ -398,6 +398,27 @@ def test_sanitize_audit_log_verifies(sanitized, capsys):
     assert code == 0, stdout
 
 
+def test_sanitize_prints_chain_heads_that_catch_a_cut_audit_log(tmp_path, capsys):
+    """Issue 18: without the heads, a whole file's audit trail could vanish unnoticed."""
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.txt").write_text("Mail ann@example.com\n")
+    (tmp_path / "in" / "b.txt").write_text("Call 415-555-0132\n")
+    code, stdout, err = veil(capsys, "sanitize", tmp_path / "in", "--out", tmp_path / "o")
+    assert code == 0, err
+    (line,) = [x for x in stdout.splitlines() if x.startswith("audit chain heads: ")]
+    command = line.split(": ", 1)[1].split()
+    assert command[:4] == ["veil", "audit", "verify", "--file"]
+    assert command.count("--expect-head") == 2  # one chain per input file
+    assert veil(capsys, *command[1:])[0] == 0
+    log = tmp_path / "o" / "audit.jsonl"
+    topic = command[6].split("=")[0].rsplit("/", 1)[0]  # the chain of one input file
+    kept = [x for x in log.read_text().splitlines() if topic not in x]
+    assert 0 < len(kept) < len(log.read_text().splitlines())
+    log.write_text("\n".join(kept) + "\n")  # one input's whole trail removed
+    assert veil(capsys, "audit", "verify", "--file", log)[0] == 0  # unnoticed without heads
+    assert veil(capsys, *command[1:])[0] != 0
+
+
 def test_sanitize_again_refuses_then_overwrites_only_its_outputs(sanitized, capsys):
     work, src, out, _, before = sanitized
     earlier = tree(out)
