@@ -96,12 +96,20 @@ def finish(proc: subprocess.Popen, timeout_s: float) -> tuple[int, bytes]:
 
 
 def read_outputs(bootstrap: str, names, client: dict | None = None):
-    """``(sanitized, dead_letters, audit)`` as lists of ``(ConsumerRecord, value)``."""
+    """``(sanitized, dead_letters, audit)`` as lists of ``(ConsumerRecord, value)``.
+
+    ``sanitized`` includes the quarantine topics: a quarantined record (policy routing,
+    or speech that could not be transcribed reliably) is its input's one outcome too.
+    """
     client = {"bootstrap_servers": bootstrap, **(client or {})}
     sanitized = [
         (rec, value)
         for modality in Modality.ALL
         for rec, _, value in consume(client, names.sanitized(modality), idle_timeout_s=2)
+    ] + [
+        (rec, value)
+        for modality in Modality.ALL
+        for rec, _, value in consume(client, names.quarantine(modality), idle_timeout_s=1)
     ]
     dead = [(rec, value) for rec, _, value in consume(client, names.dead_letter, idle_timeout_s=2)]
     audit = [(rec, value) for rec, _, value in consume(client, names.audit, idle_timeout_s=2)]
