@@ -194,7 +194,10 @@ def run_summary(result) -> str:
         return "veil run finished (no counters reported)"
     read = totals.get(("veil.kafka", "records_read"), 0)
     sanitized = sum(v for (ns, name), v in totals.items() if name == "sanitized")
-    codes = {name: v for (ns, name), v in totals.items() if ns == "veil.dead_letter" and v}
+    codes: dict[str, int] = {}  # veil.dead_letter.<step>/<CODE>, summed over the steps
+    for (ns, name), v in totals.items():
+        if v and (ns == "veil.dead_letter" or ns.startswith("veil.dead_letter.")):
+            codes[name] = codes.get(name, 0) + v
     dead = sum(codes.values())
     detail = ", ".join(f"{code} {n}" for code, n in sorted(codes.items()))
     return (
