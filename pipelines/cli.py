@@ -759,6 +759,9 @@ def _configure_logging(verbose: bool) -> None:
         level=logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # Beam's INFO lines (type-hint notes, runner chatter) are not Veil's, whatever an
+    # earlier import or runner set.
+    logging.getLogger("apache_beam").setLevel(logging.WARNING)
     veil = logging.getLogger("veil")
     if verbose and veil.getEffectiveLevel() > logging.INFO:
         veil.setLevel(logging.INFO)

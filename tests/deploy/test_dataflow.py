@@ -75,6 +75,9 @@ NOT_EXPOSED = {
     # The record-id key reaches workers as $VEIL_RECORD_ID_KEY_FILE through
     # VEIL_SECRET_ENV (file:...), like the audit key; a launcher path means nothing.
     "veil_record_id_key",
+    # The voice key reaches workers as $VEIL_AUDIO_KEY_FILE through VEIL_SECRET_ENV, like
+    # the other key files; a path on the launcher means nothing.
+    "veil_audio_key_file",
     # On by default (the preemptible text/structured step); off is a debugging switch.
     "veil_step_isolation",
     # Follows the key store, which the template does not expose yet (above).

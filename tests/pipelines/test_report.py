@@ -68,15 +68,19 @@ def test_demo_report_counts_match_the_outputs(demo):
     data = from_directory(demo)
     outcomes = data.by_outcome()
     assert len(data.records) == 13  # 6 texts + 3 JSON lines + photo + cut-off + clip + call
-    assert outcomes["sanitized"] == 10 and outcomes["dead-lettered"] == 3
+    # The call is espeak-ng speech, which PocketSphinx transcribes with low confidence:
+    # the default policy quarantines it (docs/audio.md), and the report says so.
+    assert outcomes["sanitized"] == 9 and outcomes["quarantined"] == 1
+    assert outcomes["dead-lettered"] == 3
     codes = sorted(r.error_code for r in data.records if r.outcome == "dead-lettered")
     assert codes == ["EMPTY_PAYLOAD", "IMAGE_DECODE_ERROR", "TEXT_DECODE_ERROR"]
     dead = [json.loads(line) for line in (demo / "dead-letter.jsonl").read_text().splitlines()]
     assert sorted(d["error_code"] for d in dead) == codes
     assert data.chain is not None and data.chain.ok
     modalities = {r.modality for r in data.records if r.outcome == "sanitized"}
-    assert modalities == {"text", "structured", "image", "audio", "video"}
+    assert modalities == {"text", "structured", "image", "video"}
     audio = next(r for r in data.records if r.modality == "audio")
+    assert audio.outcome == "quarantined" and audio.entity_counts.get("UNRELIABLE_TRANSCRIPT")
     assert audio.entity_counts.get("PHONE_NUMBER") and audio.step_ms > 0
     html = (demo / "report.html").read_text()
     # The gallery shows spans with their entity type and operator, and silenced audio.
