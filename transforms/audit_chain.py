@@ -42,7 +42,6 @@ import hashlib
 import hmac
 import io
 import json
-import os
 from typing import Iterable, Iterator, NamedTuple
 
 import fastavro
@@ -130,23 +129,17 @@ def resolve_mac_key(key_ref: str | None = None, key_service=None, env: str = AUD
     scope key of ``veil.transforms.keys.SecretKeys``. None of them: ``NO_KEY``. A key that
     is configured but unreadable raises ``AuditKeyUnavailable`` (fail closed).
     """
-    from veil.transforms.keys import KeyUnavailable, keys_from_config
+    from veil.transforms.keys import KeyNotConfigured, KeyUnavailable, resolve_scoped_key
 
-    ref = key_ref or (os.environ.get(env) if env else None)
-    if ref:
-        keys = keys_from_config(ref, None)
-    elif key_service is not None:
-        try:
-            keys = key_service.open().secret_keys()
-        except Exception as exc:  # the key service could not be opened
-            raise AuditKeyUnavailable(type(exc).__name__) from None
-    else:
-        return NO_KEY
     try:
-        key = keys.key_for(AUDIT_SCOPE)
-        return MacKey(key, f"{keys.key_id}/{AUDIT_SCOPE}")
-    except KeyUnavailable:
-        raise AuditKeyUnavailable("AUDIT_KEY_UNAVAILABLE") from None
+        key, key_id = resolve_scoped_key(
+            key_ref, key_service, env, AUDIT_SCOPE, "AUDIT_KEY_UNAVAILABLE"
+        )
+    except KeyNotConfigured:
+        return NO_KEY
+    except KeyUnavailable as exc:
+        raise AuditKeyUnavailable(*exc.args) from None
+    return MacKey(key, key_id)
 
 
 def link_event(event: dict, sequence: int, prev_hash: bytes, key: MacKey) -> bytes:

@@ -32,7 +32,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-import os
 import re
 from typing import NamedTuple
 
@@ -69,22 +68,17 @@ def resolve_id_key(key_ref: str | None = None, key_service=None, env: str = ID_K
     service (a ``KeyServiceConfig``). Raises ``IdKeyUnavailable`` for a configured key
     that cannot be read.
     """
-    from veil.transforms.keys import KeyUnavailable, keys_from_config
+    from veil.transforms.keys import KeyNotConfigured, KeyUnavailable, resolve_scoped_key
 
-    ref = key_ref or (os.environ.get(env) if env else None)
-    if ref:
-        keys = keys_from_config(ref, None)
-    elif key_service is not None:
-        try:
-            keys = key_service.open().secret_keys()
-        except Exception as exc:  # the key service could not be opened
-            raise IdKeyUnavailable(type(exc).__name__) from None
-    else:
-        return NO_ID_KEY
     try:
-        return IdKey(keys.key_for(ID_SCOPE), f"{keys.key_id}/{ID_SCOPE}")
-    except KeyUnavailable:
-        raise IdKeyUnavailable("RECORD_ID_KEY_UNAVAILABLE") from None
+        key, key_id = resolve_scoped_key(
+            key_ref, key_service, env, ID_SCOPE, "RECORD_ID_KEY_UNAVAILABLE"
+        )
+    except KeyNotConfigured:
+        return NO_ID_KEY
+    except KeyUnavailable as exc:
+        raise IdKeyUnavailable(*exc.args) from None
+    return IdKey(key, key_id)
 
 
 def opaque_id(key: bytes | None, record_id: str) -> str | None:

@@ -107,6 +107,35 @@ class FileKeys(SecretKeys):
         return "file:" + hashlib.sha256(b"veil-key-id" + self._load()).hexdigest()[:12]
 
 
+class KeyNotConfigured(Exception):
+    """No source names the key: neither a reference, its variable, nor a key service."""
+
+
+def resolve_scoped_key(key_ref: str | None, key_service, env: str | None, scope: str, code: str):
+    """``(key bytes, key id)`` of ``scope`` from the first source that names one:
+    ``key_ref`` (a key file or ``kms:`` URI), then ``$env``, then the pipeline's key
+    service (a ``KeyServiceConfig``). Raises ``KeyNotConfigured`` when none does, and
+    ``KeyUnavailable`` when the configured source cannot give the key, its reason the
+    key service's error class or ``code`` (never key material): callers fail closed.
+    """
+    import os
+
+    ref = key_ref or (os.environ.get(env) if env else None)
+    if ref:
+        keys = keys_from_config(ref, None)
+    elif key_service is not None:
+        try:
+            keys = key_service.open().secret_keys()
+        except Exception as exc:  # the key service could not be opened
+            raise KeyUnavailable(type(exc).__name__) from None
+    else:
+        raise KeyNotConfigured(scope)
+    try:
+        return keys.key_for(scope), f"{keys.key_id}/{scope}"
+    except KeyUnavailable:
+        raise KeyUnavailable(code) from None
+
+
 def keys_from_config(key_file: str | None, key_env: str | None) -> SecretKeys:
     """The configured key source, resolved on the worker (``NoKeys`` if none).
 
