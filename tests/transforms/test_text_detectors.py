@@ -70,7 +70,7 @@ def test_normalize_maps_spans_back_to_the_original():
         ("hi there, thanks", "hi there, thanks"),
         ("Magdalena: hey\nPiotr: yes", "<PERSON>: hey\n<PERSON>: yes"),
         ("Subject: hello", "Subject: hello"),
-        ("Sehr geehrte Frau Żółć-Łęcka,", "Sehr geehrte <PERSON>,"),
+        ("Sehr geehrte Frau Żółć-Łęcka,", "Sehr geehrte <PERSON> <PERSON>,"),
         # Usernames in chat and log shapes.
         ("[12:01] anna_k: hi", "[12:01] <USERNAME>: hi"),
         ("login failed for user jdoe", "login failed for user <USERNAME>"),
@@ -103,14 +103,15 @@ def _out_default(model, text):
 @pytest.mark.parametrize(
     "text, expected",
     [
-        # A title before or inside a name is part of the name's span.
-        ("the file of Mr Olu Adeyemi is here", "the file of <PERSON> is here"),
-        ("Mrs. Greta Voss\nHead of Sales", "<PERSON>\nHead of Sales"),
-        ("please ask Prof Ilse Brandt first", "please ask <PERSON> first"),
-        ("Ms Wanjiru Kamau called", "<PERSON> called"),
-        ("Dr. Tomasz Wrona", "<PERSON>"),
+        # A title before or inside a name is redacted with it (a span of its own, so
+        # that the name's pseudonym does not depend on it).
+        ("the file of Mr Olu Adeyemi is here", "the file of <PERSON> <PERSON> is here"),
+        ("Mrs. Greta Voss\nHead of Sales", "<PERSON> <PERSON>\nHead of Sales"),
+        ("please ask Prof Ilse Brandt first", "please ask <PERSON> <PERSON> first"),
+        ("Ms Wanjiru Kamau called", "<PERSON> <PERSON> called"),
+        ("Dr. Tomasz Wrona", "<PERSON> <PERSON>"),
         # After a title or a naming cue, common words in the name are kept in it.
-        ("Miss June Okafor", "<PERSON>"),
+        ("Miss June Okafor", "<PERSON> <PERSON>"),
         ("my sister's name Eta Vollmer", "my sister's name <PERSON>"),
         ("Dear Summer Lindqvist,", "Dear <PERSON>,"),
         ("Dear Customer Support,", "Dear Customer Support,"),

@@ -290,6 +290,8 @@ def name_findings(model: TextModel, text: str) -> list[Finding]:
     for c in candidates:
         if c.cued:
             out.append(Finding("PERSON", 0.85, c.start, c.end, "names:cue"))
+            if c.title:  # "Mr", "Dr." with the name: part of how it is written
+                out.append(Finding("PERSON", 0.85, *c.title, "names:title"))
             continue
         labels = {label for s, e, label in ner if s < c.end and c.start < e}
         typed = labels & {"PERSON", "GPE", "LOC", "FAC", "NORP"}

@@ -210,6 +210,7 @@ _FUNCTION_WORDS = frozenset(
     "a an the and or but of in on at to for from by with as is was are were be this "
     "that these those it its he she they we you i my your his her our their not no".split()
 )
+_TITLE_WORD = re.compile(r"[\w.]+?(?=\.?[ \t])\.?")
 #: Capitalised words that begin place names: compass points, "New", "Lake", "Port".
 _PLACE_WORDS = frozenset("north south east west new lake port mount fort".split())
 #: A title right before a name, with or without its full stop ("Mrs. ", "Dr ").
@@ -225,6 +226,7 @@ class NameCandidate(NamedTuple):
     cued: bool  # a title or cue word precedes it
     sentence_initial: bool
     words: int
+    title: tuple[int, int] | None = None  # the title before it ("Mr", "Dr.")
 
 
 def name_candidates(text: str) -> list[NameCandidate]:
@@ -236,8 +238,8 @@ def name_candidates(text: str) -> list[NameCandidate]:
             (m.start() + start, m.end() + start, m.group())
             for m in re.finditer(r"\S+", match.group())
         ]
-        # Trim stop words and titles off the front; a title becomes the cue and part of
-        # the name's span ("Mr Marc Cox" is redacted whole). After a title or a naming
+        # Trim stop words and titles off the front; a title becomes the cue and is
+        # redacted with the name ("Mr Marc Cox": the title is a span of its own). After a title or a naming
         # cue ("name is", "Dear"), a capitalised word is a name even when it is also a
         # common word ("Miss April Blankenship", "name Eta Chakraborty"): fail closed.
         cued = False
@@ -287,9 +289,12 @@ def name_candidates(text: str) -> list[NameCandidate]:
         particles = _PARTICLES_BEFORE.search(text, max(0, first_start - 12), first_start)
         if particles:
             first_start = particles.start()
+        title = None
         if title_start is not None:
-            first_start = min(first_start, title_start)
-        out.append(NameCandidate(first_start, end, cued, initial, len(words)))
+            # Its own span, so that the name's pseudonym does not depend on the title.
+            bare = _TITLE_WORD.match(text, title_start)
+            title = (title_start, bare.end()) if bare else None
+        out.append(NameCandidate(first_start, end, cued, initial, len(words), title))
     return out
 
 
