@@ -136,6 +136,10 @@ def test_names_keep_titles_and_common_words(model, text, expected):
         ("she sails from Port Quillan", "she sails from <PERSON>"),
         ("the wind came from the North.", "the wind came from the North."),
         ("Report: Lake levels rose.", "Report: Lake levels rose."),
+        # A house number ending the line before the street line.
+        ("We are based at 14/2\nKowalczyk Marg\nPune 411001", "We are based at <STREET_ADDRESS>\n<PERSON>\n<LOCATION> <ZIP_CODE>"),
+        ("see page 12\nThe results", "see page 12\nThe results"),
+        ("Total: 42\nThe results", "Total: 42\nThe results"),
         # A postcode ending an address line after a closing parenthesis.
         ("Harbour Town\nIsland (outer territory) 48213", "<PERSON>\nIsland (outer territory) <ZIP_CODE>"),
     ],

@@ -362,6 +362,10 @@ _NUMBER_BEFORE = re.compile(
     r"(?m)(?:^|(?<=[>,:])|(?<=\bat)|(?<=\bin)|(?<=\bon)|(?<=\bto))[ \t]*"
     r"(\d{1,5}[A-Za-z]?(?:[/\-]\d{1,5}[A-Za-z]?)?),?[ \t]{1,3}$"
 )
+_NUMBER_LINE_BEFORE = re.compile(
+    r"(?:^|(?<=\n)|(?<=\bat)|(?<=\bin))[ \t]*"
+    r"(\d{1,5}[A-Za-z]?(?:[/\-]\d{1,5}[A-Za-z]?)?),?[ \t]*\n$"
+)
 _NUMBER_AFTER = re.compile(
     r"[ \t]{1,3}(\d{1,5}[A-Za-z]?(?:[/\-]\d{1,5}[A-Za-z]?)?)\.?(?=[ \t]*(?:$|[\n,;]|\\n|\.\s))"
 )
@@ -377,6 +381,11 @@ def _house_numbers(text: str, findings: list[Finding]) -> list[Finding]:
             continue
         line_start = text.rfind("\n", 0, f.start) + 1
         before = _NUMBER_BEFORE.search(text, max(line_start, f.start - 16), f.start)
+        if before is None and not text[line_start : f.start].strip() and f.score >= 0.35:
+            # "located at 86/666\n<street>": the number ends the line before the street.
+            before = _NUMBER_LINE_BEFORE.search(text, max(0, line_start - 24), line_start)
+            if before and re.fullmatch(r"(?:19|20)\d\d", before.group(1)):
+                before = None  # "in 2019\n..." is a year
         if before:
             s, e = before.span(1)
             out.append(Finding("STREET_ADDRESS", 0.5, s, e, "address:house-number"))
