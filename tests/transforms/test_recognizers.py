@@ -151,7 +151,7 @@ def test_name_candidates_cues_titles_and_stop_words():
         ("Hello, my name is Priya Ramanathan and I live at 1482 West Maple Avenue.",
          "Hello, my name is <PERSON> and I live at <STREET_ADDRESS>."),
         ("Dr. O'Connor saw Mrs. Alvarez on March 3, 2021.",
-         "Dr. <PERSON> saw Mrs. <PERSON> on <DATE_TIME>."),
+         "<PERSON> <PERSON> saw <PERSON> <PERSON> on <DATE_TIME>."),  # titles too
         ("Santiago Dlamini signed the lease.", "<PERSON> signed the lease."),
         ("Please review the attached invoice before the meeting on Friday.",
          "Please review the attached invoice before the meeting on Friday."),

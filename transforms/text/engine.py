@@ -51,6 +51,7 @@ from veil.transforms.keys import (
 from veil.transforms.operators import DROP, OperatorContext, apply_operator
 from veil.transforms.privacy import PrivacyError, PrivacyHandler, entity_counts
 from veil.transforms.text.normalize import normalize
+from veil.transforms.text.recognizers.base import UPPER
 from veil.transforms.text.recognizers import (
     DEFAULT_PHONE_REGIONS,
     Finding,
@@ -285,9 +286,12 @@ def name_findings(model: TextModel, text: str) -> list[Finding]:
         if label in _NER_TYPES:
             entity, score = _NER_TYPES[label]
             out.append(Finding(entity, score, start, end, f"ner:{label}"))
+    subjects = []
     for c in candidates:
         if c.cued:
             out.append(Finding("PERSON", 0.85, c.start, c.end, "names:cue"))
+            if c.title:  # "Mr", "Dr." with the name: part of how it is written
+                out.append(Finding("PERSON", 0.85, *c.title, "names:title"))
             continue
         labels = {label for s, e, label in ner if s < c.end and c.start < e}
         typed = labels & {"PERSON", "GPE", "LOC", "FAC", "NORP"}
@@ -310,7 +314,41 @@ def name_findings(model: TextModel, text: str) -> list[Finding]:
             near = _LOCATIVE.search(text, max(0, c.start - 12), c.start)
             entity = "LOCATION" if near else "PERSON"
             out.append(Finding(entity, 0.3, c.start, c.end, "names:word"))
+        elif not typed:
+            subjects.append(c)
+    for c in subjects:  # after the loop: "Sunder and <a name found later>"
+        if _subject_name(text, c, out):
+            out.append(Finding("PERSON", 0.4, c.start, c.end, "names:subject"))
     return out
+
+
+#: A verb in the past tense right after a word: regular (``-ed``) or a common irregular one.
+_PAST_VERB = re.compile(
+    r"[ \t]+(?:[a-z]{2,}ed|flew|began|spent|went|came|ran|wrote|told|took|gave|made|met|"
+    r"left|saw|found|knew|thought|became|brought|bought|sent|said|got|had|was|won|lost|"
+    r"felt|kept|led|paid|put|read|sat|sang|spoke|stood|taught|tried|drove|grew|held|"
+    r"heard|built|fell|fought|drew|rode|rang|rose|shot|slept|sold|swam|threw|woke|wore)\b"
+)
+_AND_NAME = re.compile(r"[ \t]+(?:and|&)[ \t]+(?=[" + UPPER + r"])")
+
+
+def _subject_name(text: str, c, found: list[Finding]) -> bool:
+    """A singular capitalised word starting a sentence, with no article, as the subject
+    of a past-tense verb (``Barman flew to ...``) or joined by ``and`` to a name found
+    (``Sunder and <name> were ...``): a person, even when it is also an English word
+    (a common noun there would need an article). Plurals (``Sales dropped``) are not."""
+    word = text[c.start : c.end]
+    if word.endswith("s") or len(word) < 3 or not word[1:].islower():
+        return False
+    if _PAST_VERB.match(text, c.end):
+        return True
+    joined = _AND_NAME.match(text, c.end)
+    if joined:
+        return any(
+            f.entity_type == "PERSON" and f.start == joined.end() and f.score >= 0.35
+            for f in found
+        )
+    return False
 
 
 def _english(lexicon, word: str) -> bool:
@@ -323,6 +361,10 @@ def _english(lexicon, word: str) -> bool:
 _NUMBER_BEFORE = re.compile(
     r"(?m)(?:^|(?<=[>,:])|(?<=\bat)|(?<=\bin)|(?<=\bon)|(?<=\bto))[ \t]*"
     r"(\d{1,5}[A-Za-z]?(?:[/\-]\d{1,5}[A-Za-z]?)?),?[ \t]{1,3}$"
+)
+_NUMBER_LINE_BEFORE = re.compile(
+    r"(?:^|(?<=\n)|(?<=\bat)|(?<=\bin))[ \t]*"
+    r"(\d{1,5}[A-Za-z]?(?:[/\-]\d{1,5}[A-Za-z]?)?),?[ \t]*\n$"
 )
 _NUMBER_AFTER = re.compile(
     r"[ \t]{1,3}(\d{1,5}[A-Za-z]?(?:[/\-]\d{1,5}[A-Za-z]?)?)\.?(?=[ \t]*(?:$|[\n,;]|\\n|\.\s))"
@@ -339,6 +381,11 @@ def _house_numbers(text: str, findings: list[Finding]) -> list[Finding]:
             continue
         line_start = text.rfind("\n", 0, f.start) + 1
         before = _NUMBER_BEFORE.search(text, max(line_start, f.start - 16), f.start)
+        if before is None and not text[line_start : f.start].strip() and f.score >= 0.35:
+            # "located at 86/666\n<street>": the number ends the line before the street.
+            before = _NUMBER_LINE_BEFORE.search(text, max(0, line_start - 24), line_start)
+            if before and re.fullmatch(r"(?:19|20)\d\d", before.group(1)):
+                before = None  # "in 2019\n..." is a year
         if before:
             s, e = before.span(1)
             out.append(Finding("STREET_ADDRESS", 0.5, s, e, "address:house-number"))
@@ -348,6 +395,27 @@ def _house_numbers(text: str, findings: list[Finding]) -> list[Finding]:
             # place) and its house number ending the address line or part.
             s, e = after.span(1)
             out.append(Finding("STREET_ADDRESS", 0.5, s, e, "address:house-number"))
+    return out
+
+
+#: Capitalised words that begin place names ("South Owenburgh", "Lake Anna", "Port Louis").
+_PLACE_PREFIX = re.compile(
+    r"(?<![\w\-])(?:North|South|East|West|North-?[Ee]ast|North-?[Ww]est|South-?[Ee]ast|"
+    r"South-?[Ww]est|New|Lake|Port|Mount|Fort)[ \t]$"
+)
+_PLACE_LIKE = frozenset({"LOCATION", "PERSON", "STREET_ADDRESS"})
+
+
+def _place_prefixes(text: str, findings: list[Finding]) -> list[Finding]:
+    """A place (or a name NER read in its place) absorbs the compass word, ``New``,
+    ``Lake`` or ``Port`` right before it: the town's name includes it."""
+    out = []
+    for f in findings:
+        if f.entity_type not in _PLACE_LIKE:
+            continue
+        prefix = _PLACE_PREFIX.search(text, max(0, f.start - 12), f.start)
+        if prefix:
+            out.append(f._replace(start=prefix.start(), detector="address:place-prefix"))
     return out
 
 
@@ -387,6 +455,7 @@ def detect(model: TextModel, text: str, policy: TextPolicy | None = None) -> lis
     findings += cue_name_findings(clean)
     for plugin in model.plugins:
         findings += plugin.findings(clean)
+    findings += _place_prefixes(clean, findings)
     findings += _house_numbers(clean, findings)
     if policy is not None:
         findings += _deny_findings(clean, policy.deny_list)

@@ -104,7 +104,7 @@ _UNIT_ALONE = re.compile(
 # US-style "City ST 12345" and a postcode ending an address line after a place name.
 _STATE_ZIP = re.compile(r"(?<=\b[A-Z]{2} )\d{5}(?:-\d{4})?\b")
 _LINE_END_POSTCODE = re.compile(
-    r"(?m)(?<=[" + LOWER + r"] )(?:\d{4,6}|\d{2}-\d{3}|\d{3} \d{2}|\d{4} ?[A-Z]{2}|"
+    r"(?m)(?<=[" + LOWER + r")] )(?:\d{4,6}|\d{2}-\d{3}|\d{3} \d{2}|\d{4} ?[A-Z]{2}|"
     r"\d{5}-\d{3}|\d{4}-\d{3})(?=[ \t]*(?:$|\\n))"
 )
 # "Iklanberény 9634", "LYCKSELE 921 61", "Apeldoorn 7312 RH": a place, then a postcode.

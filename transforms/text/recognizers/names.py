@@ -198,12 +198,35 @@ _SIGN_OFF = re.compile(
 )
 
 
+#: Cues after which the next capitalised words are a name even if they are common
+#: words: naming phrases and salutations (titles are handled in ``name_candidates``).
+_NAMING_CUE = re.compile(
+    r"(?i)(?:^|[^\w'])(?:name(?:\s+is|'s|:)?|named|called|dear|i am|i'm|patient|"
+    r"mein name ist|je m'appelle|me llamo|mi chiamo|mijn naam is|jag heter|nazywam się)"
+    r"[\s,:]*$"
+)
+#: Function words that never start a name, even after a title or a naming cue.
+_FUNCTION_WORDS = frozenset(
+    "a an the and or but of in on at to for from by with as is was are were be this "
+    "that these those it its he she they we you i my your his her our their not no".split()
+)
+_TITLE_WORD = re.compile(r"[\w.]+?(?=\.?[ \t])\.?")
+#: Capitalised words that begin place names: compass points, "New", "Lake", "Port".
+_PLACE_WORDS = frozenset("north south east west new lake port mount fort".split())
+#: A title right before a name, with or without its full stop ("Mrs. ", "Dr ").
+_TITLE_BEFORE = re.compile(
+    r"(?<![\w.])(?i:" + "|".join(re.escape(t) for t in sorted(TITLES, key=len, reverse=True))
+    + r")\.?[ \t]{1,3}$"
+)
+
+
 class NameCandidate(NamedTuple):
     start: int
     end: int
     cued: bool  # a title or cue word precedes it
     sentence_initial: bool
     words: int
+    title: tuple[int, int] | None = None  # the title before it ("Mr", "Dr.")
 
 
 def name_candidates(text: str) -> list[NameCandidate]:
@@ -215,15 +238,32 @@ def name_candidates(text: str) -> list[NameCandidate]:
             (m.start() + start, m.end() + start, m.group())
             for m in re.finditer(r"\S+", match.group())
         ]
-        # Trim stop words and titles off the front; a title becomes the cue.
+        # Trim stop words and titles off the front; a title becomes the cue and is
+        # redacted with the name ("Mr Marc Cox": the title is a span of its own). After a title or a naming
+        # cue ("name is", "Dear"), a capitalised word is a name even when it is also a
+        # common word ("Miss April Blankenship", "name Eta Chakraborty"): fail closed.
         cued = False
+        title_start = None
+        titled = bool(_TITLE_BEFORE.search(text, max(0, start - 16), start))
+        strong = titled or bool(_NAMING_CUE.search(text, max(0, start - 24), start))
         while words:
             bare = words[0][2].rstrip(".").lower()
+            # After a naming cue, common words stay only beside an uncommon one
+            # ("Dear April Okafor", not "Dear Customer Support"); after a title, always.
+            keep = strong and bare not in _FUNCTION_WORDS and (
+                titled
+                or any(w[2].rstrip(".").lower() not in STOP_CAPITALIZED for w in words)
+            )
+            if bare in _PLACE_WORDS and len(words) > 1:
+                break  # "North Kestrelton", "New Farlow": the start of a place's name
             if bare in TITLES:
-                cued = True
+                cued = strong = titled = True
+                title_start = words[0][0] if title_start is None else title_start
                 words.pop(0)
-            elif bare in STOP_CAPITALIZED:
+            elif bare in STOP_CAPITALIZED and not keep:
+                strong = strong or bool(_NAMING_CUE.fullmatch(words[0][2]))  # "Dear"
                 words.pop(0)
+                title_start = None
             else:
                 break
         while words and words[-1][2].rstrip(".").lower() in _CALENDAR_WORDS:
@@ -234,6 +274,11 @@ def name_candidates(text: str) -> list[NameCandidate]:
         before = text[max(0, first_start - 40) : first_start]
         prev = text[max(0, first_start - 12) : first_start].rstrip().lower().rstrip(".")
         after_title = bool(prev.split()) and prev.split()[-1] in TITLES
+        if after_title and title_start is None:
+            # "Mrs. Sandra Mann": the title (ending the previous run) joins the name.
+            title = _TITLE_BEFORE.search(text, max(0, first_start - 16), first_start)
+            if title:
+                title_start = title.start()
         cued = cued or after_title
         initial = bool(_SENTENCE_END.search(before)) and first_start == start and not after_title
         if not cued and _PERSON_CUE_RE.search(before):
@@ -244,7 +289,12 @@ def name_candidates(text: str) -> list[NameCandidate]:
         particles = _PARTICLES_BEFORE.search(text, max(0, first_start - 12), first_start)
         if particles:
             first_start = particles.start()
-        out.append(NameCandidate(first_start, end, cued, initial, len(words)))
+        title = None
+        if title_start is not None:
+            # Its own span, so that the name's pseudonym does not depend on the title.
+            bare = _TITLE_WORD.match(text, title_start)
+            title = (title_start, bare.end()) if bare else None
+        out.append(NameCandidate(first_start, end, cued, initial, len(words), title))
     return out
 
 
