@@ -54,8 +54,8 @@ def test_veil_sanitize_covers_the_face_and_strips_metadata(loaded, tmp_path):
     text = (out / "audit.jsonl").read_text()
     assert SECRET.decode() not in text  # no content
     # No coordinates of the face box: the fields that hold digits by nature (hashes,
-    # times, the temp-path topic, the chain link) are left out of the check.
-    hashed = ("event_id", "event_time", "source", "duration_ms", "chain")
+    # times, the opaque record id and topic, the chain link) are left out of the check.
+    hashed = ("event_id", "event_time", "record_id", "source", "duration_ms", "chain")
     for event in audit:
         assert "181" not in json.dumps({k: v for k, v in event.items() if k not in hashed})
     dead = [json.loads(line) for line in (out / "dead-letter.jsonl").read_text().splitlines()]
