@@ -347,6 +347,9 @@ def forget(service, subject: str, args, requested_by: str, publish: bool = True)
     return key_id, count
 
 
+JOIN_TIMEOUT_S = 60.0
+
+
 def watch_erasures(service, args) -> int:
     """Applies every request on ``<prefix>.erasure`` (key = subject key or key id)."""
     from kafka import KafkaConsumer
@@ -361,10 +364,25 @@ def watch_erasures(service, args) -> int:
         auto_offset_reset="earliest",
         enable_auto_commit=False,
     )
-    count, last = 0, time.monotonic()
+    # The idle clock starts once the group has handed this consumer its partitions: on a
+    # loaded machine joining can take longer than the idle timeout itself, and a watcher
+    # that gave up before it was assigned anything would silently apply nothing.
+    count, last = 0, None
+    join_deadline = time.monotonic() + JOIN_TIMEOUT_S
     try:
-        while args.idle_timeout is None or time.monotonic() - last < args.idle_timeout:
+        while args.idle_timeout is None or last is None or (
+            time.monotonic() - last < args.idle_timeout
+        ):
             batch = consumer.poll(timeout_ms=500)
+            if last is None:
+                if consumer.assignment():
+                    last = time.monotonic()
+                elif time.monotonic() > join_deadline:
+                    raise CliError(
+                        f"no partition of {args.prefix}.erasure was assigned within "
+                        f"{JOIN_TIMEOUT_S:.0f} s: is the topic there and the broker reachable?",
+                        1,
+                    )
             for records in batch.values():
                 for rec in records:
                     if rec.key:
