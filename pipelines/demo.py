@@ -170,9 +170,9 @@ def run_demo(bootstrap: str, prefix: str, beam_argv) -> int:
     pipeline_s = time.monotonic() - t0
 
     print("[4/4] reading the output topics back\n")
-    sanitized = {m: list(consume(client, names.sanitized(m), idle_timeout_s=2)) for m in Modality.ALL}
-    dead = list(consume(client, names.dead_letter, idle_timeout_s=2))
-    audit = list(consume(client, names.audit, idle_timeout_s=2))
+    sanitized = {m: list(consume(client, names.sanitized(m), idle_timeout_s=10)) for m in Modality.ALL}
+    dead = list(consume(client, names.dead_letter, idle_timeout_s=10))
+    audit = list(consume(client, names.audit, idle_timeout_s=10))
 
     entities = collections.Counter()
     for records in sanitized.values():

@@ -105,14 +105,14 @@ def read_outputs(bootstrap: str, names, client: dict | None = None):
     sanitized = [
         (rec, value)
         for modality in Modality.ALL
-        for rec, _, value in consume(client, names.sanitized(modality), idle_timeout_s=2)
+        for rec, _, value in consume(client, names.sanitized(modality), idle_timeout_s=10)
     ] + [
         (rec, value)
         for modality in Modality.ALL
-        for rec, _, value in consume(client, names.quarantine(modality), idle_timeout_s=1)
+        for rec, _, value in consume(client, names.quarantine(modality), idle_timeout_s=10)
     ]
-    dead = [(rec, value) for rec, _, value in consume(client, names.dead_letter, idle_timeout_s=2)]
-    audit = [(rec, value) for rec, _, value in consume(client, names.audit, idle_timeout_s=2)]
+    dead = [(rec, value) for rec, _, value in consume(client, names.dead_letter, idle_timeout_s=10)]
+    audit = [(rec, value) for rec, _, value in consume(client, names.audit, idle_timeout_s=10)]
     return sanitized, dead, audit
 
 
@@ -130,7 +130,7 @@ def count_sanitized(
     bootstrap: str, names, modality: str = "text", client: dict | None = None
 ) -> int:
     client = {"bootstrap_servers": bootstrap, **(client or {})}
-    return len(list(consume(client, names.sanitized(modality), idle_timeout_s=0.5)))
+    return len(list(consume(client, names.sanitized(modality), idle_timeout_s=2)))
 
 
 def wait_mid_stream(proc, bootstrap, names, at_least: int, total: int, timeout_s: float) -> int:

@@ -295,7 +295,7 @@ def _read(bootstrap: str, topic: str, read_committed: bool) -> list:
     return [
         (rec, value)
         for rec, _, value in consume(
-            {"bootstrap_servers": bootstrap}, topic, idle_timeout_s=3, read_committed=read_committed
+            {"bootstrap_servers": bootstrap}, topic, idle_timeout_s=10, read_committed=read_committed
         )
     ]
 

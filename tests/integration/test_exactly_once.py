@@ -46,7 +46,7 @@ def _produce(bootstrap, topic, n, partitions=3):
 
 def _values(bootstrap, topic, read_committed=True) -> collections.Counter:
     client = {"bootstrap_servers": bootstrap}
-    records = consume(client, topic, idle_timeout_s=2, read_committed=read_committed)
+    records = consume(client, topic, idle_timeout_s=10, read_committed=read_committed)
     return collections.Counter(rec.value for rec, _, _ in records)
 
 

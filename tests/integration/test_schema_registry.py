@@ -206,7 +206,7 @@ def test_veil_consume_and_audit_verify_resolve_registry_ids(run, kafka_bootstrap
     names = run["names"]
     common = ["--bootstrap", kafka_bootstrap, "--schema-registry", registry_url]
     consumed = subprocess.run(
-        [VEIL, "consume", "--topic", names.sanitized("text"), "--idle-timeout", "3", *common],
+        [VEIL, "consume", "--topic", names.sanitized("text"), "--idle-timeout", "10", *common],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert consumed.returncode == 0, consumed.stderr
@@ -219,7 +219,7 @@ def test_veil_consume_and_audit_verify_resolve_registry_ids(run, kafka_bootstrap
     assert verified.returncode == 0, verified.stdout[-2000:] + verified.stderr[-2000:]
     # Offline (local catalog ids) the same topic does not decode: the ids differ.
     offline = subprocess.run(
-        [VEIL, "consume", "--topic", names.sanitized("text"), "--idle-timeout", "3",
+        [VEIL, "consume", "--topic", names.sanitized("text"), "--idle-timeout", "10",
          "--bootstrap", kafka_bootstrap, "--schema-registry", "none"],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip

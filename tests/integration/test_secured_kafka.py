@@ -156,7 +156,7 @@ def test_pipeline_runs_end_to_end_as_its_own_principal(secured, names):
 
     # The analyst reads the sanitized records through `veil consume`, as its own user.
     analyst = _veil(
-        "consume", "--topic", names.sanitized("text"), "--idle-timeout", "2",
+        "consume", "--topic", names.sanitized("text"), "--idle-timeout", "10",
         "--bootstrap", secured.bootstrap, *secured.flags("veil-analyst", prefix="--"),
     )  # fmt: skip
     assert analyst.returncode == 0, analyst.stderr[-2000:]
