@@ -27,6 +27,7 @@ from veil.transforms.records import ErrorCode, Source, WorkItem
 from veil.transforms.step_worker import StepRunner
 
 LIMIT_S = 3.0
+KILL_SLACK_S = 3.0  # kill + reply; ~0.1 s idle, more when the CI box is loaded
 EVIL_KEY = "a" * 40 + "!"
 
 
@@ -86,7 +87,7 @@ def test_injected_slow_detector_preempted_and_next_record_flows():
             runner.run(evil, LIMIT_S)
         elapsed = time.monotonic() - started
         assert caught.value.code == ErrorCode.PRIVACY_STEP_TIMEOUT
-        assert LIMIT_S <= elapsed < LIMIT_S + 1.0, elapsed
+        assert LIMIT_S <= elapsed < LIMIT_S + KILL_SLACK_S, elapsed
         assert evil.sanitized_payload is None and evil.classification is None
         ok = WorkItem(
             Source("veil.raw", 0, 1), media_record("o", "a", b"Call john.smith@example.com.")
@@ -125,6 +126,6 @@ def test_issue_inputs_bounded_by_the_limit(payload):
             outcome = exc.code
         elapsed = time.monotonic() - started
         assert outcome in ("sanitized", ErrorCode.PRIVACY_STEP_TIMEOUT, ErrorCode.PAYLOAD_TOO_LARGE)
-        assert elapsed < LIMIT_S + 1.0, elapsed
+        assert elapsed < LIMIT_S + KILL_SLACK_S, elapsed
     finally:
         runner.close()

@@ -292,7 +292,7 @@ def test_a_candidate_after_the_marker_never_wins(kafka_config):
     }  # every record of one key id in one partition
 
 
-def test_kafka_store_evicts_workers_within_a_second(kafka_config):
+def test_kafka_store_evicts_workers_within_seconds(kafka_config):
     config = dataclasses.replace(kafka_config, cache_ttl_s=60.0)
     worker, admin = fresh_service(config), fresh_service(config)
     ctx = worker.context("r", "dana", "$.name")
@@ -300,7 +300,8 @@ def test_kafka_store_evicts_workers_within_a_second(kafka_config):
     assert worker.decrypt(env, ctx) == b"Dana"  # warm cache, 60 s TTL
     start = time.monotonic()
     admin.forget("dana")
-    _assert_refused_within(worker, env, ctx, start, 1.0)
+    # Typically ~0.1 s (the index thread's poll); the bound leaves room for a loaded CI box.
+    _assert_refused_within(worker, env, ctx, start, 5.0)
     with pytest.raises(SubjectKeyErased):
         worker.secret_keys().key_for_subject("pseudonym", "dana")
 
