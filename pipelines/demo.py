@@ -121,20 +121,18 @@ def sample_messages() -> list[tuple[bytes | None, bytes, str]]:
 
 
 def run_demo(bootstrap: str, prefix: str, beam_argv) -> int:
+    from apache_beam.options.pipeline_options import PipelineOptions
     from kafka import KafkaProducer
 
     from veil.pipelines.cli import consume
+    from veil.pipelines.options import VeilConfig
     from veil.pipelines.runners import prepare_argv
     from veil.pipelines.sanitize import run
     from veil.pipelines.topics import topic_specs
     from veil.transforms.emit import TopicNames
     from veil.transforms.kafkaio import MAX_MESSAGE_BYTES, ensure_topics
-    from veil.transforms.records import Modality
-
-    from apache_beam.options.pipeline_options import PipelineOptions
-
-    from veil.pipelines.options import VeilConfig
     from veil.transforms.kafkaio import client as kafka_client
+    from veil.transforms.records import Modality
 
     names = TopicNames(prefix)
     argv = list(beam_argv) + [

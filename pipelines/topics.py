@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from veil.schemas import AUDIT_EVENT, DEAD_LETTER, MEDIA_RECORD, SANITIZED_RECORD
-from veil.transforms.kafkaio import MAX_MESSAGE_BYTES, TopicSpec
 from veil.transforms.emit import TopicNames
+from veil.transforms.kafkaio import MAX_MESSAGE_BYTES, TopicSpec
 from veil.transforms.records import Modality
 
 DAY_MS = 24 * 3600 * 1000

@@ -27,7 +27,8 @@ from __future__ import annotations
 import abc
 import logging
 import time
-from typing import Callable, Generic, NamedTuple, TypeVar
+from collections.abc import Callable
+from typing import Generic, NamedTuple, TypeVar
 
 import apache_beam as beam
 from apache_beam import pvalue

@@ -206,7 +206,7 @@ class Failure:
         error_code: str,
         error_class: str | None = None,
         raw: bytes | None = None,
-    ) -> "Failure":
+    ) -> Failure:
         return cls(
             source=item.source,
             stage=stage,

@@ -53,7 +53,8 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -459,7 +460,7 @@ class Sandbox:
             self._idle.put(worker)
         self._crashes = 0
 
-    def spawn(self) -> "Sandbox":
+    def spawn(self) -> Sandbox:
         """Starts every worker process without waiting for them: a handler calls this
         first and ``warm`` after loading its own models, so the two overlap."""
         workers = [self._idle.get() for _ in self._workers]
@@ -473,7 +474,7 @@ class Sandbox:
                 self._idle.put(worker)
         return self
 
-    def warm(self) -> "Sandbox":
+    def warm(self) -> Sandbox:
         """Starts every worker and waits until each has loaded its modules, so that the
         model load pays the start-up (about a second) rather than a record's time limit.
         All processes are spawned before the first is waited for: they start in parallel."""

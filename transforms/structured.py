@@ -41,9 +41,9 @@ from veil.transforms.keys import (
 )
 from veil.transforms.operators import DROP, OperatorContext, apply_operator
 from veil.transforms.privacy import PrivacyError, PrivacyHandler
-from veil.transforms.text.recognizers import pattern_findings
 from veil.transforms.records import ErrorCode, WorkItem
 from veil.transforms.text import TextHandler, TextModel, anonymize_spans, detect, select_spans
+from veil.transforms.text.recognizers import pattern_findings
 
 _LOGGER = logging.getLogger(__name__)
 

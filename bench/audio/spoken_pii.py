@@ -119,10 +119,9 @@ def main(argv=None) -> int:
     parser.add_argument("--mode", default="warp", help="AudioConfig.mode")
     args = parser.parse_args(argv)
 
-    from veil.transforms.audio import AudioConfig, AudioHandler
+    from veil.transforms.audio import AudioConfig, AudioHandler, voice
     from veil.transforms.audio.asr import Transcriber
     from veil.transforms.audio.keys import voice_params
-    from veil.transforms.audio import voice
     from veil.transforms.classification import load_policy
     from veil.transforms.keys import write_key_file
     from veil.transforms.records import Source, WorkItem

@@ -64,11 +64,11 @@ _WORD = re.compile(r"\w+")
 
 
 def presidio_engines():
+    import tldextract
     from presidio_analyzer import AnalyzerEngine, RecognizerRegistry
     from presidio_analyzer.nlp_engine import NlpEngineProvider
     from presidio_analyzer.predefined_recognizers import EmailRecognizer
     from presidio_anonymizer import AnonymizerEngine
-    import tldextract
 
     from veil.transforms.text import spacy_model_path
 
@@ -121,8 +121,8 @@ class VeilRunner:
 
     def process(self, samples, cache: bool) -> list:
         """The timed part: sanitized payloads."""
-        from veil.transforms.text import engine as text_module
         from veil.transforms.records import Source, WorkItem
+        from veil.transforms.text import engine as text_module
 
         text_module.NER_CACHE_SIZE = 4096 if cache else 0
         self.model.ner_cache.clear()

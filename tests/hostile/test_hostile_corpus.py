@@ -37,8 +37,8 @@ from veil.transforms.classification import load_policy
 from veil.transforms.codec import DecodeFn, DecodeRecords
 from veil.transforms.image import ImageHandler
 from veil.transforms.image.codec import ImageError, ImageLimits, decode_image
-from veil.transforms.keys import write_key_file
 from veil.transforms.kafkaio import MAX_MESSAGE_BYTES
+from veil.transforms.keys import write_key_file
 from veil.transforms.privacy import ApplyPrivacyStep, PrivacyError, _ModelHolder
 from veil.transforms.records import KafkaMessage, Source, WorkItem
 from veil.transforms.sandbox import NATIVE_DECODERS, SandboxConfig, SandboxError, sandbox_for

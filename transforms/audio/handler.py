@@ -42,9 +42,9 @@ from veil.transforms.audio.codec import (
 from veil.transforms.audio.keys import DEFAULT_KEY_ENV, VOICE_SCOPE, voice_params
 from veil.transforms.audio.spoken_pii import blank, normalize, time_spans
 from veil.transforms.classification import Policy, classify
+from veil.transforms.fixes import fix_for
 from veil.transforms.keys import KeyUnavailable, SubjectKeyErased, keys_from_config
 from veil.transforms.privacy import PrivacyError, PrivacyHandler, entity_counts
-from veil.transforms.fixes import fix_for
 from veil.transforms.records import ErrorCode, WorkItem
 from veil.transforms.sandbox import NATIVE_DECODERS, SandboxConfig, sandbox_for
 

@@ -72,7 +72,7 @@ class CenterFace:
         self._net = net
 
     @classmethod
-    def load(cls, path: Path, sha256: str | None) -> "CenterFace":
+    def load(cls, path: Path, sha256: str | None) -> CenterFace:
         """Reads the model after checking its sha256 (``ModelError`` on mismatch)."""
         if sha256 is not None:
             verify(Path(path), sha256)

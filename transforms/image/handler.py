@@ -32,13 +32,13 @@ from pathlib import Path
 from apache_beam.metrics import Metrics
 
 from veil.transforms.classification import Policy, classify
+from veil.transforms.fixes import fix_for
 from veil.transforms.image import ocr
 from veil.transforms.image.anonymize import RegionStyle, cover
 from veil.transforms.image.codec import ImageError, ImageLimits, decode_image, encode_image
 from veil.transforms.image.faces import CenterFace, DetectorConfig
 from veil.transforms.image.models import CENTERFACE, ModelError, model_path
 from veil.transforms.privacy import PrivacyError, PrivacyHandler
-from veil.transforms.fixes import fix_for
 from veil.transforms.records import AuditStep, ErrorCode, WorkItem
 from veil.transforms.sandbox import NATIVE_DECODERS, SandboxConfig, sandbox_for
 

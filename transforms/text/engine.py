@@ -50,8 +50,8 @@ from veil.transforms.keys import (
 )
 from veil.transforms.operators import DROP, OperatorContext, apply_operator
 from veil.transforms.privacy import PrivacyError, PrivacyHandler, entity_counts
+from veil.transforms.records import ErrorCode, WorkItem
 from veil.transforms.text.normalize import normalize
-from veil.transforms.text.recognizers.base import UPPER
 from veil.transforms.text.recognizers import (
     DEFAULT_PHONE_REGIONS,
     Finding,
@@ -60,7 +60,7 @@ from veil.transforms.text.recognizers import (
     name_candidates,
     pattern_findings,
 )
-from veil.transforms.records import ErrorCode, WorkItem
+from veil.transforms.text.recognizers.base import UPPER
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -102,7 +102,7 @@ class TextModel:
     versions: dict
     ner_cache: OrderedDict = dataclasses.field(default_factory=OrderedDict)
     plugins: tuple = ()
-    lexicon: "EnglishLexicon | None" = None
+    lexicon: EnglishLexicon | None = None
 
 
 class EnglishLexicon:

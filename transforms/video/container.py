@@ -249,7 +249,7 @@ class VideoReader:
     def close(self) -> None:
         self._box.close()
 
-    def __enter__(self) -> "VideoReader":
+    def __enter__(self) -> VideoReader:
         return self
 
     def __exit__(self, *exc) -> None:

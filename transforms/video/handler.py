@@ -45,11 +45,11 @@ from pathlib import Path
 from apache_beam.metrics import Metrics
 
 from veil.transforms.classification import Policy, classify
+from veil.transforms.fixes import fix_for
 from veil.transforms.image.anonymize import RegionStyle
 from veil.transforms.image.faces import CenterFace
 from veil.transforms.image.models import CENTERFACE, ModelError, model_path, verify
 from veil.transforms.privacy import PrivacyError, PrivacyHandler
-from veil.transforms.fixes import fix_for
 from veil.transforms.records import AuditStep, ErrorCode, WorkItem
 from veil.transforms.sandbox import SandboxConfig, SandboxError, run_isolated, sandbox_for
 from veil.transforms.video.container import (

@@ -62,7 +62,7 @@ class FrameSettings:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_json(cls, data: dict) -> "FrameSettings":
+    def from_json(cls, data: dict) -> FrameSettings:
         limits = dict(data["limits"])
         limits["containers"] = tuple(limits["containers"])
         limits["codecs"] = tuple(limits["codecs"])

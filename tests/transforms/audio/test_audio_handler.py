@@ -42,7 +42,6 @@ from veil.transforms.classification import load_policy
 from veil.transforms.privacy import ApplyPrivacyStep, _ModelHolder
 from veil.transforms.records import Source, WorkItem
 
-
 # espeak-ng's voice is transcribed word for word, yet PocketSphinx's confidence in it
 # (about 0.23) is below the default policy's 0.3: such speech is marked (and, in the
 # pipeline, quarantined; see test_unreliable_speech.py).

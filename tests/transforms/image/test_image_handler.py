@@ -14,10 +14,10 @@ from image_testing import (
     SECRET,
     decode,
     jpeg_with_metadata,
+    photo,
     png,
     png_header,
     png_with_metadata,
-    photo,
     require_photos_and_model,
 )
 from veil_testing import beam_pipeline, media_record

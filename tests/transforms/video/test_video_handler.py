@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import soundfile
 from apache_beam.testing.util import assert_that, equal_to
+from veil_testing import beam_pipeline, media_record
 from video_testing import (
     BIKES,
     CARPHONE,
@@ -24,7 +25,6 @@ from video_testing import (
     psnr,
     require_footage_and_model,
 )
-from veil_testing import beam_pipeline, media_record
 
 from veil.transforms.classification import VideoPolicy, load_policy
 from veil.transforms.image.anonymize import expand

@@ -11,8 +11,8 @@ import apache_beam as beam
 import pytest
 import sandbox_targets
 from apache_beam.testing.util import assert_that, equal_to
-from video_testing import CARPHONE, build_video, frames_of, require_footage_and_model
 from veil_testing import beam_pipeline, media_record
+from video_testing import CARPHONE, build_video, frames_of, require_footage_and_model
 
 from veil.pipelines.sanitize import _handlers
 from veil.transforms.classification import load_policy
