@@ -121,6 +121,7 @@ class VeilRunner:
 
     def process(self, samples, cache: bool) -> list:
         """The timed part: sanitized payloads."""
+        from veil.transforms.privacy import settle
         from veil.transforms.records import Source, WorkItem
         from veil.transforms.text import engine as text_module
 
@@ -138,7 +139,7 @@ class VeilRunner:
                 "event_time": None,
             }
             item = WorkItem(Source("bench", 0, i), record, "text")
-            self.handler.process(self.model, item)
+            settle(item, self.handler.process(self.model, item))
             payloads.append(item.sanitized_payload.decode())
         text_module.NER_CACHE_SIZE = 4096
         return payloads
