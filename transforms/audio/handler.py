@@ -44,7 +44,7 @@ from veil.transforms.audio.spoken_pii import blank, normalize, time_spans
 from veil.transforms.classification import Policy, classify
 from veil.transforms.fixes import fix_for
 from veil.transforms.keys import KeyUnavailable, SubjectKeyErased, keys_from_config
-from veil.transforms.privacy import PrivacyError, PrivacyHandler, entity_counts
+from veil.transforms.privacy import PrivacyError, PrivacyHandler, StepResult, entity_counts
 from veil.transforms.records import ErrorCode, WorkItem
 from veil.transforms.sandbox import NATIVE_DECODERS, SandboxConfig, sandbox_for
 
@@ -201,10 +201,7 @@ class AudioHandler(PrivacyHandler[AudioModel]):
         _LOGGER.info("Audio handler loaded: %s", sorted(versions))
         return AudioModel(key, transcriber, text_model, versions, sandbox=sandbox, keys=keys)
 
-    def detectors(self, model: AudioModel) -> dict:
-        return dict(model.versions)
-
-    def process(self, model: AudioModel, item: WorkItem) -> dict:
+    def process(self, model: AudioModel, item: WorkItem) -> StepResult:
         config = self._config
         if model.key is None:
             if not model.key_reported:
@@ -243,9 +240,7 @@ class AudioHandler(PrivacyHandler[AudioModel]):
         out = voice.anonymize_voice(audio.samples, audio.sample_rate, params, config.mode)
         blank(out, audio.sample_rate, spans, config.replacement)
         container = output_container(audio.container, config.output)
-        item.sanitized_payload, item.sanitized_content_type = encode_audio(
-            out, audio.sample_rate, container
-        )
+        payload, content_type = encode_audio(out, audio.sample_rate, container)
         classification = classify(counts, self._policy)
         if not reliable:
             # Spoken PII may have been missed: say so in the classification and in this
@@ -256,8 +251,7 @@ class AudioHandler(PrivacyHandler[AudioModel]):
             classification.regimes = sorted({*classification.regimes, UNVERIFIED_SPEECH})
             if self._policy.audio.unreliable_speech == "quarantine":
                 classification.quarantine_reason = ErrorCode.AUDIO_TRANSCRIPT_UNRELIABLE
-        item.classification = classification
-        return counts
+        return StepResult(payload, content_type, counts, classification)
 
     def _spoken_pii(self, model: AudioModel, samples: np.ndarray, rate: int):
         """Time spans of spoken PII and entity counts; the transcript stays here."""

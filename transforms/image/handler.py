@@ -38,7 +38,7 @@ from veil.transforms.image.anonymize import RegionStyle, cover
 from veil.transforms.image.codec import ImageError, ImageLimits, decode_image, encode_image
 from veil.transforms.image.faces import CenterFace, DetectorConfig
 from veil.transforms.image.models import CENTERFACE, ModelError, model_path
-from veil.transforms.privacy import PrivacyError, PrivacyHandler
+from veil.transforms.privacy import PrivacyError, PrivacyHandler, StepResult
 from veil.transforms.records import AuditStep, ErrorCode, WorkItem
 from veil.transforms.sandbox import NATIVE_DECODERS, SandboxConfig, sandbox_for
 
@@ -158,10 +158,7 @@ class ImageHandler(PrivacyHandler[ImageModel]):
         _LOGGER.info("Image handler loaded: %s", sorted(versions))
         return ImageModel(detector, text_model, ocr_ready, versions, sandbox=sandbox)
 
-    def detectors(self, model: ImageModel) -> dict:
-        return dict(model.versions)
-
-    def process(self, model: ImageModel, item: WorkItem) -> dict:
+    def process(self, model: ImageModel, item: WorkItem) -> StepResult:
         config = self._config
         # Hostile or corrupt input gets its own code whatever the worker's state.
         try:
@@ -188,16 +185,25 @@ class ImageHandler(PrivacyHandler[ImageModel]):
         if len(boxes):
             counts[FACE] = len(boxes)
         Metrics.distribution("veil.image", "faces_per_record").update(len(boxes))
+        steps: tuple = ()
         if config.ocr:
-            counts.update(self._text(model, item, pixels))
+            text_counts, steps = self._text(model, pixels)
+            counts.update(text_counts)
         # Faces are covered after OCR read the original pixels, so a name next to a
         # face is still found.
         cover(pixels, boxes, config.style)
-        item.sanitized_payload, item.sanitized_content_type = _encode(pixels, image.format, config)
-        item.classification = classify(counts, self._policy)
-        return dict(sorted(counts.items()))
+        payload, content_type = _encode(pixels, image.format, config)
+        counts = dict(sorted(counts.items()))
+        return StepResult(
+            payload=payload,
+            content_type=content_type,
+            entity_counts=counts,
+            classification=classify(counts, self._policy),
+            audit_steps=steps,
+        )
 
-    def _text(self, model: ImageModel, item: WorkItem, pixels) -> dict:
+    def _text(self, model: ImageModel, pixels) -> tuple[dict, tuple]:
+        """Covers PII words the OCR reads; returns their counts and any audit steps."""
         from veil.transforms.text import detect, select_spans
 
         try:
@@ -205,10 +211,7 @@ class ImageHandler(PrivacyHandler[ImageModel]):
         except ocr.OcrError:
             raise PrivacyError(ErrorCode.IMAGE_OCR_FAILED) from None
         if not words:
-            item.trail.append(
-                AuditStep(stage="image.ocr", action="OCR_SKIPPED", reason_code=NO_TEXT)
-            )
-            return {}
+            return {}, (AuditStep(stage="image.ocr", action="OCR_SKIPPED", reason_code=NO_TEXT),)
         text, _ = ocr.join_words(words)
         policy = self._policy.text
         spans = select_spans(detect(model.text_model, text, policy), policy.score_threshold)
@@ -219,7 +222,7 @@ class ImageHandler(PrivacyHandler[ImageModel]):
         counts: dict = {}
         for _, entity in hits:
             counts[entity] = counts.get(entity, 0) + 1
-        return counts
+        return counts, ()
 
 
 def _encode(pixels, fmt: str, config: ImageConfig):
