@@ -11,15 +11,15 @@ import apache_beam as beam
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing.util import assert_that, equal_to
-from veil_testing import framed, media_record, opaque
+from veil_testing import assert_step, framed, media_record, opaque
 
 from veil.pipelines.options import LOCAL_RUNNER
 from veil.pipelines.sanitize import build
 from veil.schemas import catalog
-from veil.transforms.classification import classify
+from veil.transforms.classification import classify, load_policy
 from veil.transforms.modality import MODALITIES, ModalitySpec, register
-from veil.transforms.privacy import PrivacyError, PrivacyHandler, StepResult
-from veil.transforms.records import ErrorCode, KafkaMessage
+from veil.transforms.privacy import ApplyPrivacyStep, PrivacyError, PrivacyHandler, StepResult
+from veil.transforms.records import ErrorCode, KafkaMessage, Source, WorkItem
 from veil.transforms.routing import detect_modality
 
 # --- the toy modality: one handler class and one registration ---------------------------
@@ -102,6 +102,25 @@ def test_routing_knows_the_toy_only_while_it_is_registered(toy_registered):
         assert detect_modality(None, "", b"TOY1 hello") == ("text", None)
     finally:
         register(TOY)
+
+
+def test_toy_step_alone():
+    """The handler under the generic step, without the graph (Create -> step -> assert)."""
+    items = [
+        WorkItem(Source("raw", 0, i), media_record(rid, payload=payload), "toy")
+        for i, (rid, payload) in enumerate(
+            [("a", b"TOY1 room 101"), ("b", b"TOY1 \xff"), ("c", b"TOY1 explode")]
+        )
+    ]
+    assert_step(
+        ApplyPrivacyStep(ToyHandler(load_policy()), time_limit_s=5.0),
+        items,
+        records=[("a", b"TOY1 room ###")],
+        dead_letters=[
+            ("b", "privacy", "INVALID_RECORD", None),  # no spec: the default stage name
+            ("c", "privacy", "PRIVACY_STEP_FAILED", "RuntimeError"),
+        ],
+    )
 
 
 def test_a_registration_twice_is_refused(toy_registered):
