@@ -37,26 +37,20 @@ from apache_beam.metrics import Metrics
 from apache_beam.utils.shared import Shared
 
 from veil.transforms.metrics import Histogram
-from veil.transforms.records import AuditStep, Classification, ErrorCode, Failure, WorkItem
+from veil.transforms.records import (
+    AuditStep,
+    Classification,
+    ErrorCode,
+    Failure,
+    PrivacyError,
+    WorkItem,
+)
 from veil.transforms.step_worker import StepFailed as _StepFailed
 
 _LOGGER = logging.getLogger(__name__)
 
 DEAD_LETTER = "dead_letter"
 ModelT = TypeVar("ModelT")
-
-
-class PrivacyError(Exception):
-    """A handler's known, content-free failure, with a stable dead-letter code.
-
-    The one error type a handler raises on purpose; the step catches it once and
-    dead-letters the record with ``code`` (an ``ErrorCode``). Anything else a handler
-    raises is dead-lettered ``PRIVACY_STEP_FAILED`` with its class name only.
-    """
-
-    def __init__(self, code: str):
-        super().__init__(code)
-        self.code = code
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,14 +76,14 @@ class StepResult:
     audit_steps: tuple = ()
 
 
-def settle(item: WorkItem, result) -> dict:
+def settle(item: WorkItem, result: StepResult) -> dict:
     """Records a handler's ``StepResult`` on ``item``; returns the entity counts.
 
-    A handler written before ``StepResult`` set the item's fields itself and returned
-    its counts (a dict): that is passed through.
+    Anything else from ``process`` is a handler bug: ``TypeError``, so the record is
+    dead-lettered ``PRIVACY_STEP_FAILED`` (fail closed).
     """
     if not isinstance(result, StepResult):
-        return result
+        raise TypeError("PrivacyHandler.process must return a StepResult")
     item.sanitized_payload = result.payload
     item.sanitized_content_type = result.content_type
     item.classification = result.classification

@@ -74,6 +74,22 @@ class ErrorCode:
     DECODER_UNAVAILABLE = "DECODER_UNAVAILABLE"  # no worker could start: fail closed
 
 
+class PrivacyError(Exception):
+    """A known, content-free failure of a record, with a stable dead-letter code.
+
+    The one error type a privacy handler raises on purpose (``veil.transforms.privacy``
+    re-exports it); the step catches it once and dead-letters the record with ``code``
+    (an ``ErrorCode``). The decoders' errors (``ImageError``, ``AudioError``,
+    ``VideoError``, ``SandboxError``) are subclasses, so they need no re-wrapping.
+    Anything else a handler raises is dead-lettered ``PRIVACY_STEP_FAILED`` with its
+    class name only. The message is the code: never build one from content.
+    """
+
+    def __init__(self, code: str):
+        super().__init__(code)
+        self.code = code
+
+
 class Source(NamedTuple):
     """Where an input record came from (Kafka coordinates, or a file and line)."""
 

@@ -58,7 +58,7 @@ from typing import Any
 
 import numpy as np
 
-from veil.transforms.records import ErrorCode
+from veil.transforms.records import ErrorCode, PrivacyError
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -81,12 +81,8 @@ _WORKER_ENV = {
 _PASSED_ENV = ("PATH", "LANG", "LC_ALL", "TMPDIR", "LD_LIBRARY_PATH", "OPENCV_IO_MAX_IMAGE_PIXELS")
 
 
-class SandboxError(Exception):
-    """A content-free sandbox failure with a stable dead-letter code."""
-
-    def __init__(self, code: str):
-        super().__init__(code)
-        self.code = code
+class SandboxError(PrivacyError):
+    """A content-free sandbox failure with a stable dead-letter code (``.code``)."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -33,7 +33,6 @@ import numpy as np
 
 from veil.transforms.audio import voice
 from veil.transforms.audio.codec import (
-    AudioError,
     AudioLimits,
     decode_audio,
     encode_audio,
@@ -215,10 +214,8 @@ class AudioHandler(PrivacyHandler[AudioModel]):
                     fix_for(ErrorCode.AUDIO_KEY_UNAVAILABLE),
                 )
             raise PrivacyError(ErrorCode.AUDIO_KEY_UNAVAILABLE)
-        try:
-            audio = decode_audio(item.record["payload"], config.limits, model.sandbox)
-        except AudioError as exc:
-            raise PrivacyError(exc.code) from None
+        # AudioError is a PrivacyError: the step dead-letters its code.
+        audio = decode_audio(item.record["payload"], config.limits, model.sandbox)
         subject = item.record["subject_key"]
         try:
             key = model.keys.key_for_subject(VOICE_SCOPE, subject) if model.keys else model.key

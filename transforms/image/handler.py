@@ -35,7 +35,7 @@ from veil.transforms.classification import Policy, classify
 from veil.transforms.fixes import fix_for
 from veil.transforms.image import ocr
 from veil.transforms.image.anonymize import RegionStyle, cover
-from veil.transforms.image.codec import ImageError, ImageLimits, decode_image, encode_image
+from veil.transforms.image.codec import ImageLimits, decode_image, encode_image
 from veil.transforms.image.faces import CenterFace, DetectorConfig
 from veil.transforms.image.models import CENTERFACE, ModelError, model_path
 from veil.transforms.privacy import PrivacyError, PrivacyHandler, StepResult
@@ -160,11 +160,9 @@ class ImageHandler(PrivacyHandler[ImageModel]):
 
     def process(self, model: ImageModel, item: WorkItem) -> StepResult:
         config = self._config
-        # Hostile or corrupt input gets its own code whatever the worker's state.
-        try:
-            image = decode_image(item.record["payload"], config.limits, model.sandbox)
-        except ImageError as exc:
-            raise PrivacyError(exc.code) from None
+        # Hostile or corrupt input gets its own code whatever the worker's state
+        # (ImageError and SandboxError are PrivacyErrors: the step dead-letters the code).
+        image = decode_image(item.record["payload"], config.limits, model.sandbox)
         if model.detector is None or (config.ocr and not model.ocr_ready):
             code = (
                 ErrorCode.IMAGE_MODEL_UNAVAILABLE
@@ -192,7 +190,7 @@ class ImageHandler(PrivacyHandler[ImageModel]):
         # Faces are covered after OCR read the original pixels, so a name next to a
         # face is still found.
         cover(pixels, boxes, config.style)
-        payload, content_type = _encode(pixels, image.format, config)
+        payload, content_type = encode_image(pixels, image.format, config.jpeg_quality)
         counts = dict(sorted(counts.items()))
         return StepResult(
             payload=payload,
@@ -223,10 +221,3 @@ class ImageHandler(PrivacyHandler[ImageModel]):
         for _, entity in hits:
             counts[entity] = counts.get(entity, 0) + 1
         return counts, ()
-
-
-def _encode(pixels, fmt: str, config: ImageConfig):
-    try:
-        return encode_image(pixels, fmt, config.jpeg_quality)
-    except ImageError as exc:
-        raise PrivacyError(exc.code) from None

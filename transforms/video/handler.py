@@ -51,11 +51,10 @@ from veil.transforms.image.faces import CenterFace
 from veil.transforms.image.models import CENTERFACE, ModelError, model_path, verify
 from veil.transforms.privacy import PrivacyError, PrivacyHandler, StepResult
 from veil.transforms.records import AuditStep, ErrorCode, WorkItem
-from veil.transforms.sandbox import SandboxConfig, SandboxError, run_isolated, sandbox_for
+from veil.transforms.sandbox import SandboxConfig, run_isolated, sandbox_for
 from veil.transforms.video.container import (
     OUTPUTS,
     EncoderConfig,
-    VideoError,
     VideoLimits,
     VideoReader,
 )
@@ -286,11 +285,10 @@ class VideoHandler(PrivacyHandler[VideoModel]):
         )
 
     def _in_process(self, model: VideoModel, item: WorkItem, deadline: float, steps: list):
-        """``--veil_decoder_isolation off``: FFmpeg in the Beam worker's own process."""
-        try:
-            reader = VideoReader(item.record["payload"], self._config.limits)
-        except VideoError as exc:
-            raise PrivacyError(exc.code) from None
+        """``--veil_decoder_isolation off``: FFmpeg in the Beam worker's own process.
+
+        ``VideoError`` is a ``PrivacyError``: the step dead-letters its code."""
+        reader = VideoReader(item.record["payload"], self._config.limits)
         with reader:
             if model.detector is None:
                 raise PrivacyError(ErrorCode.VIDEO_MODEL_UNAVAILABLE)
@@ -300,8 +298,6 @@ class VideoHandler(PrivacyHandler[VideoModel]):
                 stats, data, content_type = encode_covered(
                     reader, model.detector, self._settings(), audio, deadline
                 )
-            except VideoError as exc:
-                raise PrivacyError(exc.code) from None
             except StreamTimeout:
                 raise PrivacyError(ErrorCode.PRIVACY_STEP_TIMEOUT) from None
         return counts, stats, data, content_type
@@ -360,11 +356,9 @@ def _dropped() -> AuditStep:
 
 def _sandboxed(sandbox, fn, *args) -> dict:
     """``fn(*args)`` in the sandbox; its failures become the record's dead-letter code
-    (``DECODER_*`` for a lost worker, the worker's own ``VIDEO_*`` codes as they are)."""
-    try:
-        reply = run_isolated(sandbox, fn, *args)
-    except SandboxError as exc:
-        raise PrivacyError(exc.code) from None
+    (``DECODER_*`` for a lost worker, the worker's own ``VIDEO_*`` codes as they are):
+    ``SandboxError`` is a ``PrivacyError``."""
+    reply = run_isolated(sandbox, fn, *args)
     if not isinstance(reply, dict):
         raise PrivacyError(ErrorCode.DECODER_FAILED)
     return reply
