@@ -24,6 +24,7 @@ PACKAGE_DIR = {
     "veil.transforms.kafkaio": "transforms/kafkaio",
     "veil.transforms.audio": "transforms/audio",
     "veil.transforms.image": "transforms/image",
+    "veil.transforms.media": "transforms/media",
     "veil.transforms.video": "transforms/video",
     "veil.transforms.crypto": "transforms/crypto",
     "veil.transforms.text": "transforms/text",

@@ -132,6 +132,7 @@ def run_demo(bootstrap: str, prefix: str, beam_argv) -> int:
     from veil.transforms.emit import TopicNames
     from veil.transforms.kafkaio import MAX_MESSAGE_BYTES, ensure_topics
     from veil.transforms.kafkaio import client as kafka_client
+    from veil.transforms.modality import registered
     from veil.transforms.records import Modality
 
     names = TopicNames(prefix)
@@ -168,7 +169,7 @@ def run_demo(bootstrap: str, prefix: str, beam_argv) -> int:
     pipeline_s = time.monotonic() - t0
 
     print("[4/4] reading the output topics back\n")
-    sanitized = {m: list(consume(client, names.sanitized(m), idle_timeout_s=2)) for m in Modality.ALL}
+    sanitized = {m: list(consume(client, names.sanitized(m), idle_timeout_s=2)) for m in registered()}
     dead = list(consume(client, names.dead_letter, idle_timeout_s=2))
     audit = list(consume(client, names.audit, idle_timeout_s=2))
 

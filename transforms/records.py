@@ -14,6 +14,10 @@ from typing import NamedTuple
 
 
 class Modality:
+    """The built-in modalities' names. Routing, the graph and the topic layout read the
+    registry (``veil.transforms.modality``), which also holds modalities registered
+    later; ``ALL`` is the built-ins only."""
+
     TEXT = "text"
     STRUCTURED = "structured"
     IMAGE = "image"

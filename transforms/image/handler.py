@@ -34,10 +34,10 @@ from apache_beam.metrics import Metrics
 from veil.transforms.classification import Policy, classify
 from veil.transforms.fixes import fix_for
 from veil.transforms.image import ocr
-from veil.transforms.image.anonymize import RegionStyle, cover
 from veil.transforms.image.codec import ImageLimits, decode_image, encode_image
-from veil.transforms.image.faces import CenterFace, DetectorConfig
-from veil.transforms.image.models import CENTERFACE, ModelError, model_path
+from veil.transforms.media.faces import CenterFace, DetectorConfig
+from veil.transforms.media.models import CENTERFACE, ModelError, model_path
+from veil.transforms.media.regions import RegionStyle, cover
 from veil.transforms.privacy import PrivacyError, PrivacyHandler, StepResult
 from veil.transforms.records import AuditStep, ErrorCode, WorkItem
 from veil.transforms.sandbox import NATIVE_DECODERS, SandboxConfig, sandbox_for
@@ -60,7 +60,7 @@ class ImageConfig:
         ocr_margin: extra fraction of a word box's height covered around PII words.
         limits: format allow-list and size limits checked before decoding.
         model_path: a production detector file with CenterFace's interface, or None
-            for the cached CenterFace (``veil.transforms.image.models``).
+            for the cached CenterFace (``veil.transforms.media.models``).
         model_sha256: the configured file's sha256 (required with ``model_path``).
         jpeg_quality: quality of re-encoded JPEGs.
         isolation: OpenCV decodes in a sandbox worker pool (``veil.transforms.sandbox``);

@@ -46,9 +46,9 @@ from apache_beam.metrics import Metrics
 
 from veil.transforms.classification import Policy, classify
 from veil.transforms.fixes import fix_for
-from veil.transforms.image.anonymize import RegionStyle
-from veil.transforms.image.faces import CenterFace
-from veil.transforms.image.models import CENTERFACE, ModelError, model_path, verify
+from veil.transforms.media.faces import CenterFace
+from veil.transforms.media.models import CENTERFACE, ModelError, model_path, verify
+from veil.transforms.media.regions import RegionStyle
 from veil.transforms.privacy import PrivacyError, PrivacyHandler, StepResult
 from veil.transforms.records import AuditStep, ErrorCode, WorkItem
 from veil.transforms.sandbox import SandboxConfig, run_isolated, sandbox_for

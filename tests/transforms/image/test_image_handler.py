@@ -108,7 +108,7 @@ def test_without_a_model_images_fail_closed(model, tmp_path, monkeypatch):
     assert raised.value.code == ErrorCode.IMAGE_MODEL_UNAVAILABLE
     missing = ImageConfig(ocr=False, model_path=str(tmp_path / "yunet.onnx"), model_sha256="0" * 64)
     assert ImageHandler(load_policy(), missing).load().detector is None
-    from veil.transforms.image.models import CENTERFACE, cache_dir
+    from veil.transforms.media.models import CENTERFACE, cache_dir
 
     monkeypatch.delenv("VEIL_MODEL_DIR")
     configured = ImageConfig(

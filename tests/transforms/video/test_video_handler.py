@@ -27,9 +27,9 @@ from video_testing import (
 )
 
 from veil.transforms.classification import VideoPolicy, load_policy
-from veil.transforms.image.anonymize import expand
-from veil.transforms.image.faces import CenterFace, DetectorConfig
-from veil.transforms.image.models import CENTERFACE, model_path
+from veil.transforms.media.faces import CenterFace, DetectorConfig
+from veil.transforms.media.models import CENTERFACE, model_path
+from veil.transforms.media.regions import expand
 from veil.transforms.privacy import ApplyPrivacyStep, _ModelHolder, settle
 from veil.transforms.records import Source, WorkItem
 from veil.transforms.video import VideoConfig, VideoHandler, VideoLimits

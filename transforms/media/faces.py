@@ -25,7 +25,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from veil.transforms.image.models import ModelError, verify
+from veil.transforms.media.models import ModelError, verify
 
 _OUTPUTS = ["537", "538", "539", "540"]  # heatmap, scale, offset, landmarks
 
