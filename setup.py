@@ -14,7 +14,7 @@ from setuptools import setup
 
 HERE = Path(__file__).parent
 VERSION = re.search(
-    r'^__version__ = "([^"]+)"', (HERE / "pipelines" / "__init__.py").read_text(), re.M
+    r'^__version__ = "([^"]+)"', (HERE / "transforms" / "version.py").read_text(), re.M
 ).group(1)
 
 PACKAGE_DIR = {
@@ -24,6 +24,7 @@ PACKAGE_DIR = {
     "veil.transforms.kafkaio": "transforms/kafkaio",
     "veil.transforms.audio": "transforms/audio",
     "veil.transforms.image": "transforms/image",
+    "veil.transforms.media": "transforms/media",
     "veil.transforms.video": "transforms/video",
     "veil.transforms.crypto": "transforms/crypto",
     "veil.transforms.text": "transforms/text",
@@ -96,6 +97,9 @@ setup(
             "python-pkcs11==0.10.1",
             # Fills presidio-evaluator's templates in tests/bench/test_text_thirdparty.py.
             "faker==40.54.0",
+            # `make test` checks the layering (.importlinter) and lints (ruff.toml).
+            "import-linter==2.16",
+            "ruff==0.17.5",
         ],
         # The PKCS#11 (HSM) KEK backend: --veil_kms pkcs11.
         "hsm": ["python-pkcs11==0.10.1"],

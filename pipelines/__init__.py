@@ -1,3 +1,3 @@
 """Veil's pipeline graphs, options and command line."""
 
-__version__ = "0.1.0"
+from veil.transforms.version import __version__  # noqa: F401  (one version, read by setup.py)

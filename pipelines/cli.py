@@ -410,7 +410,7 @@ def _hint(code: str) -> str:
     from veil.transforms.fixes import FIXES
 
     if code in ("IMAGE_MODEL_UNAVAILABLE", "VIDEO_MODEL_UNAVAILABLE"):
-        from veil.transforms.image.models import cache_dir
+        from veil.transforms.media.models import cache_dir
 
         return f": no verified face model in {cache_dir()}; fix: {FIXES[code]}"
     return f"; fix: {FIXES[code]}" if code in FIXES else ""

@@ -121,20 +121,19 @@ def sample_messages() -> list[tuple[bytes | None, bytes, str]]:
 
 
 def run_demo(bootstrap: str, prefix: str, beam_argv) -> int:
+    from apache_beam.options.pipeline_options import PipelineOptions
     from kafka import KafkaProducer
 
     from veil.pipelines.cli import consume
+    from veil.pipelines.options import VeilConfig
     from veil.pipelines.runners import prepare_argv
     from veil.pipelines.sanitize import run
     from veil.pipelines.topics import topic_specs
     from veil.transforms.emit import TopicNames
     from veil.transforms.kafkaio import MAX_MESSAGE_BYTES, ensure_topics
-    from veil.transforms.records import Modality
-
-    from apache_beam.options.pipeline_options import PipelineOptions
-
-    from veil.pipelines.options import VeilConfig
     from veil.transforms.kafkaio import client as kafka_client
+    from veil.transforms.modality import registered
+    from veil.transforms.records import Modality
 
     names = TopicNames(prefix)
     argv = list(beam_argv) + [
@@ -170,7 +169,9 @@ def run_demo(bootstrap: str, prefix: str, beam_argv) -> int:
     pipeline_s = time.monotonic() - t0
 
     print("[4/4] reading the output topics back\n")
-    sanitized = {m: list(consume(client, names.sanitized(m), idle_timeout_s=10)) for m in Modality.ALL}
+    sanitized = {
+        m: list(consume(client, names.sanitized(m), idle_timeout_s=10)) for m in registered()
+    }
     dead = list(consume(client, names.dead_letter, idle_timeout_s=10))
     audit = list(consume(client, names.audit, idle_timeout_s=10))
 

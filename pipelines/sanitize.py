@@ -24,38 +24,24 @@ from apache_beam.runners.runner import PipelineState
 from veil.pipelines.options import VeilConfig
 from veil.pipelines.runners import prepare_argv
 from veil.pipelines.topics import register_schemas
-from veil.transforms.audio import AudioConfig, AudioHandler
 from veil.transforms.classification import load_policy
 from veil.transforms.codec import DecodeRecords
 from veil.transforms.crypto.protect import ProtectOriginals
 from veil.transforms.crypto.reveal import policy_digest
 from veil.transforms.emit import PublishDeadLetters, PublishSanitized
-from veil.transforms.image import ImageConfig, ImageHandler
 from veil.transforms.kafkaio import MAX_MESSAGE_BYTES, ReadFromKafka, WriteToKafka
 from veil.transforms.kafkaio.source import commit_completed_bounded_run, end_offsets_now
+from veil.transforms.modality import MODALITIES, HandlerSettings
 from veil.transforms.privacy import ApplyPrivacyStep
-from veil.transforms.records import Modality
 from veil.transforms.routing import RouteByModality
 from veil.transforms.sandbox import NATIVE_DECODERS
-from veil.transforms.structured import StructuredHandler
-from veil.transforms.text import TextHandler
-from veil.transforms.video import VIDEO_DECODERS, VideoConfig, VideoHandler
 
 _LOGGER = logging.getLogger(__name__)
 
-# Modalities whose branch has landed; the others are dead-lettered UNSUPPORTED_MODALITY.
-SUPPORTED_MODALITIES = (
-    Modality.TEXT,
-    Modality.STRUCTURED,
-    Modality.IMAGE,
-    Modality.AUDIO,
-    Modality.VIDEO,
-)
+def _handlers(policy, isolation=NATIVE_DECODERS, audio_key_file=None, modalities=None) -> dict:
+    """One privacy handler per registered modality (models load later, in setup).
 
-
-def _handlers(policy, isolation=NATIVE_DECODERS, audio_key_file=None) -> dict:
-    """One privacy handler per supported modality (models load later, in setup).
-
+    Each comes from its ``ModalitySpec``'s factory (``veil.transforms.modality``).
     ``isolation``: the sandbox the native decoders (images, audio) run in, or None to
     decode in the worker's own process (``--veil_decoder_isolation off``); video records
     then run in ``VIDEO_DECODERS`` (FFmpeg and the face model) or in process as well.
@@ -66,22 +52,9 @@ def _handlers(policy, isolation=NATIVE_DECODERS, audio_key_file=None) -> dict:
     IMAGE_OCR_FAILED. ``audio_key_file`` (``--veil_audio_key_file``) names the voice key
     file instead of the variable.
     """
-    audio = AudioConfig(isolation=isolation, key_file=audio_key_file)
-    return {
-        Modality.TEXT: TextHandler(policy),
-        Modality.STRUCTURED: StructuredHandler(policy),
-        Modality.IMAGE: ImageHandler(policy, ImageConfig(isolation=isolation)),
-        Modality.AUDIO: AudioHandler(policy, audio),
-        # Video: the face model as for images; the audio track per the policy's
-        # video.audio (drop, or the audio branch with its voice key).
-        Modality.VIDEO: VideoHandler(
-            policy,
-            VideoConfig(
-                audio=audio,
-                isolation=VIDEO_DECODERS if isolation is not None else None,
-            ),
-        ),
-    }
+    settings = HandlerSettings(isolation=isolation, audio_key_file=audio_key_file)
+    registry = MODALITIES if modalities is None else modalities
+    return {spec.name: spec.handler(policy, settings) for spec in registry.specs()}
 
 
 class VeilGraph(NamedTuple):
@@ -139,7 +112,8 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions, source=None, sink=N
         id_key=config.record_id_key,
         key_service=config.key_service,
     )
-    routed = decoded.records | "Route" >> RouteByModality(SUPPORTED_MODALITIES)
+    # Every registered modality gets a branch (veil.transforms.modality).
+    routed = decoded.records | "Route" >> RouteByModality(MODALITIES.names(), MODALITIES)
 
     writes = {}
     topics, version, keys = config.topics, policy.version, config.key_service
@@ -153,16 +127,13 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions, source=None, sink=N
     # Envelopes are bound to this policy: `veil reveal` must be given the same file.
     pinned = (version, policy_digest(config.policy_path))
     isolation = NATIVE_DECODERS if config.decoder_isolation else None
-    for modality, handler in _handlers(policy, isolation, config.audio_key_file).items():
+    handlers = _handlers(policy, isolation, config.audio_key_file)
+    for spec in MODALITIES.specs():
+        modality, handler = spec.name, handlers[spec.name]
         name = modality.capitalize()
-        # Audio and video share the long media limit (--veil_audio_time_limit_s).
-        media = modality in (Modality.AUDIO, Modality.VIDEO)
-        limit = config.audio_time_limit_s if media else config.step_time_limit_s
-        # Text and structured run in process code a record can stall (regexes, the
-        # policy's own patterns, NER): their step worker is killed at the limit.
-        preempt = modality in (Modality.TEXT, Modality.STRUCTURED) and config.preempt_steps
+        limit = spec.limit_s(config.step_time_limit_s, config.audio_time_limit_s)
         branch = routed.branches[modality] | name >> ApplyPrivacyStep(
-            handler, time_limit_s=limit, preempt=preempt
+            handler, time_limit_s=limit, preempt=spec.preempt and config.preempt_steps
         )
         records = branch.records
         if keys is not None:  # encrypt originals set aside by `encrypt` operators

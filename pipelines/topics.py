@@ -1,11 +1,14 @@
-"""Veil's topics and their explicit configs (``veil topics create`` applies them)."""
+"""Veil's topics and their explicit configs (``veil topics create`` applies them).
+
+One sanitized and one quarantine topic per registered modality (``veil.transforms.modality``).
+"""
 
 from __future__ import annotations
 
 from veil.schemas import AUDIT_EVENT, DEAD_LETTER, MEDIA_RECORD, SANITIZED_RECORD
-from veil.transforms.kafkaio import MAX_MESSAGE_BYTES, TopicSpec
 from veil.transforms.emit import TopicNames
-from veil.transforms.records import Modality
+from veil.transforms.kafkaio import MAX_MESSAGE_BYTES, TopicSpec
+from veil.transforms.modality import registered
 
 DAY_MS = 24 * 3600 * 1000
 
@@ -25,13 +28,13 @@ def topic_specs(names: TopicNames, partitions: int = 3) -> list[TopicSpec]:
         # Erasure requests are keyed by subject: compaction keeps the latest per subject.
         TopicSpec(names.erasure, 1, {**common, "cleanup.policy": "compact"}),
     ]
-    for modality in Modality.ALL:
+    for modality in registered():
         specs.append(
             TopicSpec(names.sanitized(modality), partitions,
                       {**common, "cleanup.policy": "delete", "retention.ms": 30 * DAY_MS})
         )
     # Sanitized records the policy routes away from analysts (routing.quarantine).
-    for modality in Modality.ALL:
+    for modality in registered():
         specs.append(
             TopicSpec(names.quarantine(modality), partitions,
                       {**common, "cleanup.policy": "delete", "retention.ms": 30 * DAY_MS})
@@ -49,7 +52,7 @@ def topic_schemas(names: TopicNames) -> list[tuple[str, str]]:
         (names.audit, AUDIT_EVENT),
         (names.dead_letter, DEAD_LETTER),
     ]
-    for modality in Modality.ALL:
+    for modality in registered():
         pairs.append((names.sanitized(modality), SANITIZED_RECORD))
         pairs.append((names.quarantine(modality), SANITIZED_RECORD))
     return pairs

@@ -23,9 +23,10 @@ import functools
 import io
 import json
 import struct
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any, Mapping
+from typing import Any
 
 import fastavro
 

@@ -33,7 +33,7 @@ import logging
 import os
 import threading
 import time
-from typing import Iterable
+from collections.abc import Iterable
 
 import fastavro
 

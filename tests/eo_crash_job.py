@@ -16,10 +16,10 @@ import signal
 import sys
 
 import apache_beam as beam
+from veil_testing import beam_pipeline
 
 from veil.transforms.kafkaio import ReadFromKafka, WriteToKafka, transactions
 from veil.transforms.records import KafkaWrite
-from veil_testing import beam_pipeline
 
 
 class CrashAt(beam.DoFn):

@@ -11,11 +11,11 @@ import time
 from pathlib import Path
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from veil_testing import framed, media_record
 
 from veil.pipelines.cli import consume
 from veil.transforms.kafkaio.client import resolve
 from veil.transforms.records import Modality
-from veil_testing import framed, media_record
 
 VEIL = str(Path(sys.executable).with_name("veil"))
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 
-from veil.transforms.privacy import PrivacyError, PrivacyHandler
+from veil.transforms.privacy import PrivacyError, PrivacyHandler, StepResult
 from veil.transforms.records import Classification
 
 
@@ -33,8 +33,10 @@ class ToyHandler(PrivacyHandler):
             raise ValueError("content john.smith@example.com")
         if payload == b"coded":
             raise PrivacyError("TEXT_DECODE_ERROR")
-        item.sanitized_payload = payload.upper()
-        item.sanitized_content_type = "text/plain"
-        item.classification = Classification("INTERNAL", [], {"TOY": 1})
-        item.pending_protection.append(("payload[0:1]", payload[:1]))
-        return {"TOY": 1}
+        return StepResult(
+            payload=payload.upper(),
+            content_type="text/plain",
+            entity_counts={"TOY": 1},
+            classification=Classification("INTERNAL", [], {"TOY": 1}),
+            pending_protection=(("payload[0:1]", payload[:1]),),
+        )

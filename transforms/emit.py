@@ -19,12 +19,12 @@ import time
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
-from veil.pipelines import __version__ as PIPELINE_VERSION
 from veil.schemas import AUDIT_EVENT, DEAD_LETTER, MEDIA_RECORD, SANITIZED_RECORD
 from veil.schemas.registry import codec
 from veil.transforms.audit import audit_events
 from veil.transforms.kafkaio import MAX_MESSAGE_BYTES
 from veil.transforms.records import AuditStep, ErrorCode, Failure, KafkaWrite, Source, WorkItem
+from veil.transforms.version import __version__ as PIPELINE_VERSION
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -25,9 +25,11 @@ Example::
 from __future__ import annotations
 
 import abc
+import dataclasses
 import logging
 import time
-from typing import Callable, Generic, NamedTuple, TypeVar
+from collections.abc import Callable
+from typing import Generic, NamedTuple, TypeVar
 
 import apache_beam as beam
 from apache_beam import pvalue
@@ -35,7 +37,14 @@ from apache_beam.metrics import Metrics
 from apache_beam.utils.shared import Shared
 
 from veil.transforms.metrics import Histogram
-from veil.transforms.records import AuditStep, ErrorCode, Failure, WorkItem
+from veil.transforms.records import (
+    AuditStep,
+    Classification,
+    ErrorCode,
+    Failure,
+    PrivacyError,
+    WorkItem,
+)
 from veil.transforms.step_worker import StepFailed as _StepFailed
 
 _LOGGER = logging.getLogger(__name__)
@@ -44,39 +53,95 @@ DEAD_LETTER = "dead_letter"
 ModelT = TypeVar("ModelT")
 
 
-class PrivacyError(Exception):
-    """A handler's known, content-free failure, with a stable dead-letter code."""
+@dataclasses.dataclass(frozen=True)
+class StepResult:
+    """What a handler's ``process`` returns: the sanitized record, never the original.
 
-    def __init__(self, code: str):
-        super().__init__(code)
-        self.code = code
+    Attributes:
+        payload: the sanitized payload.
+        content_type: its MIME type (it may differ from the input's, e.g. NDJSON).
+        entity_counts: detected entities by type (counts only, never values).
+        classification: sensitivity and regimes (``classify(entity_counts, policy)``).
+        pending_protection: ``(field path, original bytes)`` pairs that ``encrypt``
+            operators set aside for the protection stage.
+        audit_steps: content-free ``AuditStep``s of sub-steps (e.g. OCR found no text),
+            recorded before the step's own ``ANONYMIZED`` entry.
+    """
+
+    payload: bytes
+    content_type: str
+    entity_counts: dict
+    classification: Classification
+    pending_protection: tuple = ()
+    audit_steps: tuple = ()
+
+
+def settle(item: WorkItem, result: StepResult) -> dict:
+    """Records a handler's ``StepResult`` on ``item``; returns the entity counts.
+
+    Anything else from ``process`` is a handler bug: ``TypeError``, so the record is
+    dead-lettered ``PRIVACY_STEP_FAILED`` (fail closed).
+    """
+    if not isinstance(result, StepResult):
+        raise TypeError("PrivacyHandler.process must return a StepResult")
+    item.sanitized_payload = result.payload
+    item.sanitized_content_type = result.content_type
+    item.classification = result.classification
+    item.pending_protection.extend(result.pending_protection)
+    item.trail.extend(result.audit_steps)
+    return dict(result.entity_counts)
 
 
 class PrivacyHandler(abc.ABC, Generic[ModelT]):
-    """What a modality plugs into ``ApplyPrivacyStep``."""
+    """What a modality plugs into ``ApplyPrivacyStep`` (see ``docs/extending.md``).
 
-    #: Stage name in audit events, metrics and dead letters (e.g. ``"text"``).
+    Only ``process`` is required; the defaults suit a handler without a model.
+
+    Example::
+
+        class UpperHandler(PrivacyHandler[None]):
+            version = "upper-1"
+
+            def process(self, model, item):
+                text = item.record["payload"].decode().upper()
+                return StepResult(text.encode(), "text/plain", {}, classify({}, policy))
+    """
+
+    #: Stage name in audit events, metrics and dead letters (e.g. ``"text"``); a
+    #: ``ModalitySpec`` sets it to the modality's name when left at the default.
     stage: str = "privacy"
+    #: The detector version the default ``detectors`` reports.
+    version: str = "1"
 
-    @abc.abstractmethod
     def load(self) -> ModelT:
         """Loads detectors and models; called once per worker process, on the step's
-        first record (so a modality that never occurs costs nothing)."""
+        first record (so a modality that never occurs costs nothing). Default: none."""
+        return None
 
-    @abc.abstractmethod
     def share_key(self) -> str:
-        """Identifies what ``load`` builds, so equal handlers share one model."""
+        """Identifies what ``load`` builds, so equal handlers share one model.
 
-    @abc.abstractmethod
+        Default: the handler's class; override when ``load`` depends on configuration.
+        """
+        return f"{type(self).__module__}.{type(self).__qualname__}"
+
     def detectors(self, model: ModelT) -> dict:
-        """Detector or model name to version, for audit events."""
+        """Detector or model name to version, for audit events.
+
+        Default: the model's ``versions`` mapping when it has one, else
+        ``{stage: version}``.
+        """
+        versions = getattr(model, "versions", None)
+        if versions is not None:
+            return dict(versions)
+        return {self.stage: self.version}
 
     @abc.abstractmethod
-    def process(self, model: ModelT, item: WorkItem) -> dict:
-        """Classifies and anonymizes ``item`` in place; returns entity counts by type.
+    def process(self, model: ModelT, item: WorkItem) -> StepResult:
+        """Classifies and anonymizes ``item``'s record; returns a ``StepResult``.
 
-        Sets ``item.sanitized_payload``, ``item.sanitized_content_type`` and
-        ``item.classification``. Raises ``PrivacyError`` for known failures.
+        Reads ``item`` (its ``record``, ``modality``, ``source``) without changing it.
+        Raises ``PrivacyError`` for known failures.
         """
 
 
@@ -166,7 +231,7 @@ class PrivacyStepFn(beam.DoFn):
                 if self._detectors is None:  # the child started only now
                     self._detectors = self._runner.start()
             else:
-                counts = self._handler.process(model, item)
+                counts = settle(item, self._handler.process(model, item))
         except PrivacyError as exc:
             if exc.code == ErrorCode.PRIVACY_STEP_TIMEOUT:
                 _LOGGER.warning("%s step timed out at %s", stage, item.source.dedup_key())
@@ -263,5 +328,7 @@ __all__ = [
     "PrivacyHandler",
     "PrivacyResult",
     "PrivacyStepFn",
+    "StepResult",
     "entity_counts",
+    "settle",
 ]

@@ -14,6 +14,10 @@ from typing import NamedTuple
 
 
 class Modality:
+    """The built-in modalities' names. Routing, the graph and the topic layout read the
+    registry (``veil.transforms.modality``), which also holds modalities registered
+    later; ``ALL`` is the built-ins only."""
+
     TEXT = "text"
     STRUCTURED = "structured"
     IMAGE = "image"
@@ -72,6 +76,22 @@ class ErrorCode:
     DECODER_MEMORY_LIMIT = "DECODER_MEMORY_LIMIT"  # over the call's address-space limit
     DECODER_FAILED = "DECODER_FAILED"  # an unexpected error inside the worker
     DECODER_UNAVAILABLE = "DECODER_UNAVAILABLE"  # no worker could start: fail closed
+
+
+class PrivacyError(Exception):
+    """A known, content-free failure of a record, with a stable dead-letter code.
+
+    The one error type a privacy handler raises on purpose (``veil.transforms.privacy``
+    re-exports it); the step catches it once and dead-letters the record with ``code``
+    (an ``ErrorCode``). The decoders' errors (``ImageError``, ``AudioError``,
+    ``VideoError``, ``SandboxError``) are subclasses, so they need no re-wrapping.
+    Anything else a handler raises is dead-lettered ``PRIVACY_STEP_FAILED`` with its
+    class name only. The message is the code: never build one from content.
+    """
+
+    def __init__(self, code: str):
+        super().__init__(code)
+        self.code = code
 
 
 class Source(NamedTuple):
@@ -206,7 +226,7 @@ class Failure:
         error_code: str,
         error_class: str | None = None,
         raw: bytes | None = None,
-    ) -> "Failure":
+    ) -> Failure:
         return cls(
             source=item.source,
             stage=stage,

@@ -1,5 +1,8 @@
 """Routing by modality: declared by the producer, or sniffed from magic bytes and MIME type.
 
+What each modality looks like comes from its registration (``ModalitySpec`` in
+``veil.transforms.modality``): signatures first, then MIME types, then content checks.
+
 A declared modality that contradicts the payload's magic bytes is a dead letter
 (``MODALITY_MISMATCH``), not a guess: a hostile producer must not steer an image past
 face anonymization by calling it text.
@@ -13,118 +16,62 @@ Example::
 
 from __future__ import annotations
 
-import json
 from typing import NamedTuple
 
 import apache_beam as beam
 from apache_beam import pvalue
 from apache_beam.metrics import Metrics
 
-from veil.transforms.records import AuditStep, ErrorCode, Failure, Modality, WorkItem
+from veil.transforms.modality import MODALITIES, Modalities, by_content, by_content_type, sniff
+from veil.transforms.records import AuditStep, ErrorCode, Failure, WorkItem
 
 DEAD_LETTER = "dead_letter"
 STAGE = "route"
 
 
-def sniff_magic(payload: bytes) -> str | None:
+def sniff_magic(payload: bytes, specs=None) -> str | None:
     """The modality that a payload's leading bytes prove, or None."""
-    head = payload[:16]
-    if head.startswith(b"\xff\xd8\xff") or head.startswith(b"\x89PNG\r\n\x1a\n"):
-        return Modality.IMAGE
-    if head[:6] in (b"GIF87a", b"GIF89a"):
-        return Modality.IMAGE
-    if head[:2] == b"BM" and len(head) >= 14 and head[6:10] == b"\x00\x00\x00\x00":
-        return Modality.IMAGE  # BMP: "BM", file size, then four reserved zero bytes
-    if head[:4] in (b"II*\x00", b"MM\x00*"):
-        return Modality.IMAGE
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return Modality.IMAGE
-    if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
-        return Modality.AUDIO
-    if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
-        return Modality.VIDEO
-    if head[:4] in (b"fLaC", b"OggS") or head[:3] == b"ID3":
-        return Modality.AUDIO
-    if head[:2] in (b"\xff\xfe", b"\xfe\xff"):
-        # UTF-16 text with a byte-order mark (FF FE also reads as an MPEG Layer I frame
-        # sync, which no encoder in use writes): text, never audio.
-        return Modality.TEXT
-    if len(head) >= 2 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0 and head[1] & 0x06:
-        return Modality.AUDIO  # MPEG audio frame sync with a layer set
-    if head[:4] == b"\x1a\x45\xdf\xa3":
-        return Modality.VIDEO  # Matroska / WebM
-    if head[4:8] == b"ftyp":
-        brand = head[8:12]
-        return Modality.AUDIO if brand in (b"M4A ", b"M4B ", b"M4P ") else Modality.VIDEO
-    return None
+    return sniff(MODALITIES.specs() if specs is None else specs, payload)
 
 
-def _mime_modality(content_type: str) -> str | None:
-    mime = (content_type or "").split(";", 1)[0].strip().lower()
-    if mime in ("application/json", "application/x-ndjson") or mime.endswith("+json"):
-        return Modality.STRUCTURED
-    if mime.startswith("text/"):
-        return Modality.TEXT
-    for prefix, modality in (
-        ("image/", Modality.IMAGE),
-        ("audio/", Modality.AUDIO),
-        ("video/", Modality.VIDEO),
-    ):
-        if mime.startswith(prefix):
-            return modality
-    return None
+def detect_modality(
+    declared: str | None, content_type: str, payload: bytes, specs=None
+) -> tuple[str | None, str | None]:
+    """Returns ``(modality, error_code)``; exactly one of them is None.
 
-
-def _looks_like_text(payload: bytes) -> bool:
-    try:
-        text = payload.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return not any(ord(c) < 32 and c not in "\t\n\r\f" for c in text[:4096])
-
-
-def _looks_like_json(payload: bytes) -> bool:
-    stripped = payload.lstrip()[:1]
-    if stripped not in (b"{", b"["):
-        return False
-    try:
-        json.loads(payload)
-    except (ValueError, RecursionError):
-        return False
-    return True
-
-
-def detect_modality(declared: str | None, content_type: str, payload: bytes) -> tuple[str | None, str | None]:
-    """Returns ``(modality, error_code)``; exactly one of them is None."""
-    magic = sniff_magic(payload)
+    ``specs``: the ``ModalitySpec``s to recognize (default: every registered one).
+    """
+    specs = MODALITIES.specs() if specs is None else tuple(specs)
+    magic = sniff(specs, payload)
     if declared is not None:
         declared = declared.strip().lower()
-        if declared not in Modality.ALL:
+        if declared not in {spec.name for spec in specs}:
             return None, ErrorCode.UNKNOWN_MODALITY
         if magic is not None and magic != declared:
             return None, ErrorCode.MODALITY_MISMATCH
         return declared, None
     if magic is not None:
         return magic, None
-    by_mime = _mime_modality(content_type)
-    if by_mime in (Modality.IMAGE, Modality.AUDIO, Modality.VIDEO):
-        # Media by MIME type but no known signature: the media branch decides.
-        return by_mime, None
-    if by_mime == Modality.STRUCTURED or (by_mime is None and _looks_like_json(payload)):
-        return Modality.STRUCTURED, None
-    if by_mime == Modality.TEXT or _looks_like_text(payload):
-        return Modality.TEXT, None
+    # A known MIME type but no known signature: that modality's branch decides (a media
+    # decoder dead-letters what it cannot read).
+    named = by_content_type(specs, content_type)
+    if named is not None:
+        return named, None
+    found = by_content(specs, payload)
+    if found is not None:
+        return found, None
     return None, ErrorCode.UNKNOWN_MODALITY
 
 
 class RouteFn(beam.DoFn):
-    def __init__(self, supported: frozenset):
+    def __init__(self, supported: frozenset, specs: tuple):
         self._supported = supported
+        self._specs = specs  # pickled with the DoFn: workers route as the driver does
 
     def process(self, item: WorkItem):
         record = item.record
         modality, error = detect_modality(
-            record.get("modality"), record.get("content_type", ""), record["payload"]
+            record.get("modality"), record.get("content_type", ""), record["payload"], self._specs
         )
         if error is not None:
             Metrics.counter("veil.route", f"dead_letter_{error}").inc()
@@ -148,15 +95,24 @@ class Routed(NamedTuple):
 
 
 class RouteByModality(beam.PTransform):
-    """Splits ``WorkItem``s into one branch per supported modality plus dead letters."""
+    """Splits ``WorkItem``s into one branch per supported modality plus dead letters.
 
-    def __init__(self, supported):
+    ``supported`` names registered modalities that get a branch; a record of another
+    registered modality is dead-lettered ``UNSUPPORTED_MODALITY``, one of none
+    ``UNKNOWN_MODALITY``. ``registry`` defaults to ``veil.transforms.modality.MODALITIES``.
+    """
+
+    def __init__(self, supported, registry: Modalities | None = None):
         super().__init__()
         self._supported = frozenset(supported)
+        self._specs = (registry or MODALITIES).specs()
+        unknown = self._supported - {spec.name for spec in self._specs}
+        if unknown:
+            raise ValueError(f"unregistered modalities: {sorted(unknown)}")
 
     def expand(self, items):
         tags = sorted(self._supported)
-        out = items | "SniffAndRoute" >> beam.ParDo(RouteFn(self._supported)).with_outputs(
+        out = items | "SniffAndRoute" >> beam.ParDo(RouteFn(self._supported, self._specs)).with_outputs(
             DEAD_LETTER, *tags
         )
         return Routed({tag: out[tag] for tag in tags}, out[DEAD_LETTER])

@@ -53,11 +53,12 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
-from veil.transforms.records import ErrorCode
+from veil.transforms.records import ErrorCode, PrivacyError
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -80,12 +81,8 @@ _WORKER_ENV = {
 _PASSED_ENV = ("PATH", "LANG", "LC_ALL", "TMPDIR", "LD_LIBRARY_PATH", "OPENCV_IO_MAX_IMAGE_PIXELS")
 
 
-class SandboxError(Exception):
-    """A content-free sandbox failure with a stable dead-letter code."""
-
-    def __init__(self, code: str):
-        super().__init__(code)
-        self.code = code
+class SandboxError(PrivacyError):
+    """A content-free sandbox failure with a stable dead-letter code (``.code``)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -459,7 +456,7 @@ class Sandbox:
             self._idle.put(worker)
         self._crashes = 0
 
-    def spawn(self) -> "Sandbox":
+    def spawn(self) -> Sandbox:
         """Starts every worker process without waiting for them: a handler calls this
         first and ``warm`` after loading its own models, so the two overlap."""
         workers = [self._idle.get() for _ in self._workers]
@@ -473,7 +470,7 @@ class Sandbox:
                 self._idle.put(worker)
         return self
 
-    def warm(self) -> "Sandbox":
+    def warm(self) -> Sandbox:
         """Starts every worker and waits until each has loaded its modules, so that the
         model load pays the start-up (about a second) rather than a record's time limit.
         All processes are spawned before the first is waited for: they start in parallel."""

@@ -111,7 +111,7 @@ def _serve() -> None:  # pragma: no cover - runs in the child process
     """The child's loop: load the handler's model once, then one record per request."""
     import pickle
 
-    from veil.transforms.privacy import PrivacyError
+    from veil.transforms.privacy import PrivacyError, settle
 
     rfd, wfd = sys.stdin.fileno(), sys.stdout.fileno()
     # Nothing the handler prints may reach the parent's channel.
@@ -131,7 +131,7 @@ def _serve() -> None:  # pragma: no cover - runs in the child process
             return
         first = len(item.trail)
         try:
-            reply = _reply(item, handler.process(model, item), first)
+            reply = _reply(item, settle(item, handler.process(model, item)), first)
         except PrivacyError as exc:
             reply = {"ok": False, "code": exc.code, "error_class": None}
         except Exception as exc:  # the class name only: its text may hold content

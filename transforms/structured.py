@@ -40,10 +40,10 @@ from veil.transforms.keys import (
     keys_from_config,
 )
 from veil.transforms.operators import DROP, OperatorContext, apply_operator
-from veil.transforms.privacy import PrivacyError, PrivacyHandler
-from veil.transforms.text.recognizers import pattern_findings
+from veil.transforms.privacy import PrivacyError, PrivacyHandler, StepResult
 from veil.transforms.records import ErrorCode, WorkItem
 from veil.transforms.text import TextHandler, TextModel, anonymize_spans, detect, select_spans
+from veil.transforms.text.recognizers import pattern_findings
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -77,15 +77,12 @@ class StructuredHandler(PrivacyHandler[TextModel]):
     def load(self) -> TextModel:
         return self._text.load()
 
-    def detectors(self, model: TextModel) -> dict:
-        return dict(model.versions)
-
     def keys(self) -> SecretKeys:
         if self._keys is None:
             self._keys = keys_from_config(self._policy.key_file, self._policy.key_env)
         return self._keys
 
-    def process(self, model: TextModel, item: WorkItem) -> dict:
+    def process(self, model: TextModel, item: WorkItem) -> StepResult:
         record = item.record
         ndjson = "ndjson" in (record.get("content_type") or "").lower()
         if len(record["payload"]) > 4 * self._policy.text.max_chars:
@@ -136,11 +133,13 @@ class StructuredHandler(PrivacyHandler[TextModel]):
         else:
             out = json.dumps(docs[0], ensure_ascii=False)
             content_type = "application/json"
-        item.pending_protection.extend(ctx.pending_protection)
-        item.sanitized_payload = out.encode("utf-8")
-        item.sanitized_content_type = content_type
-        item.classification = classification
-        return counts
+        return StepResult(
+            payload=out.encode("utf-8"),
+            content_type=content_type,
+            entity_counts=counts,
+            classification=classification,
+            pending_protection=tuple(ctx.pending_protection),
+        )
 
     def _known_entities(self) -> frozenset:
         """Entity types the policy names (regimes, operators, field rules, text)."""

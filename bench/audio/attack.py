@@ -111,8 +111,7 @@ def main(argv=None) -> int:
     parser.add_argument("--no-wer", action="store_true")
     args = parser.parse_args(argv)
 
-    from veil.transforms.audio import AudioConfig
-    from veil.transforms.audio import voice
+    from veil.transforms.audio import AudioConfig, voice
     from veil.transforms.audio.asr import Transcriber
     from veil.transforms.audio.keys import voice_params
 

@@ -148,7 +148,7 @@ class Ge2eEncoder:
         )
 
     @classmethod
-    def load(cls, path: Path) -> "Ge2eEncoder":
+    def load(cls, path: Path) -> Ge2eEncoder:
         return cls(load_legacy_torch(path)["model_state"])
 
     def forward(self, mels: np.ndarray) -> np.ndarray:

@@ -66,13 +66,12 @@ def main(argv=None) -> int:
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args(argv)
 
-    from veil.transforms.audio import AudioConfig, AudioHandler
+    from veil.transforms.audio import AudioConfig, AudioHandler, voice
     from veil.transforms.audio import mcadams as mc
-    from veil.transforms.audio import voice
     from veil.transforms.audio.asr import Transcriber
     from veil.transforms.audio.keys import VoiceParams
-    from veil.transforms.keys import write_key_file
     from veil.transforms.classification import load_policy
+    from veil.transforms.keys import write_key_file
     from veil.transforms.records import Source, WorkItem
 
     x, rate = speech()

@@ -119,12 +119,12 @@ def main(argv=None) -> int:
     parser.add_argument("--mode", default="warp", help="AudioConfig.mode")
     args = parser.parse_args(argv)
 
-    from veil.transforms.audio import AudioConfig, AudioHandler
+    from veil.transforms.audio import AudioConfig, AudioHandler, voice
     from veil.transforms.audio.asr import Transcriber
     from veil.transforms.audio.keys import voice_params
-    from veil.transforms.audio import voice
     from veil.transforms.classification import load_policy
     from veil.transforms.keys import write_key_file
+    from veil.transforms.privacy import settle
     from veil.transforms.records import Source, WorkItem
 
     rng = random.Random(20261204)
@@ -143,7 +143,7 @@ def main(argv=None) -> int:
                 {"record_id": f"c{n}", "subject_key": f"s{n}", "payload": wav},
                 "audio",
             )
-            counts = handler.process(model, item)
+            counts = settle(item, handler.process(model, item))
             samples, rate = soundfile.read(io.BytesIO(wav), dtype="float64")
             x16 = voice.resample(samples, rate, 16000)
             heard = {w.text for w in asr.transcribe(x16)}

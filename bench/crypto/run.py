@@ -26,8 +26,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from veil.schemas import SANITIZED_RECORD, catalog
 from veil.transforms.crypto import KeyServiceConfig, LocalKeyring, aead
-from veil.transforms.crypto.protect import protect_item
 from veil.transforms.crypto.kms import SOFTHSM_MODULE, init_softhsm_token
+from veil.transforms.crypto.protect import protect_item
 from veil.transforms.crypto.service import KeyService
 from veil.transforms.records import Classification, Source, WorkItem
 

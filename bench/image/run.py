@@ -27,7 +27,6 @@ import argparse
 import os
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import cv2
@@ -107,8 +106,8 @@ def main() -> int:
 
     from veil.transforms.classification import load_policy
     from veil.transforms.image import ImageConfig, ImageHandler
-    from veil.transforms.image.faces import CenterFace, DetectorConfig, nms
-    from veil.transforms.image.models import CENTERFACE, model_path
+    from veil.transforms.media.faces import CenterFace, DetectorConfig, nms
+    from veil.transforms.media.models import CENTERFACE, model_path
     from veil.transforms.records import Source, WorkItem
 
     detector = CenterFace.load(model_path(), CENTERFACE.sha256)

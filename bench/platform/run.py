@@ -157,9 +157,9 @@ def main():
     args = parser.parse_args()
 
     from veil.pipelines.topics import topic_specs
+    from veil.schemas import MEDIA_RECORD, catalog
     from veil.transforms.emit import TopicNames
     from veil.transforms.kafkaio import TopicSpec, ensure_topics
-    from veil.schemas import MEDIA_RECORD, catalog
 
     broker_dir = None
     bootstrap = args.bootstrap

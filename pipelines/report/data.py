@@ -12,10 +12,10 @@ import dataclasses
 import datetime as dt
 import json
 import logging
-from collections import Counter, defaultdict
+from collections import Counter
 from pathlib import Path
 
-from veil.transforms.audit_chain import Located, from_json, read_file, read_topic, verify
+from veil.transforms.audit_chain import read_file, read_topic, verify
 from veil.transforms.classification import classify, load_policy
 
 _LOGGER = logging.getLogger(__name__)
@@ -194,7 +194,7 @@ def from_directory(out_dir, keys=(), policy_path=None, sanitized=None) -> Report
         )
     return ReportData(
         source=f"veil sanitize output {out.name}/",
-        generated=dt.datetime.now(dt.timezone.utc),
+        generated=dt.datetime.now(dt.UTC),
         records=sorted(views.values(), key=lambda v: v.key),
         audit_events=len(events),
         policy_versions=policy_versions,
@@ -218,7 +218,7 @@ def _read_window(consumer, topic: str, since_ms: int, until_ms: int):
     if not partitions:
         return
     tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-    starts = consumer.offsets_for_times({tp: since_ms for tp in tps})
+    starts = consumer.offsets_for_times(dict.fromkeys(tps, since_ms))
     ends = consumer.end_offsets(tps)
     for tp in tps:
         start = starts.get(tp)
@@ -287,7 +287,7 @@ def from_topics(
     chain = _chain(list(read_topic(client_config, audit_topic)), list(keys))
     return ReportData(
         source=f"topics {prefix}.* on {client_config.get('bootstrap_servers')}",
-        generated=dt.datetime.now(dt.timezone.utc),
+        generated=dt.datetime.now(dt.UTC),
         records=sorted(views.values(), key=lambda v: v.key),
         audit_events=len(events),
         policy_versions=sorted({e["policy_version"] for e in events if e.get("policy_version")}),

@@ -21,11 +21,9 @@ from __future__ import annotations
 import base64
 import dataclasses
 import html
-import io
 import json
 import logging
 import re
-from pathlib import Path
 
 import numpy as np
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-
 BENCH = Path(__file__).resolve().parents[2] / "bench" / "text"
 sys.path.insert(0, str(BENCH))
 
@@ -22,7 +21,7 @@ def test_corpus_is_deterministic_and_its_spans_are_exact():
     assert 0.4 < len(labelled) / len(first) < 0.8  # PII and PII-free records both
     for sample in first:
         last_end = 0
-        for start, end, entity in sample.spans:
+        for start, end, _entity in sample.spans:
             value = sample.text[start:end]
             assert value and value == value.strip() and start >= last_end
             last_end = end

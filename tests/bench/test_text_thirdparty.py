@@ -14,7 +14,7 @@ sys.path.insert(0, str(BENCH))
 
 from run import run_veil  # noqa: E402
 from run_thirdparty import score, summary  # noqa: E402
-from thirdparty import LOCALES, fng_samples, faker_samples, templates  # noqa: E402
+from thirdparty import LOCALES, faker_samples, fng_samples, templates  # noqa: E402
 
 
 def test_templates_come_from_the_pinned_wheel():

@@ -19,8 +19,8 @@ _SPEC.loader.exec_module(video_bench)
 
 @pytest.fixture(scope="module")
 def detector():
-    from veil.transforms.image.faces import CenterFace
-    from veil.transforms.image.models import CENTERFACE, ModelError, model_path
+    from veil.transforms.media.faces import CenterFace
+    from veil.transforms.media.models import CENTERFACE, ModelError, model_path
 
     try:
         return CenterFace.load(model_path(), CENTERFACE.sha256)
@@ -29,7 +29,7 @@ def detector():
 
 
 def test_recall_counts_what_the_cover_leaves_out():
-    from veil.transforms.image.anonymize import RegionStyle
+    from veil.transforms.media.regions import RegionStyle
 
     style = RegionStyle(margin=0.2)
     faces = [np.array([[10, 10, 30, 40, 0.9], [60, 10, 80, 40, 0.9]])]
@@ -39,8 +39,8 @@ def test_recall_counts_what_the_cover_leaves_out():
 
 
 def test_veil_covers_every_reference_face_on_the_real_clip(detector):
-    from veil.transforms.image.anonymize import RegionStyle
-    from veil.transforms.image.faces import DetectorConfig
+    from veil.transforms.media.faces import DetectorConfig
+    from veil.transforms.media.regions import RegionStyle
     from veil.transforms.video import EncoderConfig, VideoConfig
     from veil.transforms.video.stream import detect_downscaled
 

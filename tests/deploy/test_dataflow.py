@@ -531,6 +531,7 @@ def test_sdist_carries_what_the_image_needs(sdist):
         "MANIFEST.in",
         "README.md",
         "pipelines/__init__.py",
+        "transforms/version.py",
         "requirements/constraints.txt",
         "requirements/models.txt",
     ):

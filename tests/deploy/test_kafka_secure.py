@@ -78,7 +78,7 @@ def test_prepare_writes_owner_only_secrets_and_is_stable(tmp_path):
 def test_certificates_are_renewed_before_they_expire(tmp_path):
     secure.cmd_prepare(tmp_path)
     sec = tmp_path / "secure"
-    soon = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(
+    soon = datetime.datetime.now(datetime.UTC) + datetime.timedelta(
         days=secure.CERT_DAYS - secure.RENEW_BEFORE_DAYS + 1
     )
     assert secure.certificates_fresh(sec)

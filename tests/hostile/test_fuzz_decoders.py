@@ -35,7 +35,7 @@ from veil.transforms.audio.codec import Audio, AudioError, AudioLimits, decode_a
 from veil.transforms.classification import load_policy
 from veil.transforms.codec import DecodeFn
 from veil.transforms.image.codec import Image, ImageError, ImageLimits, decode_image
-from veil.transforms.privacy import ApplyPrivacyStep, PrivacyError, _ModelHolder
+from veil.transforms.privacy import ApplyPrivacyStep, PrivacyError, _ModelHolder, settle
 from veil.transforms.records import ErrorCode, Source, WorkItem
 from veil.transforms.sandbox import NATIVE_DECODERS, sandbox_for
 from veil.transforms.structured import StructuredHandler
@@ -227,7 +227,7 @@ def test_json(structured, fuzz_record, payload, ndjson):
     )
     started = time.perf_counter()
     try:
-        handler.process(model, item)
+        settle(item, handler.process(model, item))
     except PrivacyError as exc:
         outcome = exc.code
     else:

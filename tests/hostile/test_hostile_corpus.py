@@ -37,9 +37,9 @@ from veil.transforms.classification import load_policy
 from veil.transforms.codec import DecodeFn, DecodeRecords
 from veil.transforms.image import ImageHandler
 from veil.transforms.image.codec import ImageError, ImageLimits, decode_image
-from veil.transforms.keys import write_key_file
 from veil.transforms.kafkaio import MAX_MESSAGE_BYTES
-from veil.transforms.privacy import ApplyPrivacyStep, PrivacyError, _ModelHolder
+from veil.transforms.keys import write_key_file
+from veil.transforms.privacy import ApplyPrivacyStep, PrivacyError, _ModelHolder, settle
 from veil.transforms.records import KafkaMessage, Source, WorkItem
 from veil.transforms.sandbox import NATIVE_DECODERS, SandboxConfig, SandboxError, sandbox_for
 from veil.transforms.structured import StructuredHandler
@@ -109,7 +109,7 @@ def _entry_point(entry: dict, data: bytes, structured, sandbox, decode_fn) -> st
         if kind == "json":
             handler, model = structured
             item = WorkItem(Source("raw", 0, 0), _wrap(entry, data, 0), modality="structured")
-            handler.process(model, item)
+            settle(item, handler.process(model, item))
         elif kind == "image":
             decode_image(data, ImageLimits(), sandbox)
         elif kind == "video":

@@ -10,7 +10,6 @@ import subprocess
 
 import apache_beam as beam
 import pytest
-
 from kafka_checks import (
     VEIL,
     finish,
@@ -20,17 +19,17 @@ from kafka_checks import (
     veil_run,
     wait_mid_stream,
 )
+from veil_testing import beam_pipeline
+
 from veil.pipelines.topics import topic_specs
 from veil.schemas import AUDIT_EVENT, catalog
 from veil.transforms.audit import audit_events
 from veil.transforms.audit_chain import read_topic, resolve_mac_key, verify
 from veil.transforms.emit import TopicNames
-from veil.transforms.kafkaio import WriteToKafka, ensure_topics
-from veil.transforms.kafkaio import audit_chainer
+from veil.transforms.kafkaio import WriteToKafka, audit_chainer, ensure_topics
 from veil.transforms.kafkaio.audit_chainer import AuditChainSpec
 from veil.transforms.keys import write_key_file
 from veil.transforms.records import AuditStep, KafkaWrite, Source
-from veil_testing import beam_pipeline
 
 pytestmark = pytest.mark.integration
 

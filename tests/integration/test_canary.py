@@ -23,14 +23,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from kafka_checks import finish, produce, raw_bytes, read_outputs
+from veil_testing import framed, media_record
+
 from veil.pipelines.topics import topic_specs
 from veil.schemas import HEADER
 from veil.transforms.emit import TopicNames
 from veil.transforms.kafkaio import ensure_topics
 from veil.transforms.keys import write_key_file
-from veil_testing import framed, media_record
 
 pytestmark = pytest.mark.integration
 
@@ -110,7 +110,7 @@ def _inputs() -> list:
         media_record("c-text-2", SUBJECT, CANARIES["card"].encode() + b" " + CANARIES["ssn"].encode()),
         media_record(
             "c-json", SUBJECT,
-            json.dumps({"patient": {k: v for k, v in CANARIES.items()}, "visits": 2}).encode(),
+            json.dumps({"patient": dict(CANARIES), "visits": 2}).encode(),
             content_type="application/json",
         ),
         media_record("c-png", SUBJECT, _png(SENTENCE), content_type="image/png"),

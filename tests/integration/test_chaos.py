@@ -36,14 +36,14 @@ from pathlib import Path
 
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-
 from kafka_checks import PEOPLE, TEMPLATES, finish, kill_group, veil_run
+from veil_testing import framed, media_record, opaque
+
 from veil.pipelines.cli import consume
 from veil.pipelines.topics import topic_specs
 from veil.transforms.emit import TopicNames
 from veil.transforms.kafkaio import ensure_topics
 from veil.transforms.records import Modality
-from veil_testing import framed, media_record, opaque
 
 pytestmark = pytest.mark.integration
 
@@ -353,7 +353,7 @@ def check_conservation(bootstrap: str, names: TopicNames, inputs: list, mode: st
     audited = {(v["source"]["partition"], v["source"]["offset"]) for _, v in audit}
     assert audited == set(expected), "an input offset has no audit event"
     audit_duplicates = 0
-    for key, copies in audit_by_key.items():
+    for _key, copies in audit_by_key.items():
         # A replayed event is re-chained where it lands again: its chain fields differ.
         assert len({_without(v, "event_time", "duration_ms", "chain") for v in copies}) == 1
         audit_duplicates += len(copies) - 1
@@ -401,7 +401,7 @@ def test_kills_and_broker_restarts_lose_nothing(chaos_broker, tmp_path):
         for pipeline in pipelines:
             pipeline.start()
         feeder.start()
-        since = {m: 0 for m in MODES}
+        since = dict.fromkeys(MODES, 0)
         for event in SCHEDULE:
             _wait_progress(pipelines, offsets, since, f"progress before {event} #{len(events) + 1}")
             assert feeder.sent < feeder.held_from, "paced inputs ran out before the chaos ended"

@@ -17,8 +17,9 @@ import pytest
 from apache_beam.io.restriction_trackers import OffsetRange
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaError
-
 from kafka_checks import committed
+from veil_testing import beam_pipeline
+
 from veil.pipelines.cli import consume
 from veil.transforms.kafkaio import (
     ReadFromKafka,
@@ -29,7 +30,6 @@ from veil.transforms.kafkaio import (
 )
 from veil.transforms.kafkaio.source import _ReadPartitionFn
 from veil.transforms.records import KafkaWrite, Source
-from veil_testing import beam_pipeline
 
 pytestmark = pytest.mark.integration
 

@@ -16,7 +16,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from kafka_checks import (
     committed,
     finish,
@@ -29,11 +28,12 @@ from kafka_checks import (
     veil_run,
     wait_mid_stream,
 )
+from veil_testing import framed, media_record, opaque
+
 from veil.pipelines.topics import topic_specs
 from veil.transforms.audit_chain import read_topic, verify
 from veil.transforms.emit import TopicNames
 from veil.transforms.kafkaio import ensure_topics
-from veil_testing import framed, media_record, opaque
 
 pytestmark = [pytest.mark.integration, pytest.mark.flink]
 

@@ -6,11 +6,11 @@ import apache_beam as beam
 import pytest
 from apache_beam.testing.util import assert_that, equal_to
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from veil_testing import beam_pipeline
 
 from veil.pipelines.cli import consume
 from veil.transforms.kafkaio import ReadFromKafka, TopicSpec, WriteToKafka, ensure_topics
 from veil.transforms.records import KafkaWrite
-from veil_testing import beam_pipeline
 
 pytestmark = pytest.mark.integration
 

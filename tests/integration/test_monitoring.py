@@ -24,12 +24,12 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
 from kafka_checks import produce, text_records, veil_run
+from veil_testing import framed, media_record
+
 from veil.pipelines.topics import topic_specs
 from veil.transforms.emit import TopicNames
 from veil.transforms.kafkaio import ensure_topics
-from veil_testing import framed, media_record
 
 pytestmark = [pytest.mark.integration, pytest.mark.flink]
 

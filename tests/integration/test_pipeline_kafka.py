@@ -9,7 +9,6 @@ import collections
 import json
 
 import pytest
-
 from kafka_checks import (
     PEOPLE,
     finish,
@@ -22,11 +21,12 @@ from kafka_checks import (
     veil_run,
     wait_mid_stream,
 )
+from veil_testing import framed, media_record, opaque
+
 from veil.pipelines.topics import topic_specs
 from veil.schemas import HEADER
 from veil.transforms.emit import TopicNames
 from veil.transforms.kafkaio import ensure_topics
-from veil_testing import framed, media_record, opaque
 
 pytestmark = pytest.mark.integration
 

@@ -5,16 +5,15 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 
 import pytest
-
 from kafka_checks import finish, pii_values, produce, text_records, veil_run
+from veil_testing import framed, media_record
+
 from veil.pipelines.report import from_topics
 from veil.pipelines.topics import topic_specs
 from veil.transforms.emit import TopicNames
 from veil.transforms.kafkaio import ensure_topics
-from veil_testing import framed, media_record
 
 pytestmark = pytest.mark.integration
 
@@ -29,7 +28,7 @@ def test_report_from_topics_over_a_window(kafka_bootstrap, topic_prefix, tmp_pat
         names.raw,
         text_records(8) + [(None, b"junk"), (b"s", framed(media_record("e", "s", b"")))],
     )
-    started = dt.datetime.now(dt.timezone.utc)
+    started = dt.datetime.now(dt.UTC)
     proc = veil_run(kafka_bootstrap, topic_prefix, "--veil_read_mode=bounded")
     code, logs = finish(proc, 600)
     assert code == 0, logs.decode(errors="replace")[-3000:]
@@ -38,7 +37,7 @@ def test_report_from_topics_over_a_window(kafka_bootstrap, topic_prefix, tmp_pat
         {"bootstrap_servers": kafka_bootstrap},
         topic_prefix,
         started - dt.timedelta(seconds=5),
-        dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=5),
+        dt.datetime.now(dt.UTC) + dt.timedelta(seconds=5),
     )
     outcomes = data.by_outcome()
     assert len(data.records) == 10 and outcomes["sanitized"] == 8 and outcomes["dead-lettered"] == 2

@@ -22,10 +22,10 @@ from confluent_kafka import Consumer, Producer
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
-
 from kafka_checks import PEOPLE, VEIL, finish, pii_values, text_records, veil_run
 from registry_server import running_registry
 from veil_testing import opaque
+
 from veil.pipelines.topics import topic_specs
 from veil.schemas import catalog
 from veil.schemas.registry import schema_text

@@ -19,7 +19,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-from veil_testing import opaque
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient
 from kafka.errors import (
@@ -28,7 +27,6 @@ from kafka.errors import (
     TopicAuthorizationFailedError,
     TransactionalIdAuthorizationFailedError,
 )
-
 from kafka_checks import (
     finish,
     pii_values,
@@ -38,6 +36,8 @@ from kafka_checks import (
     text_records,
     veil_run,
 )
+from veil_testing import opaque
+
 from veil.transforms.emit import TopicNames
 from veil.transforms.kafkaio.client import resolve
 

@@ -6,13 +6,13 @@ import textwrap
 
 import pytest
 import yaml
-
 from kafka_checks import finish, produce, raw_bytes, read_outputs, veil_run
+from veil_testing import media_record, opaque
+
 from veil.pipelines.topics import topic_specs
 from veil.transforms.classification import default_policy_path
 from veil.transforms.emit import TopicNames
 from veil.transforms.kafkaio import ensure_topics
-from veil_testing import media_record, opaque
 
 pytestmark = pytest.mark.integration
 

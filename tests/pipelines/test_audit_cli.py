@@ -58,7 +58,7 @@ def test_tampering_with_the_file_fails_and_says_where(sanitized, capsys, tmp_pat
     path.write_text("\n".join(lines) + "\n")
     code, text = _verify(capsys, "--file", str(path), "--key", key)
     assert code == 1
-    assert f"BAD_MAC" in text and f"{path}:4" in text
+    assert "BAD_MAC" in text and f"{path}:4" in text
     assert "FAILED: 2 problem(s)" in text  # its MAC, and the next event's link
 
 

@@ -7,6 +7,7 @@ import apache_beam as beam
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing.util import assert_that, equal_to
+from veil_testing import beam_pipeline, media_record
 
 from veil.pipelines.delivery import check_delivery, runner_name
 from veil.pipelines.options import LOCAL_RUNNER, ConfigError, VeilConfig
@@ -14,7 +15,6 @@ from veil.transforms.emit import PublishDeadLetters, PublishSanitized, TopicName
 from veil.transforms.kafkaio import WriteToKafka
 from veil.transforms.kafkaio.transactions import transactional_id
 from veil.transforms.records import AuditStep, Classification, Failure, Source, WorkItem
-from veil_testing import beam_pipeline, media_record
 
 TOPICS = TopicNames("tst")
 SOURCE = Source("tst.raw", 1, 41)

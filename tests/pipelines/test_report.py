@@ -13,7 +13,6 @@ import base64
 import datetime as dt
 import importlib.util
 import json
-import os
 import shutil
 import struct
 import subprocess
@@ -54,7 +53,7 @@ def demo(tmp_path_factory):
 def test_demo_report_renders_in_chromium_without_errors(demo, tmp_path):
     shot = capture(demo / "report.html", tmp_path / "report.png")
     assert shot.errors == []
-    assert shot.sections == {sid: True for sid in SECTION_IDS | {"gallery"}}
+    assert shot.sections == dict.fromkeys(SECTION_IDS | {"gallery"}, True)
     assert shot.images == 10 and shot.broken_images == 0  # 7 charts, 3 media
     assert shot.raw_banner_position is None  # no originals, no warning
     from PIL import Image
@@ -103,7 +102,7 @@ def test_report_from_directory_cli_writes_a_page_that_loads_nothing(demo, tmp_pa
     assert "http://" not in html and "https://" not in html
     assert 'data-section="gallery"' not in html  # the gallery needs sanitize --report
     shot = capture(out)
-    assert shot.errors == [] and shot.sections == {sid: True for sid in SECTION_IDS}
+    assert shot.errors == [] and shot.sections == dict.fromkeys(SECTION_IDS, True)
 
 
 def test_the_browser_check_sees_console_errors(tmp_path):
@@ -321,10 +320,10 @@ def test_silenced_spans_marks_only_silence_where_there_was_sound():
 
 
 def test_parse_when():
-    now = dt.datetime(2026, 1, 2, 12, 0, tzinfo=dt.timezone.utc)
+    now = dt.datetime(2026, 1, 2, 12, 0, tzinfo=dt.UTC)
     assert parse_when("90m", now) == now - dt.timedelta(minutes=90)
     assert parse_when("2026-01-02T10:00:00", now) == dt.datetime(
-        2026, 1, 2, 10, tzinfo=dt.timezone.utc
+        2026, 1, 2, 10, tzinfo=dt.UTC
     )
     with pytest.raises(ValueError):
         parse_when("yesterday", now)

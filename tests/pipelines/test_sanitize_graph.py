@@ -3,18 +3,17 @@ conservation, fail-closed routing and the metrics a runner dashboard shows."""
 
 from __future__ import annotations
 
-
 import apache_beam as beam
 import pytest
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing.util import assert_that, equal_to
+from veil_testing import framed, media_record
 
 from veil.pipelines.options import LOCAL_RUNNER
 from veil.pipelines.sanitize import build
 from veil.schemas import catalog
 from veil.transforms.records import KafkaMessage
-from veil_testing import framed, media_record
 
 
 class _Collect(beam.PTransform):

@@ -18,7 +18,7 @@ from veil.schemas import (
     catalog,
 )
 
-UTC = datetime.timezone.utc
+UTC = datetime.UTC
 T_MS = 1_767_225_600_123  # 2026-01-01T00:00:00.123Z
 T_DT = datetime.datetime(2026, 1, 1, 0, 0, 0, 123000, tzinfo=UTC)
 SOURCE = {"topic": "veil.raw", "partition": 2, "offset": 41}

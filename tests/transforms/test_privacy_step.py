@@ -17,6 +17,7 @@ from veil.transforms.privacy import (
     PrivacyError,
     PrivacyHandler,
     PrivacyStepFn,
+    StepResult,
     entity_counts,
 )
 from veil.transforms.records import AuditStep, Classification, Source, WorkItem
@@ -38,11 +39,13 @@ class UpperHandler(PrivacyHandler):
     def detectors(self, model) -> dict:
         return {"upper-detector": model["version"]}
 
-    def process(self, model, item: WorkItem) -> dict:
-        item.sanitized_payload = item.record["payload"].upper()
-        item.sanitized_content_type = "text/plain"
-        item.classification = Classification("CONFIDENTIAL", ["GDPR"], {"PERSON": 2})
-        return {"EMAIL_ADDRESS": 1, "PERSON": 2}
+    def process(self, model, item: WorkItem) -> StepResult:
+        return StepResult(
+            payload=item.record["payload"].upper(),
+            content_type="text/plain",
+            entity_counts={"EMAIL_ADDRESS": 1, "PERSON": 2},
+            classification=Classification("CONFIDENTIAL", ["GDPR"], {"PERSON": 2}),
+        )
 
 
 class RaisingHandler(UpperHandler):

@@ -15,8 +15,8 @@ import sandbox_targets as targets
 from apache_beam.testing.util import assert_that, equal_to
 from veil_testing import beam_pipeline, media_record
 
-from veil.transforms.image.codec import ImageError, decode_image, encode_image
-from veil.transforms.privacy import ApplyPrivacyStep, PrivacyError, PrivacyHandler
+from veil.transforms.image.codec import decode_image, encode_image
+from veil.transforms.privacy import ApplyPrivacyStep, PrivacyHandler, StepResult
 from veil.transforms.records import Classification, ErrorCode, Source, WorkItem
 from veil.transforms.sandbox import (
     NATIVE_DECODERS,
@@ -186,17 +186,14 @@ class _DecoderHandler(PrivacyHandler):
     def detectors(self, model) -> dict:
         return {}
 
-    def process(self, model, item: WorkItem) -> dict:
+    def process(self, model, item: WorkItem) -> StepResult:
         payload = item.record["payload"]
-        try:
-            if payload in self.MISBEHAVE:
-                model.call(self.MISBEHAVE[payload], payload)
-            image = decode_image(payload, sandbox=model)
-        except (SandboxError, ImageError) as exc:
-            raise PrivacyError(exc.code) from None
-        item.sanitized_payload, item.sanitized_content_type = encode_image(image.pixels, "png")
-        item.classification = Classification("PUBLIC")
-        return {}
+        # SandboxError and ImageError are PrivacyErrors: the step dead-letters their code.
+        if payload in self.MISBEHAVE:
+            model.call(self.MISBEHAVE[payload], payload)
+        image = decode_image(payload, sandbox=model)
+        data, content_type = encode_image(image.pixels, "png")
+        return StepResult(data, content_type, {}, Classification("PUBLIC"))
 
 
 def test_crashing_decoders_are_dead_letters_and_the_pipeline_keeps_going():

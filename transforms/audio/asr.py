@@ -73,7 +73,7 @@ class Transcriber:
         self.versions = versions
 
     @classmethod
-    def load(cls) -> "Transcriber":
+    def load(cls) -> Transcriber:
         from pocketsphinx import Decoder
 
         # fwdflat off: the second flat-lexicon pass costs ~15 % and changed nothing on

@@ -31,7 +31,7 @@ import logging
 
 import numpy as np
 
-from veil.transforms.records import ErrorCode
+from veil.transforms.records import ErrorCode, PrivacyError
 from veil.transforms.sandbox import SandboxError, run_isolated
 
 _LOGGER = logging.getLogger(__name__)
@@ -43,12 +43,8 @@ LOSSLESS = ("wav", "flac")
 CONTENT_TYPES = {"wav": "audio/wav", "flac": "audio/flac", "ogg": "audio/ogg"}
 
 
-class AudioError(Exception):
-    """A content-free audio failure with a stable dead-letter code."""
-
-    def __init__(self, code: str):
-        super().__init__(code)
-        self.code = code
+class AudioError(PrivacyError):
+    """A content-free audio failure with a stable dead-letter code (``.code``)."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -33,7 +33,6 @@ import numpy as np
 
 from veil.transforms.audio import voice
 from veil.transforms.audio.codec import (
-    AudioError,
     AudioLimits,
     decode_audio,
     encode_audio,
@@ -42,9 +41,9 @@ from veil.transforms.audio.codec import (
 from veil.transforms.audio.keys import DEFAULT_KEY_ENV, VOICE_SCOPE, voice_params
 from veil.transforms.audio.spoken_pii import blank, normalize, time_spans
 from veil.transforms.classification import Policy, classify
-from veil.transforms.keys import KeyUnavailable, SubjectKeyErased, keys_from_config
-from veil.transforms.privacy import PrivacyError, PrivacyHandler, entity_counts
 from veil.transforms.fixes import fix_for
+from veil.transforms.keys import KeyUnavailable, SubjectKeyErased, keys_from_config
+from veil.transforms.privacy import PrivacyError, PrivacyHandler, StepResult, entity_counts
 from veil.transforms.records import ErrorCode, WorkItem
 from veil.transforms.sandbox import NATIVE_DECODERS, SandboxConfig, sandbox_for
 
@@ -201,10 +200,7 @@ class AudioHandler(PrivacyHandler[AudioModel]):
         _LOGGER.info("Audio handler loaded: %s", sorted(versions))
         return AudioModel(key, transcriber, text_model, versions, sandbox=sandbox, keys=keys)
 
-    def detectors(self, model: AudioModel) -> dict:
-        return dict(model.versions)
-
-    def process(self, model: AudioModel, item: WorkItem) -> dict:
+    def process(self, model: AudioModel, item: WorkItem) -> StepResult:
         config = self._config
         if model.key is None:
             if not model.key_reported:
@@ -218,10 +214,8 @@ class AudioHandler(PrivacyHandler[AudioModel]):
                     fix_for(ErrorCode.AUDIO_KEY_UNAVAILABLE),
                 )
             raise PrivacyError(ErrorCode.AUDIO_KEY_UNAVAILABLE)
-        try:
-            audio = decode_audio(item.record["payload"], config.limits, model.sandbox)
-        except AudioError as exc:
-            raise PrivacyError(exc.code) from None
+        # AudioError is a PrivacyError: the step dead-letters its code.
+        audio = decode_audio(item.record["payload"], config.limits, model.sandbox)
         subject = item.record["subject_key"]
         try:
             key = model.keys.key_for_subject(VOICE_SCOPE, subject) if model.keys else model.key
@@ -243,9 +237,7 @@ class AudioHandler(PrivacyHandler[AudioModel]):
         out = voice.anonymize_voice(audio.samples, audio.sample_rate, params, config.mode)
         blank(out, audio.sample_rate, spans, config.replacement)
         container = output_container(audio.container, config.output)
-        item.sanitized_payload, item.sanitized_content_type = encode_audio(
-            out, audio.sample_rate, container
-        )
+        payload, content_type = encode_audio(out, audio.sample_rate, container)
         classification = classify(counts, self._policy)
         if not reliable:
             # Spoken PII may have been missed: say so in the classification and in this
@@ -256,8 +248,7 @@ class AudioHandler(PrivacyHandler[AudioModel]):
             classification.regimes = sorted({*classification.regimes, UNVERIFIED_SPEECH})
             if self._policy.audio.unreliable_speech == "quarantine":
                 classification.quarantine_reason = ErrorCode.AUDIO_TRANSCRIPT_UNRELIABLE
-        item.classification = classification
-        return counts
+        return StepResult(payload, content_type, counts, classification)
 
     def _spoken_pii(self, model: AudioModel, samples: np.ndarray, rate: int):
         """Time spans of spoken PII and entity counts; the transcript stays here."""

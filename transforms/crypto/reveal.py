@@ -34,7 +34,6 @@ from pathlib import Path
 
 import yaml
 
-from veil.pipelines import __version__ as PIPELINE_VERSION
 from veil.transforms.crypto.aead import DecryptionError
 from veil.transforms.crypto.service import (
     BOUND_SCHEMA,
@@ -42,6 +41,7 @@ from veil.transforms.crypto.service import (
     KeyService,
     protection_binding,
 )
+from veil.transforms.version import __version__ as PIPELINE_VERSION
 
 STAGE = "reveal"
 

@@ -17,9 +17,9 @@ Example::
     )
 """
 
-from veil.transforms.image.anonymize import RegionStyle
 from veil.transforms.image.codec import ImageLimits
-from veil.transforms.image.faces import DetectorConfig
 from veil.transforms.image.handler import ImageConfig, ImageHandler
+from veil.transforms.media.faces import DetectorConfig
+from veil.transforms.media.regions import RegionStyle
 
 __all__ = ["DetectorConfig", "ImageConfig", "ImageHandler", "ImageLimits", "RegionStyle"]

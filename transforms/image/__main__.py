@@ -2,6 +2,6 @@
 
 import sys
 
-from veil.transforms.image.models import main
+from veil.transforms.media.models import main
 
 sys.exit(main())

@@ -34,19 +34,15 @@ os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(1 << 28))
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from veil.transforms.records import ErrorCode  # noqa: E402
+from veil.transforms.records import ErrorCode, PrivacyError  # noqa: E402
 from veil.transforms.sandbox import SandboxError, run_isolated  # noqa: E402
 
 FORMATS = ("jpeg", "png", "gif", "bmp", "tiff", "webp")
 CONTENT_TYPES = {"jpeg": "image/jpeg", "png": "image/png"}
 
 
-class ImageError(Exception):
-    """A content-free image failure with a stable dead-letter code."""
-
-    def __init__(self, code: str):
-        super().__init__(code)
-        self.code = code
+class ImageError(PrivacyError):
+    """A content-free image failure with a stable dead-letter code (``.code``)."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -32,13 +32,13 @@ from pathlib import Path
 from apache_beam.metrics import Metrics
 
 from veil.transforms.classification import Policy, classify
-from veil.transforms.image import ocr
-from veil.transforms.image.anonymize import RegionStyle, cover
-from veil.transforms.image.codec import ImageError, ImageLimits, decode_image, encode_image
-from veil.transforms.image.faces import CenterFace, DetectorConfig
-from veil.transforms.image.models import CENTERFACE, ModelError, model_path
-from veil.transforms.privacy import PrivacyError, PrivacyHandler
 from veil.transforms.fixes import fix_for
+from veil.transforms.image import ocr
+from veil.transforms.image.codec import ImageLimits, decode_image, encode_image
+from veil.transforms.media.faces import CenterFace, DetectorConfig
+from veil.transforms.media.models import CENTERFACE, ModelError, model_path
+from veil.transforms.media.regions import RegionStyle, cover
+from veil.transforms.privacy import PrivacyError, PrivacyHandler, StepResult
 from veil.transforms.records import AuditStep, ErrorCode, WorkItem
 from veil.transforms.sandbox import NATIVE_DECODERS, SandboxConfig, sandbox_for
 
@@ -60,7 +60,7 @@ class ImageConfig:
         ocr_margin: extra fraction of a word box's height covered around PII words.
         limits: format allow-list and size limits checked before decoding.
         model_path: a production detector file with CenterFace's interface, or None
-            for the cached CenterFace (``veil.transforms.image.models``).
+            for the cached CenterFace (``veil.transforms.media.models``).
         model_sha256: the configured file's sha256 (required with ``model_path``).
         jpeg_quality: quality of re-encoded JPEGs.
         isolation: OpenCV decodes in a sandbox worker pool (``veil.transforms.sandbox``);
@@ -158,16 +158,11 @@ class ImageHandler(PrivacyHandler[ImageModel]):
         _LOGGER.info("Image handler loaded: %s", sorted(versions))
         return ImageModel(detector, text_model, ocr_ready, versions, sandbox=sandbox)
 
-    def detectors(self, model: ImageModel) -> dict:
-        return dict(model.versions)
-
-    def process(self, model: ImageModel, item: WorkItem) -> dict:
+    def process(self, model: ImageModel, item: WorkItem) -> StepResult:
         config = self._config
-        # Hostile or corrupt input gets its own code whatever the worker's state.
-        try:
-            image = decode_image(item.record["payload"], config.limits, model.sandbox)
-        except ImageError as exc:
-            raise PrivacyError(exc.code) from None
+        # Hostile or corrupt input gets its own code whatever the worker's state
+        # (ImageError and SandboxError are PrivacyErrors: the step dead-letters the code).
+        image = decode_image(item.record["payload"], config.limits, model.sandbox)
         if model.detector is None or (config.ocr and not model.ocr_ready):
             code = (
                 ErrorCode.IMAGE_MODEL_UNAVAILABLE
@@ -188,16 +183,25 @@ class ImageHandler(PrivacyHandler[ImageModel]):
         if len(boxes):
             counts[FACE] = len(boxes)
         Metrics.distribution("veil.image", "faces_per_record").update(len(boxes))
+        steps: tuple = ()
         if config.ocr:
-            counts.update(self._text(model, item, pixels))
+            text_counts, steps = self._text(model, pixels)
+            counts.update(text_counts)
         # Faces are covered after OCR read the original pixels, so a name next to a
         # face is still found.
         cover(pixels, boxes, config.style)
-        item.sanitized_payload, item.sanitized_content_type = _encode(pixels, image.format, config)
-        item.classification = classify(counts, self._policy)
-        return dict(sorted(counts.items()))
+        payload, content_type = encode_image(pixels, image.format, config.jpeg_quality)
+        counts = dict(sorted(counts.items()))
+        return StepResult(
+            payload=payload,
+            content_type=content_type,
+            entity_counts=counts,
+            classification=classify(counts, self._policy),
+            audit_steps=steps,
+        )
 
-    def _text(self, model: ImageModel, item: WorkItem, pixels) -> dict:
+    def _text(self, model: ImageModel, pixels) -> tuple[dict, tuple]:
+        """Covers PII words the OCR reads; returns their counts and any audit steps."""
         from veil.transforms.text import detect, select_spans
 
         try:
@@ -205,10 +209,7 @@ class ImageHandler(PrivacyHandler[ImageModel]):
         except ocr.OcrError:
             raise PrivacyError(ErrorCode.IMAGE_OCR_FAILED) from None
         if not words:
-            item.trail.append(
-                AuditStep(stage="image.ocr", action="OCR_SKIPPED", reason_code=NO_TEXT)
-            )
-            return {}
+            return {}, (AuditStep(stage="image.ocr", action="OCR_SKIPPED", reason_code=NO_TEXT),)
         text, _ = ocr.join_words(words)
         policy = self._policy.text
         spans = select_spans(detect(model.text_model, text, policy), policy.score_threshold)
@@ -219,11 +220,4 @@ class ImageHandler(PrivacyHandler[ImageModel]):
         counts: dict = {}
         for _, entity in hits:
             counts[entity] = counts.get(entity, 0) + 1
-        return counts
-
-
-def _encode(pixels, fmt: str, config: ImageConfig):
-    try:
-        return encode_image(pixels, fmt, config.jpeg_quality)
-    except ImageError as exc:
-        raise PrivacyError(exc.code) from None
+        return counts, ()

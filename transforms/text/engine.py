@@ -49,9 +49,9 @@ from veil.transforms.keys import (
     keys_from_config,
 )
 from veil.transforms.operators import DROP, OperatorContext, apply_operator
-from veil.transforms.privacy import PrivacyError, PrivacyHandler, entity_counts
+from veil.transforms.privacy import PrivacyError, PrivacyHandler, StepResult, entity_counts
+from veil.transforms.records import ErrorCode, WorkItem
 from veil.transforms.text.normalize import normalize
-from veil.transforms.text.recognizers.base import UPPER
 from veil.transforms.text.recognizers import (
     DEFAULT_PHONE_REGIONS,
     Finding,
@@ -60,7 +60,7 @@ from veil.transforms.text.recognizers import (
     name_candidates,
     pattern_findings,
 )
-from veil.transforms.records import ErrorCode, WorkItem
+from veil.transforms.text.recognizers.base import UPPER
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -102,7 +102,7 @@ class TextModel:
     versions: dict
     ner_cache: OrderedDict = dataclasses.field(default_factory=OrderedDict)
     plugins: tuple = ()
-    lexicon: "EnglishLexicon | None" = None
+    lexicon: EnglishLexicon | None = None
 
 
 class EnglishLexicon:
@@ -563,16 +563,13 @@ class TextHandler(PrivacyHandler[TextModel]):
         _LOGGER.info("Text detectors loaded: %s", model.versions)
         return model
 
-    def detectors(self, model: TextModel) -> dict:
-        return dict(model.versions)
-
     def keys(self) -> SecretKeys:
         """The pseudonym keys, resolved on the worker on first use."""
         if self._keys is None:
             self._keys = keys_from_config(self._policy.key_file, self._policy.key_env)
         return self._keys
 
-    def process(self, model: TextModel, item: WorkItem) -> dict:
+    def process(self, model: TextModel, item: WorkItem) -> StepResult:
         policy = self._policy
         try:
             text = item.record["payload"].decode("utf-8")
@@ -590,11 +587,13 @@ class TextHandler(PrivacyHandler[TextModel]):
             raise PrivacyError(ErrorCode.SUBJECT_ERASED) from None
         except KeyUnavailable:
             raise PrivacyError(ErrorCode.PSEUDONYM_KEY_UNAVAILABLE) from None
-        item.pending_protection.extend(ctx.pending_protection)
-        item.sanitized_payload = sanitized.encode("utf-8")
-        item.sanitized_content_type = "text/plain; charset=utf-8"
-        item.classification = classification
-        return counts
+        return StepResult(
+            payload=sanitized.encode("utf-8"),
+            content_type="text/plain; charset=utf-8",
+            entity_counts=counts,
+            classification=classification,
+            pending_protection=tuple(ctx.pending_protection),
+        )
 
 
 __all__ = [

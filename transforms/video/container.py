@@ -41,7 +41,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from veil.transforms.records import ErrorCode
+from veil.transforms.records import ErrorCode, PrivacyError
 
 # Our name -> the FFmpeg demuxer PyAV is allowed to open for it.
 DEMUXERS = {"mp4": "mp4", "matroska": "matroska", "avi": "avi"}
@@ -55,12 +55,8 @@ OUTPUTS = {
 }
 
 
-class VideoError(Exception):
-    """A content-free video failure with a stable dead-letter code."""
-
-    def __init__(self, code: str):
-        super().__init__(code)
-        self.code = code
+class VideoError(PrivacyError):
+    """A content-free video failure with a stable dead-letter code (``.code``)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -249,7 +245,7 @@ class VideoReader:
     def close(self) -> None:
         self._box.close()
 
-    def __enter__(self) -> "VideoReader":
+    def __enter__(self) -> VideoReader:
         return self
 
     def __exit__(self, *exc) -> None:

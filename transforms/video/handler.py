@@ -45,17 +45,16 @@ from pathlib import Path
 from apache_beam.metrics import Metrics
 
 from veil.transforms.classification import Policy, classify
-from veil.transforms.image.anonymize import RegionStyle
-from veil.transforms.image.faces import CenterFace
-from veil.transforms.image.models import CENTERFACE, ModelError, model_path, verify
-from veil.transforms.privacy import PrivacyError, PrivacyHandler
 from veil.transforms.fixes import fix_for
+from veil.transforms.media.faces import CenterFace
+from veil.transforms.media.models import CENTERFACE, ModelError, model_path, verify
+from veil.transforms.media.regions import RegionStyle
+from veil.transforms.privacy import PrivacyError, PrivacyHandler, StepResult
 from veil.transforms.records import AuditStep, ErrorCode, WorkItem
-from veil.transforms.sandbox import SandboxConfig, SandboxError, run_isolated, sandbox_for
+from veil.transforms.sandbox import SandboxConfig, run_isolated, sandbox_for
 from veil.transforms.video.container import (
     OUTPUTS,
     EncoderConfig,
-    VideoError,
     VideoLimits,
     VideoReader,
 )
@@ -250,19 +249,19 @@ class VideoHandler(PrivacyHandler[VideoModel]):
             detector, audio_handler, audio_model, versions, sandbox=sandbox, model_ref=model_ref
         )
 
-    def detectors(self, model: VideoModel) -> dict:
-        return dict(model.versions)
-
-    def process(self, model: VideoModel, item: WorkItem) -> dict:
+    def process(self, model: VideoModel, item: WorkItem) -> StepResult:
         deadline = time.monotonic() + self._config.time_limit_s
         # This handler's pool (handlers that share a model may differ in their limits).
         sandbox = sandbox_for(self._config.sandbox())
+        steps: list = []  # the audio track's audit steps
         try:
             if sandbox is None:
-                counts, stats, data, content_type = self._in_process(model, item, deadline)
+                counts, stats, data, content_type = self._in_process(
+                    model, item, deadline, steps
+                )
             else:
                 counts, stats, data, content_type = self._isolated(
-                    sandbox, model, item, deadline
+                    sandbox, model, item, deadline, steps
                 )
         except PrivacyError as exc:
             if exc.code == ErrorCode.VIDEO_MODEL_UNAVAILABLE and not model.reported:
@@ -273,35 +272,39 @@ class VideoHandler(PrivacyHandler[VideoModel]):
                     fix_for(ErrorCode.VIDEO_MODEL_UNAVAILABLE),
                 )
             raise
-        item.sanitized_payload, item.sanitized_content_type = data, content_type
         if stats.faces:
             counts[FACE] = counts.get(FACE, 0) + stats.faces
         _metrics(stats)
-        item.classification = classify(counts, self._policy)
-        return dict(sorted(counts.items()))
+        counts = dict(sorted(counts.items()))
+        return StepResult(
+            payload=data,
+            content_type=content_type,
+            entity_counts=counts,
+            classification=classify(counts, self._policy),
+            audit_steps=tuple(steps),
+        )
 
-    def _in_process(self, model: VideoModel, item: WorkItem, deadline: float):
-        """``--veil_decoder_isolation off``: FFmpeg in the Beam worker's own process."""
-        try:
-            reader = VideoReader(item.record["payload"], self._config.limits)
-        except VideoError as exc:
-            raise PrivacyError(exc.code) from None
+    def _in_process(self, model: VideoModel, item: WorkItem, deadline: float, steps: list):
+        """``--veil_decoder_isolation off``: FFmpeg in the Beam worker's own process.
+
+        ``VideoError`` is a ``PrivacyError``: the step dead-letters its code."""
+        reader = VideoReader(item.record["payload"], self._config.limits)
         with reader:
             if model.detector is None:
                 raise PrivacyError(ErrorCode.VIDEO_MODEL_UNAVAILABLE)
-            counts, wav = self._audio(model, item, reader.info.has_audio)
+            counts, wav = self._audio(model, item, reader.info.has_audio, steps)
             audio = read_wav(wav) if wav else None
             try:
                 stats, data, content_type = encode_covered(
                     reader, model.detector, self._settings(), audio, deadline
                 )
-            except VideoError as exc:
-                raise PrivacyError(exc.code) from None
             except StreamTimeout:
                 raise PrivacyError(ErrorCode.PRIVACY_STEP_TIMEOUT) from None
         return counts, stats, data, content_type
 
-    def _isolated(self, sandbox, model: VideoModel, item: WorkItem, deadline: float):
+    def _isolated(
+        self, sandbox, model: VideoModel, item: WorkItem, deadline: float, steps: list
+    ):
         """The record's FFmpeg and detector work in a sandbox worker; the audio track's
         anonymization (voice key, transcriber) stays here and only its WAV goes in."""
         if model.model_ref is None:  # a model loaded for in-process use: fail closed
@@ -311,12 +314,12 @@ class VideoHandler(PrivacyHandler[VideoModel]):
         counts, wav = {}, b""
         if model.audio_handler is not None:  # the track is needed before the frames
             probe = _sandboxed(sandbox, probe_isolated, payload, params)
-            counts, wav = self._audio(model, item, probe.get("has_audio") is True)
+            counts, wav = self._audio(model, item, probe.get("has_audio") is True, steps)
         params["time_left_s"] = max(0.0, deadline - time.monotonic())
         reply = _sandboxed(sandbox, sanitize_isolated, payload, params, wav)
         stats, data, content_type = _checked(reply, self._config.limits.max_output_bytes)
         if model.audio_handler is None and reply.get("has_audio") is True:
-            _dropped(item)
+            steps.append(_dropped())
         return counts, stats, data, content_type
 
     def _settings(self) -> FrameSettings:
@@ -332,30 +335,30 @@ class VideoHandler(PrivacyHandler[VideoModel]):
             encoder=c.encoder,
         )
 
-    def _audio(self, model: VideoModel, item: WorkItem, has_audio: bool):
-        """``(entity counts, anonymized WAV bytes or b"")`` for the audio track, per policy."""
+    def _audio(self, model: VideoModel, item: WorkItem, has_audio: bool, steps: list):
+        """``(entity counts, anonymized WAV bytes or b"")`` for the audio track, per policy;
+        its audit steps go to ``steps``."""
         if not has_audio:
             return {}, b""
         if model.audio_handler is None:
-            _dropped(item)
+            steps.append(_dropped())
             return {}, b""
-        track = WorkItem(item.source, dict(item.record), item.modality)
-        counts = model.audio_handler.process(model.audio_model, track)
-        item.trail.append(AuditStep(stage="video.audio", action="AUDIO_ANONYMIZED"))
-        return dict(counts), track.sanitized_payload
+        # The audio branch reads the record and returns the track's result.
+        track = model.audio_handler.process(model.audio_model, item)
+        steps.extend(track.audit_steps)
+        steps.append(AuditStep(stage="video.audio", action="AUDIO_ANONYMIZED"))
+        return dict(track.entity_counts), track.payload
 
 
-def _dropped(item: WorkItem) -> None:
-    item.trail.append(AuditStep(stage="video.audio", action="AUDIO_DROPPED", reason_code="POLICY"))
+def _dropped() -> AuditStep:
+    return AuditStep(stage="video.audio", action="AUDIO_DROPPED", reason_code="POLICY")
 
 
 def _sandboxed(sandbox, fn, *args) -> dict:
     """``fn(*args)`` in the sandbox; its failures become the record's dead-letter code
-    (``DECODER_*`` for a lost worker, the worker's own ``VIDEO_*`` codes as they are)."""
-    try:
-        reply = run_isolated(sandbox, fn, *args)
-    except SandboxError as exc:
-        raise PrivacyError(exc.code) from None
+    (``DECODER_*`` for a lost worker, the worker's own ``VIDEO_*`` codes as they are):
+    ``SandboxError`` is a ``PrivacyError``."""
+    reply = run_isolated(sandbox, fn, *args)
     if not isinstance(reply, dict):
         raise PrivacyError(ErrorCode.DECODER_FAILED)
     return reply

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from veil.transforms.image.anonymize import RegionStyle
+from veil.transforms.media.regions import RegionStyle
 from veil.transforms.records import ErrorCode
 from veil.transforms.video.container import (
     EncoderConfig,
@@ -62,7 +62,7 @@ class FrameSettings:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_json(cls, data: dict) -> "FrameSettings":
+    def from_json(cls, data: dict) -> FrameSettings:
         limits = dict(data["limits"])
         limits["containers"] = tuple(limits["containers"])
         limits["codecs"] = tuple(limits["codecs"])
@@ -158,8 +158,8 @@ class _Coded(Exception):
 
 def _detector(model: dict):
     """The face model, loaded once per sandbox worker after its sha256 check."""
-    from veil.transforms.image.faces import CenterFace
-    from veil.transforms.image.models import ModelError
+    from veil.transforms.media.faces import CenterFace
+    from veil.transforms.media.models import ModelError
 
     key = (str(model["path"]), str(model["sha256"]))
     if key not in _DETECTORS:

@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
-from veil.transforms.image.anonymize import RegionStyle, cover
-from veil.transforms.image.faces import nms
+from veil.transforms.media.faces import nms
+from veil.transforms.media.regions import RegionStyle, cover
 from veil.transforms.video.tracker import FaceTracker, TrackerConfig
 
 

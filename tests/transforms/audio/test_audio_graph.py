@@ -19,8 +19,8 @@ from veil.pipelines.sanitize import build
 from veil.schemas import catalog
 from veil.transforms.audio import AudioHandler
 from veil.transforms.audio.keys import DEFAULT_KEY_ENV
-from veil.transforms.keys import write_key_file
 from veil.transforms.classification import load_policy
+from veil.transforms.keys import write_key_file
 from veil.transforms.privacy import ApplyPrivacyStep, _ModelHolder
 from veil.transforms.records import KafkaMessage
 

@@ -39,9 +39,8 @@ from veil.transforms.audio.keys import VoiceParams
 from veil.transforms.audio.similarity import distance, embedding
 from veil.transforms.audio.voice import anonymize_voice
 from veil.transforms.classification import load_policy
-from veil.transforms.privacy import ApplyPrivacyStep, _ModelHolder
+from veil.transforms.privacy import ApplyPrivacyStep, _ModelHolder, settle
 from veil.transforms.records import Source, WorkItem
-
 
 # espeak-ng's voice is transcribed word for word, yet PocketSphinx's confidence in it
 # (about 0.23) is below the default policy's 0.3: such speech is marked (and, in the
@@ -203,7 +202,7 @@ def test_spoken_pii_is_silenced_where_it_was_said(loaded, pii_speech, caplog):
     samples, rate, wav = pii_speech
     item = _item("pii", 0, wav, subject="caller")
     with caplog.at_level(logging.DEBUG):
-        counts = handler.process(model, item)
+        counts = settle(item, handler.process(model, item))
     assert counts == PII_COUNTS
     out, out_rate = decode_wav(item.sanitized_payload)
     assert out_rate == rate and out.shape == (len(samples), 1)
@@ -235,7 +234,7 @@ def test_tone_replacement_and_lossy_inputs_become_ogg(key_file, policy, loaded, 
     samples, rate, _ = pii_speech
     mp3 = encode_pyav(samples.astype(np.float32), rate, "mp3", "mp3", title="John Smith")
     item = _item("mp3", 0, mp3, subject="caller")
-    counts = handler.process(model, item)
+    counts = settle(item, handler.process(model, item))
     assert counts.get("PERSON") == 1  # MP3 coding costs the recognizer some digits
     assert item.sanitized_content_type == "audio/ogg"
     assert b"John Smith" not in item.sanitized_payload
@@ -311,7 +310,7 @@ def test_handler_gives_each_subject_a_distinct_pseudo_voice(key_file, policy, re
     voices = {}
     for subject in ("subject-1", "subject-2"):
         item = _item(subject, 0, payload, subject=subject)
-        handler.process(model, item)
+        settle(item, handler.process(model, item))
         voices[subject] = embedding(decode_wav(item.sanitized_payload)[0][:, 0], 16000)
     for anonymized in voices.values():
         assert min(distance(anonymized, o) for o in originals[1:]) > same_max
@@ -392,7 +391,7 @@ def test_stereo_keeps_its_channels_and_pii_is_blanked_in_both(loaded, pii_speech
     samples, rate, _ = pii_speech
     stereo = np.stack([samples, samples * 0.5], axis=1)
     item = _item("stereo", 0, encode_soundfile(stereo, rate, "FLAC", "PCM_16"), subject="caller")
-    counts = handler.process(model, item)
+    counts = settle(item, handler.process(model, item))
     assert counts == PII_COUNTS
     assert item.sanitized_content_type == "audio/flac"
     out, out_rate = soundfile.read(io.BytesIO(item.sanitized_payload), always_2d=True)

@@ -21,7 +21,7 @@ from veil.transforms.audio import AudioConfig, AudioHandler
 from veil.transforms.audio.asr import Transcriber
 from veil.transforms.classification import PolicyError, load_policy, parse_policy
 from veil.transforms.emit import PublishSanitized, TopicNames
-from veil.transforms.privacy import ApplyPrivacyStep
+from veil.transforms.privacy import ApplyPrivacyStep, settle
 from veil.transforms.records import Source, WorkItem
 
 # A Dutch name and a French street: words outside PocketSphinx's English vocabulary,
@@ -113,7 +113,7 @@ def test_policy_can_publish_unreliable_speech_still_marked(key_file):
     model = handler.load()
     _, _, foreign = espeak(FOREIGN_PII)
     item = _item("foreign", foreign, "b", 0)
-    counts = handler.process(model, item)
+    counts = settle(item, handler.process(model, item))
     assert counts["UNRELIABLE_TRANSCRIPT"] == 1
     assert item.classification.quarantine_reason is None
     assert "UNVERIFIED_SPEECH" in item.classification.regimes

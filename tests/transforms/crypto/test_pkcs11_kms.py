@@ -13,6 +13,7 @@ from crypto_testing import fresh_service
 from veil.transforms.crypto import DecryptionError, KeyServiceConfig, Pkcs11Kms
 from veil.transforms.crypto.kms import SOFTHSM_MODULE as MODULE
 from veil.transforms.crypto.kms import init_softhsm_token
+
 PIN_ENV = "VEIL_TEST_HSM_PIN"
 
 

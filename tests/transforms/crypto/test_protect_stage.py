@@ -11,6 +11,7 @@ import pytest
 import yaml
 from apache_beam.options.pipeline_options import PipelineOptions
 from crypto_testing import MASTER_ENV, fresh_service, local_config
+from veil_testing import framed, media_record, opaque
 
 from veil.pipelines.options import LOCAL_RUNNER
 from veil.pipelines.sanitize import build
@@ -21,7 +22,6 @@ from veil.transforms.crypto.protect import ProtectOriginalsFn, protect_item
 from veil.transforms.crypto.reveal import RevealPolicy, reveal_record
 from veil.transforms.crypto.service import BOUND_SCHEMA, EnvelopeContext, protection_binding
 from veil.transforms.records import Classification, ErrorCode, KafkaMessage, Source, WorkItem
-from veil_testing import framed, media_record, opaque
 
 
 def _item(subject="alice", pending=((("payload"), b"John Smith"),)):

@@ -24,7 +24,7 @@ CAMERA = PHOTOS / "camera.png"
 
 
 def require_photos_and_model() -> None:
-    from veil.transforms.image.models import ModelError, model_path
+    from veil.transforms.media.models import ModelError, model_path
 
     try:
         model_path()

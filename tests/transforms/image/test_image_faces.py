@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from image_testing import ASTRONAUT, CAMERA, photo, require_photos_and_model
 
-from veil.transforms.image.anonymize import RegionStyle, cover, expand
-from veil.transforms.image.faces import CenterFace, DetectorConfig
-from veil.transforms.image.models import CENTERFACE, ModelError, model_path
+from veil.transforms.media.faces import CenterFace, DetectorConfig
+from veil.transforms.media.models import CENTERFACE, ModelError, model_path
+from veil.transforms.media.regions import RegionStyle, cover, expand
 
 # Where the faces are (x1, y1, x2, y2), checked by eye once; the detector must agree.
 FACES = {"astronaut": (181, 58, 270, 178), "camera": (202, 119, 258, 197)}
@@ -117,7 +117,7 @@ def test_style_and_detector_options_are_validated():
 
 
 def test_the_set_up_command_verifies_the_cached_model(capsys):
-    from veil.transforms.image.models import main
+    from veil.transforms.media.models import main
 
     require_photos_and_model()
     assert main(["verify"]) == 0

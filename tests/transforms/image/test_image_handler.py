@@ -14,10 +14,10 @@ from image_testing import (
     SECRET,
     decode,
     jpeg_with_metadata,
+    photo,
     png,
     png_header,
     png_with_metadata,
-    photo,
     require_photos_and_model,
 )
 from veil_testing import beam_pipeline, media_record
@@ -25,7 +25,7 @@ from veil_testing import beam_pipeline, media_record
 from veil.transforms.classification import load_policy
 from veil.transforms.image import ImageConfig, ImageHandler
 from veil.transforms.image.handler import FACE, NO_TEXT
-from veil.transforms.privacy import ApplyPrivacyStep, _ModelHolder
+from veil.transforms.privacy import ApplyPrivacyStep, _ModelHolder, settle
 from veil.transforms.records import ErrorCode, Source, WorkItem
 
 EMAIL = "jane.doe@example.com"
@@ -58,7 +58,7 @@ def test_pii_words_are_covered_and_other_words_kept(model):
     handler = ImageHandler(load_policy())
     original = _sign()
     item = _item(png(original))
-    counts = handler.process(model.model, item)
+    counts = settle(item, handler.process(model.model, item))
     assert counts == {"EMAIL_ADDRESS": 1}
     out = decode(item.sanitized_payload)
     font = cv2.FONT_HERSHEY_SIMPLEX
@@ -74,7 +74,7 @@ def test_pii_words_are_covered_and_other_words_kept(model):
 def test_an_image_without_text_is_audited_as_skipped(model):
     handler = ImageHandler(load_policy())
     item = _item(png(np.full((120, 160, 3), 90, np.uint8)))
-    assert handler.process(model.model, item) == {}
+    assert settle(item, handler.process(model.model, item)) == {}
     skipped = [s for s in item.trail if s.action == "OCR_SKIPPED"]
     assert [s.reason_code for s in skipped] == [NO_TEXT]
 
@@ -85,7 +85,7 @@ def test_a_photo_loses_its_face_and_its_metadata(model, caplog):
     payload = jpeg_with_metadata(original)
     item = _item(payload)
     with caplog.at_level(logging.DEBUG):
-        counts = handler.process(model.model, item)
+        counts = settle(item, handler.process(model.model, item))
     assert counts == {FACE: 1}
     assert item.sanitized_content_type == "image/jpeg"
     assert SECRET not in item.sanitized_payload and b"Exif" not in item.sanitized_payload
@@ -108,7 +108,7 @@ def test_without_a_model_images_fail_closed(model, tmp_path, monkeypatch):
     assert raised.value.code == ErrorCode.IMAGE_MODEL_UNAVAILABLE
     missing = ImageConfig(ocr=False, model_path=str(tmp_path / "yunet.onnx"), model_sha256="0" * 64)
     assert ImageHandler(load_policy(), missing).load().detector is None
-    from veil.transforms.image.models import CENTERFACE, cache_dir
+    from veil.transforms.media.models import CENTERFACE, cache_dir
 
     monkeypatch.delenv("VEIL_MODEL_DIR")
     configured = ImageConfig(

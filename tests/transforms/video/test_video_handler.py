@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import soundfile
 from apache_beam.testing.util import assert_that, equal_to
+from veil_testing import beam_pipeline, media_record
 from video_testing import (
     BIKES,
     CARPHONE,
@@ -24,13 +25,12 @@ from video_testing import (
     psnr,
     require_footage_and_model,
 )
-from veil_testing import beam_pipeline, media_record
 
 from veil.transforms.classification import VideoPolicy, load_policy
-from veil.transforms.image.anonymize import expand
-from veil.transforms.image.faces import CenterFace, DetectorConfig
-from veil.transforms.image.models import CENTERFACE, model_path
-from veil.transforms.privacy import ApplyPrivacyStep, _ModelHolder
+from veil.transforms.media.faces import CenterFace, DetectorConfig
+from veil.transforms.media.models import CENTERFACE, model_path
+from veil.transforms.media.regions import expand
+from veil.transforms.privacy import ApplyPrivacyStep, _ModelHolder, settle
 from veil.transforms.records import Source, WorkItem
 from veil.transforms.video import VideoConfig, VideoHandler, VideoLimits
 from veil.transforms.video.tracker import iou
@@ -69,7 +69,7 @@ def sanitized(loaded):
     out = {}
     for offset, path in enumerate((CARPHONE, BIKES)):
         item = _item(path.stem, offset, path.read_bytes())
-        handler.process(model, item)
+        settle(item, handler.process(model, item))
         out[path.stem] = (frames_of(path), frames_of(item.sanitized_payload), item)
     return out
 
@@ -230,7 +230,7 @@ def test_without_the_face_model_every_video_fails_closed(policy, tmp_path, caplo
     from veil.transforms.privacy import PrivacyError
 
     with pytest.raises(PrivacyError) as caught:
-        missing.process(model, item)
+        settle(item, missing.process(model, item))
     assert caught.value.code == "VIDEO_MODEL_UNAVAILABLE"
     assert item.sanitized_payload is None
 
@@ -248,7 +248,7 @@ def test_the_audio_track_is_dropped_by_default(loaded):
     payload, _, _ = _speech_clip()
     assert audio_of(payload) is not None
     item = _item("with-audio", 0, payload)
-    handler.process(model, item)
+    settle(item, handler.process(model, item))
     assert audio_of(item.sanitized_payload) is None
     assert [(s.stage, s.action, s.reason_code) for s in item.trail] == [
         ("video.audio", "AUDIO_DROPPED", "POLICY")
@@ -277,7 +277,7 @@ def test_the_audio_track_is_anonymized_and_muxed_back_when_the_policy_says_so(
     model = handler.load()
     payload, original, rate = _speech_clip(kind)
     item = _item("speech", 0, payload)
-    handler.process(model, item)
+    settle(item, handler.process(model, item))
     track = audio_of(item.sanitized_payload)
     assert track is not None, "the anonymized track was not muxed back"
     samples, out_rate = track
@@ -324,7 +324,7 @@ def test_policy_face_modes(policy, mode, reference):
     model = handler.load()
     clip = frames_of(CARPHONE, limit=10)
     item = _item(mode, 0, build_video(clip, "mp4"))
-    handler.process(model, item)
+    settle(item, handler.process(model, item))
     out = frames_of(item.sanitized_payload)
     for src, dst in zip(clip, out):
         for face in _faces(reference, src, 0.5):

@@ -11,12 +11,12 @@ import apache_beam as beam
 import pytest
 import sandbox_targets
 from apache_beam.testing.util import assert_that, equal_to
-from video_testing import CARPHONE, build_video, frames_of, require_footage_and_model
 from veil_testing import beam_pipeline, media_record
+from video_testing import CARPHONE, build_video, frames_of, require_footage_and_model
 
 from veil.pipelines.sanitize import _handlers
 from veil.transforms.classification import load_policy
-from veil.transforms.privacy import ApplyPrivacyStep
+from veil.transforms.privacy import ApplyPrivacyStep, settle
 from veil.transforms.records import Modality, Source, WorkItem
 from veil.transforms.sandbox import sandbox_for
 from veil.transforms.video import VIDEO_DECODERS, VideoConfig, VideoHandler
@@ -80,7 +80,7 @@ def test_the_worker_does_the_ffmpeg_work_and_isolation_off_keeps_it_in_process(c
         handler = VideoHandler(policy, VideoConfig(isolation=isolation))
         model = handler.load()
         item = _item(name, 0, clip)
-        counts = handler.process(model, item)
+        counts = settle(item, handler.process(model, item))
         frames = len(frames_of(item.sanitized_payload))
         outputs[name] = (counts, item.sanitized_content_type, frames)
         if isolation is None:

@@ -41,7 +41,7 @@ AUDIO_ENCODERS = {"mp4": "aac", "mkv": "aac", "webm": "libopus", "avi": "pcm_s16
 
 
 def require_footage_and_model() -> None:
-    from veil.transforms.image.models import ModelError, model_path
+    from veil.transforms.media.models import ModelError, model_path
 
     try:
         model_path()

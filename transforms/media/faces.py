@@ -25,7 +25,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from veil.transforms.image.models import ModelError, verify
+from veil.transforms.media.models import ModelError, verify
 
 _OUTPUTS = ["537", "538", "539", "540"]  # heatmap, scale, offset, landmarks
 
@@ -72,7 +72,7 @@ class CenterFace:
         self._net = net
 
     @classmethod
-    def load(cls, path: Path, sha256: str | None) -> "CenterFace":
+    def load(cls, path: Path, sha256: str | None) -> CenterFace:
         """Reads the model after checking its sha256 (``ModelError`` on mismatch)."""
         if sha256 is not None:
             verify(Path(path), sha256)

