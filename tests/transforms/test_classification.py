@@ -305,7 +305,7 @@ def test_regime_rules(counts, sensitivity, regimes):
         ("anonymize.video", {}, "unknown key 'anonymize.video'"),
         ("anonymize.default", "shred", "anonymize.default: unknown operator 'shred'"),
         ("anonymize.text.entities.PERSON", {"operator": "mask", "keep_last": 99},
-         "anonymize.text.entities.PERSON: mask.keep_last"),
+         "anonymize.text.entities.PERSON.keep_last: must be an integer in [0, 8]"),
         ("anonymize.text.bogus", 1, "unknown key 'anonymize.text.bogus'"),
         ("anonymize.regimes.SOX", {}, "unknown regime 'SOX'"),
         ("anonymize.structured.entities", ["AGE"], "anonymize.structured.entities"),
