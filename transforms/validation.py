@@ -44,9 +44,9 @@ _TYPE_WORDS = {
     "boolean": "true or false",
     "null": "nothing",
 }
-# Which failure to report when a document has several: structure first (unknown keys,
-# missing keys, wrong types), then values; shallow before deep; document order within.
-_RANK = {"additionalProperties": 0, "required": 1, "type": 2}
+# Which failure to report first when a document has several: unknown keys (a typo
+# leaves a setting at its default), then shallow before deep, then schema order.
+_RANK = {"additionalProperties": 0}
 
 
 def path_text(path, prefix: str = "") -> str:
@@ -60,18 +60,26 @@ def path_text(path, prefix: str = "") -> str:
     return out
 
 
-def first_error(schema: dict, instance, prefix: str = "") -> str | None:
-    """The message of the most telling failure of ``instance``, or None if it is valid."""
+def first_error(schema: dict, instance, prefix: str = "", most: int = 3) -> str | None:
+    """The failures of ``instance`` (the most telling first, at most ``most``, joined by
+    ``; ``), or None if it is valid."""
     validator = StrictValidator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
     errors = list(validator.iter_errors(instance))
     if not errors:
         return None
     order = {id(e): i for i, e in enumerate(errors)}
-    error = min(
-        errors,
-        key=lambda e: (_RANK.get(e.validator, 3), len(e.absolute_path), order[id(e)]),
-    )
-    return describe(error, prefix)
+
+    def rank(e):
+        depth = len(e.absolute_path) + (e.validator == "required")
+        return (_RANK.get(e.validator, 3) > 0, depth, order[id(e)])
+
+    messages = []
+    for error in sorted(errors, key=rank):
+        message = describe(error, prefix)
+        if message not in messages:
+            messages.append(message)
+    shown = "; ".join(messages[:most])
+    return shown + (f" (and {len(messages) - most} more)" if len(messages) > most else "")
 
 
 def describe(error, prefix: str = "") -> str:

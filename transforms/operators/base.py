@@ -125,11 +125,14 @@ def operator_schema() -> dict:
             "required": ["operator"],
             "properties": {"operator": {"type": "string", "x-message": shape}},
             "x-message": shape,
-            "if": {"properties": {"operator": {"type": "string"}}},
+            "if": {"type": "object", "properties": {"operator": {"type": "string"}}},
             "then": {
                 "properties": {"operator": {"enum": names, "x-message": unknown}},
                 "allOf": [
-                    {"if": {"properties": {"operator": {"const": n}}}, "then": op.schema()}
+                    {
+                        "if": {"type": "object", "properties": {"operator": {"const": n}}},
+                        "then": op.schema(),
+                    }
                     for n, op in REGISTRY.items()
                 ],
             },
