@@ -446,7 +446,15 @@ def _modality_operators(anonymize: dict, where: str) -> dict:
 
 
 def _cross_checks(raw: dict, where: str) -> None:
-    """What the schema cannot say: every regime named must be defined."""
+    """What the schema cannot say: every regime named must be defined; key URIs parse."""
+    from veil.transforms.key_uri import KeyUriError, parse_key_uri
+
+    for name, value in (raw.get("keys") or {}).items():
+        if name != "pseudonym_key_env":
+            try:
+                parse_key_uri(value)
+            except KeyUriError as exc:
+                raise PolicyError(f"{where}: keys.{name}: {exc}") from None
     classification = raw["classification"]
     known = set(classification["regimes"])
     named = [

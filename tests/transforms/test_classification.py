@@ -428,6 +428,20 @@ def test_pseudonym_key_uri_and_its_aliases():
     assert parse_policy(VALID).key_uri == "env:VEIL_PSEUDONYM_KEY_FILE"
 
 
+@pytest.mark.parametrize(
+    "keys, message",
+    [
+        ({"pseudonym_key": "s3:bucket/key"}, "keys.pseudonym_key: unknown key URI scheme 's3:'"),
+        ({"pseudonym_key": "env:"}, "keys.pseudonym_key: an env: key URI needs a variable"),
+        ({"pseudonym_key_file": "kms:local?keyring=/k"}, "keys.pseudonym_key_file: kms:"),
+    ],
+)
+def test_policy_key_uris_are_checked_when_the_policy_loads(keys, message):
+    with pytest.raises(PolicyError) as caught:
+        parse_policy(_full("keys", keys), "p.yaml")
+    assert str(caught.value).startswith(f"p.yaml: {message}")
+
+
 def test_parsed_policy_is_frozen():
     import dataclasses
 
