@@ -107,21 +107,38 @@ def test_kms_uri_opens_the_key_service(tmp_path, monkeypatch):
     assert keys.key_for_subject("pseudonym", "a") != keys.key_for_subject("pseudonym", "b")
 
 
-def test_pkcs11_uri_is_the_key_service_on_the_hsm(tmp_path, monkeypatch):
-    from veil.transforms.crypto.kms import SOFTHSM_MODULE, init_softhsm_token
+_PKCS11_CHECK = """
+import os, sys
+from veil.transforms.crypto.kms import SOFTHSM_MODULE, init_softhsm_token
+from veil.transforms.key_uri import key_service_config, secret_keys
 
-    if not init_softhsm_token(tmp_path / "softhsm", "veil-uri", "24681357"):
+if not init_softhsm_token(sys.argv[1] + "/softhsm", "veil-uri", "24681357"):
+    sys.exit(3)
+os.environ["VEIL_TEST_URI_PIN"] = "24681357"
+uri = (f"pkcs11:token=veil-uri?module-path={SOFTHSM_MODULE}"
+       f"&pin-source=env:VEIL_TEST_URI_PIN&store={sys.argv[1]}/keys.db")
+config = key_service_config(uri)
+assert (config.backend, config.pkcs11_token, config.pkcs11_pin_env) == (
+    "pkcs11", "veil-uri", "VEIL_TEST_URI_PIN"), config
+assert config.pkcs11_module == SOFTHSM_MODULE and "24681357" not in repr(config)
+keys = secret_keys(uri)
+assert keys.key_id.startswith("kms:"), keys.key_id
+assert len(keys.key_for_subject("pseudonym", "s")) == 32
+print("ok")
+"""
+
+
+def test_pkcs11_uri_is_the_key_service_on_the_hsm(tmp_path):
+    """In a fresh process: SoftHSM2 reads its token directory once per process."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", _PKCS11_CHECK, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    if done.returncode == 3:
         pytest.fail("SoftHSM2 is missing: run deploy/setup-hsm.sh (make test does)")
-    monkeypatch.setenv("VEIL_TEST_URI_PIN", "24681357")
-    uri = (
-        f"pkcs11:token=veil-uri?module-path={SOFTHSM_MODULE}"
-        f"&pin-source=env:VEIL_TEST_URI_PIN&store={tmp_path / 'keys.db'}"
-    )
-    config = key_service_config(uri)
-    assert (config.backend, config.pkcs11_token, config.pkcs11_pin_env) == (
-        "pkcs11", "veil-uri", "VEIL_TEST_URI_PIN"
-    )
-    assert config.pkcs11_module == SOFTHSM_MODULE
-    keys = secret_keys(uri)
-    assert keys.key_id.startswith("kms:") and len(keys.key_for_subject("pseudonym", "s")) == 32
-    assert "24681357" not in repr(config)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
