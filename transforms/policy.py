@@ -159,35 +159,102 @@ class Policy:
 
 
 def _strings(what: str = "non-empty strings", item: dict | None = None) -> dict:
-    item = item or {"type": "string", "minLength": 1, "x-message": "must be a non-empty string"}
+    item = item or _string("must be a non-empty string", minLength=1)
     return {"type": "array", "items": item, "x-message": f"must be a list of {what}"}
 
 
-def _table(values: dict, what: str) -> dict:
+def _string(message: str, **extra) -> dict:
+    return {"type": "string", "x-message": message, **extra}
+
+
+def _table(values: dict, what: str, nullable: bool = False) -> dict:
     """A mapping whose keys the policy chooses (entity types, regimes)."""
-    return {"type": "object", "additionalProperties": values, "x-message": f"must be {what}"}
+    kinds = ["object", "null"] if nullable else "object"
+    return {"type": kinds, "additionalProperties": values, "x-message": f"must be {what}"}
 
 
 def _section(properties: dict, nullable: bool = True, **extra) -> dict:
-    kinds = ["object", "null"] if nullable else "object"
-    return {"type": kinds, "properties": properties, "additionalProperties": False, **extra}
+    """A mapping with fixed keys (``null`` allowed unless ``nullable`` is False)."""
+    return {
+        "type": ["object", "null"] if nullable else "object",
+        "properties": properties,
+        "additionalProperties": False,
+        "x-message": "must be a mapping",
+        **extra,
+    }
 
 
-def _one_of(values, **extra) -> dict:
-    return {"enum": list(values), "x-message": f"must be one of {list(values)}", **extra}
+def _one_of(values, message: str | None = None) -> dict:
+    return {"enum": list(values), "x-message": message or f"must be one of {list(values)}"}
 
 
 def _number(low, high, kind="number") -> dict:
     word = "an integer" if kind == "integer" else "a number"
-    return {"type": kind, "minimum": low, "maximum": high,
-            "x-message": f"must be {word} in [{low}, {high}]"}  # fmt: skip
+    message = f"must be {word} in [{low}, {high}]"
+    return {"type": kind, "minimum": low, "maximum": high, "x-message": message}
 
 
+_BOOL = {"type": "boolean", "x-message": "must be true or false"}
+_NAME = _string("must be a non-empty string", pattern=r"\S")
 _OPERATOR = {"$ref": "#/$defs/operator"}
-_OPERATORS = _table(_OPERATOR, "a mapping of entity type to operator")
+_OPERATORS = _table(_OPERATOR, "a mapping of entity type to operator", nullable=True)
 _TYPES = _strings("entity types")
+_STRING_TABLE = _table(_strings(), "a mapping of entity type to a list of strings")
 _LEVELS = {level: _strings("regimes") for level in reversed(SENSITIVITY_LEVELS)}
-KEY_URI_PATTERN = r"^[A-Za-z][A-Za-z0-9+.-]*:"
+_KEY_URI = _string(
+    "must be a key URI (file:PATH, env:NAME, kms:..., pkcs11:...), never a key value",
+    pattern=r"^[A-Za-z][A-Za-z0-9+.-]*:",
+)
+_ROLES = {**_strings("roles"), "type": ["array", "null"]}
+_FIELD_RULE = {
+    "type": "object",
+    "required": ["match", "entity"],
+    "additionalProperties": False,
+    "properties": {
+        "match": _string("is not a valid regex", format="regex"),
+        "entity": _string("must be an entity type", minLength=1),
+    },
+    "x-message": "must be {match: REGEX, entity: TYPE}",
+}
+
+_TEXT = _section(
+    {
+        "language": _one_of(["en"], "{value!r} is not supported (only 'en')"),
+        "score_threshold": _number(0, 1),
+        "entities": _strings("entity type names"),
+        "max_chars": {"type": "integer", "minimum": 1, "x-message": "must be a positive integer"},
+        "ner": _BOOL,
+        "allow_list": _strings(),
+        "deny_list": _STRING_TABLE,
+        "context_words": _STRING_TABLE,
+        "phone_regions": _strings(
+            "ISO 3166 codes", _string("must be an ISO 3166 code such as DE", pattern="^[A-Z]{2}$")
+        ),
+        # Presidio recognizers: veil.transforms.text.presidio checks each entry.
+        "recognizers": {"type": ["array", "null"], "x-message": "must be a list"},
+    },
+    nullable=False,
+)
+_CLASSIFICATION = _section(
+    {
+        "regimes": _table(_TYPES, "a mapping of regime to entity types"),
+        "requires": _table(_TYPES, "a mapping of regime to entity types", nullable=True),
+        "sensitivity": _section(_LEVELS, nullable=False),
+        "default": _one_of(SENSITIVITY_LEVELS),
+        "no_entities": _one_of(SENSITIVITY_LEVELS),
+    },
+    nullable=False,
+    required=["regimes", "sensitivity"],
+)
+_NOT_A_VALUE = "'keys' names a key (a URI, a file or an environment variable), never a key value"
+_KEYS = _section(
+    {
+        "pseudonym_key": _KEY_URI,  # veil.transforms.key_uri; the two below are aliases
+        "pseudonym_key_file": _NAME,
+        "pseudonym_key_env": _NAME,
+    },
+    **{"x-note": _NOT_A_VALUE},
+)
 
 
 def policy_schema() -> dict:
@@ -197,6 +264,7 @@ def policy_schema() -> dict:
 
 @functools.lru_cache(maxsize=4)
 def _policy_schema(_names: tuple) -> dict:
+    anonymize = {"default": _OPERATOR, "entities": _OPERATORS}
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": "Veil policy",
@@ -206,111 +274,45 @@ def _policy_schema(_names: tuple) -> dict:
         "additionalProperties": False,
         "$defs": {"operator": operators.operator_schema()},
         "properties": {
-            "version": {"type": "string", "pattern": r"\S", "x-message": "must be a non-empty string"},
-            "text": _section(
-                {
-                    "language": _one_of(["en"], **{"x-message": "{value!r} is not supported (only 'en')"}),
-                    "score_threshold": _number(0, 1),
-                    "entities": _strings("entity type names"),
-                    "max_chars": {"type": "integer", "minimum": 1, "x-message": "must be a positive integer"},
-                    "ner": {"type": "boolean", "x-message": "must be true or false"},
-                    "allow_list": _strings(),
-                    "deny_list": _table(_strings(), "a mapping of entity type to a list of strings"),
-                    "context_words": _table(_strings(), "a mapping of entity type to a list of strings"),
-                    "phone_regions": _strings(
-                        "ISO 3166 codes",
-                        {"type": "string", "pattern": "^[A-Z]{2}$",
-                         "x-message": "must be an ISO 3166 code such as DE"},
-                    ),
-                    # Presidio recognizers: each entry is checked by veil.transforms.text.presidio.
-                    "recognizers": {"type": ["array", "null"], "x-message": "must be a list"},
-                },
-                nullable=False,
-                **{"x-message": "must be a mapping"},
-            ),
+            "version": _NAME,
+            "text": _TEXT,
             "anonymize": _section(
                 {
                     "default": _OPERATOR,
-                    **{m: _section({"default": _OPERATOR, "entities": _OPERATORS})
-                       for m in MODALITY_SECTIONS},
-                    "regimes": _table(_OPERATORS, "a mapping of regime to operators"),
-                },
-                **{"x-message": "must be a mapping"},
+                    **{modality: _section(anonymize) for modality in MODALITY_SECTIONS},
+                    "regimes": _table(_OPERATORS, "a mapping of regime to operators", True),
+                }
             ),
             "structured": _section(
                 {
-                    "scan_values": {"type": "boolean", "x-message": "must be true or false"},
+                    "scan_values": _BOOL,
                     "max_depth": _number(1, 256, "integer"),
-                    "fields": {
-                        "type": ["array", "null"],
-                        "items": {
-                            "type": "object",
-                            "required": ["match", "entity"],
-                            "additionalProperties": False,
-                            "properties": {
-                                "match": {"type": "string", "format": "regex",
-                                          "x-message": "is not a valid regex"},
-                                "entity": {"type": "string", "minLength": 1,
-                                           "x-message": "must be an entity type"},
-                            },
-                            "x-message": "must be {match: REGEX, entity: TYPE}",
-                        },
-                    },
-                },
-                **{"x-message": "must be a mapping"},
+                    "fields": {"type": ["array", "null"], "items": _FIELD_RULE},
+                }
             ),
-            "classification": _section(
-                {
-                    "regimes": _table(_TYPES, "a mapping of regime to entity types"),
-                    "requires": {**_table(_TYPES, "a mapping of regime to entity types"),
-                                 "type": ["object", "null"]},
-                    "sensitivity": _section(_LEVELS, nullable=False),
-                    "default": _one_of(SENSITIVITY_LEVELS),
-                    "no_entities": _one_of(SENSITIVITY_LEVELS),
-                },
-                nullable=False,
-                required=["regimes", "sensitivity"],
-                **{"x-message": "must be a mapping"},
-            ),
-            "keys": _section(
-                {
-                    # A key URI (veil.transforms.key_uri); the two below are its aliases.
-                    "pseudonym_key": {
-                        "type": "string",
-                        "pattern": KEY_URI_PATTERN,
-                        "x-message": "must be a key URI (file:PATH, env:NAME, kms:..., "
-                        "pkcs11:...), never a key value",
-                    },
-                    "pseudonym_key_file": {"type": "string", "pattern": r"\S",
-                                           "x-message": "must be a non-empty string"},
-                    "pseudonym_key_env": {"type": "string", "pattern": r"\S",
-                                          "x-message": "must be a non-empty string"},
-                },
-                **{"x-note": "'keys' names a key (a URI, a file or an environment "
-                   "variable), never a key value"},
-            ),
+            "classification": _CLASSIFICATION,
+            "keys": _KEYS,
             "video": _section(
-                {"faces": _one_of(VIDEO_FACE_MODES), "audio": _one_of(VIDEO_AUDIO_MODES)},
-                **{"x-message": "must be a mapping"},
+                {"faces": _one_of(VIDEO_FACE_MODES), "audio": _one_of(VIDEO_AUDIO_MODES)}
             ),
             "audio": _section(
                 {
                     "unreliable_speech": _one_of(UNRELIABLE_SPEECH_ACTIONS),
                     "min_transcript_confidence": _number(0, 1),
-                },
-                **{"x-message": "must be a mapping"},
+                }
             ),
             "routing": _section(
-                {"quarantine": _strings("sensitivity levels", _one_of(SENSITIVITY_LEVELS))},
-                **{"x-message": "must be a mapping"},
+                {"quarantine": _strings("sensitivity levels", _one_of(SENSITIVITY_LEVELS))}
             ),
             # Read by ``veil reveal`` (veil.transforms.crypto.reveal): roles per regime.
             "reidentification": _section(
-                {"default": _strings("roles"), "regimes": _table(_strings("roles"),
-                                                                 "a mapping of regime to roles")}
+                {
+                    "default": _ROLES,
+                    "regimes": _table(_ROLES, "a mapping of regime to roles", nullable=True),
+                }
             ),
         },
-    }  # fmt: skip
+    }
 
 
 #: The schema with the built-in operators (the CLI and docs read it).

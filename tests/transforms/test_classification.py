@@ -468,3 +468,13 @@ def test_an_operator_registered_later_is_accepted_by_the_policy():
         del REGISTRY["upper_for_test"]
     with pytest.raises(PolicyError, match="unknown operator 'upper_for_test'"):
         parse_policy(_full("anonymize.text.entities.PERSON", "upper_for_test"))
+
+
+def test_reidentification_roles_are_lists_not_strings():
+    """A bare string would be read as a set of letters by `veil reveal`."""
+    raw = yaml.safe_load(default_policy_path().read_text())
+    raw["reidentification"] = {"default": None, "regimes": {"PCI": None, "GDPR": ["dpo"]}}
+    assert parse_policy(raw).version
+    raw["reidentification"] = {"default": "privacy-officer"}
+    with pytest.raises(PolicyError, match="reidentification.default: must be a list of roles"):
+        parse_policy(raw, "p.yaml")
