@@ -27,7 +27,6 @@ import dataclasses
 import functools
 import hashlib
 import re
-from importlib import resources
 from pathlib import Path
 
 import yaml
@@ -335,7 +334,14 @@ def check_policy_keys(raw, where: str = "policy") -> None:
 
 
 def default_policy_path() -> Path:
-    return Path(str(resources.files("veil.pipelines").joinpath("data", DEFAULT_POLICY)))
+    """The packaged default policy, ``veil/pipelines/data/policy-default.yaml``.
+
+    Found next to this package (``veil.transforms`` and ``veil.pipelines`` are siblings
+    in the source tree and in an installed wheel) rather than through
+    ``importlib.resources``, which would import ``veil.pipelines``: ``veil.transforms``
+    never imports it.
+    """
+    return Path(__file__).resolve().parent.parent / "pipelines" / "data" / DEFAULT_POLICY
 
 
 def load_policy(path: str | Path | None = None) -> Policy:
