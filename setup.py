@@ -27,6 +27,7 @@ PACKAGE_DIR = {
     "veil.transforms.media": "transforms/media",
     "veil.transforms.video": "transforms/video",
     "veil.transforms.crypto": "transforms/crypto",
+    "veil.transforms.operators": "transforms/operators",
     "veil.transforms.text": "transforms/text",
     "veil.transforms.text.recognizers": "transforms/text/recognizers",
     "veil.schemas": "schemas",
@@ -75,6 +76,9 @@ setup(
         "phonenumbers>=9.0,<10",
         "spacy>=3.8,<3.9",
         "PyYAML>=6,<7",
+        # The policy's schema (veil.transforms.validation); already pinned through
+        # apache-beam's dependencies (requirements/constraints.txt: 4.26.0).
+        "jsonschema>=4.23,<5",
         # Imported directly (tests/test_dependencies.py compares imports with this list).
         "numpy>=2.2,<2.3",
         "scipy>=1.17,<1.18",

@@ -100,14 +100,18 @@ def _key(branch: str, env: str, code: str, needed_by: str) -> Check:
     path = os.environ.get(env)
     if not path:
         return Check(branch, f"key ${env}", OPTIONAL, f"not set ({needed_by})", fix_for(code))
+    from veil.transforms.key_uri import secret_keys
     from veil.transforms.keys import FileKeys, KeyUnavailable
 
+    keys = secret_keys(f"env:{env}")  # a path or any key URI (docs/keys.md#key-uris)
     try:
-        FileKeys(path).key_for("doctor")
+        keys.key_for("doctor")
     except KeyUnavailable:
-        return Check(branch, f"key ${env}", MISSING, "set, but the file is missing, too short "
-                     "or readable by others", fix_for(code))  # fmt: skip
-    return Check(branch, f"key ${env}", OK, "readable, mode 0600")
+        return Check(branch, f"key ${env}", MISSING, "set, but the key it names cannot be "
+                     "read (file missing, too short or readable by others, or the key "
+                     "service unavailable)", fix_for(code))  # fmt: skip
+    detail = "readable, mode 0600" if isinstance(keys, FileKeys) else "key service reachable"
+    return Check(branch, f"key ${env}", OK, detail)
 
 
 def _broker(bootstrap: str | None) -> Check:

@@ -20,6 +20,7 @@ audit topic (``--bootstrap``); ``reveal`` refuses to run with neither.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -40,7 +41,8 @@ def add_key_service_args(p: argparse.ArgumentParser) -> None:
     add(
         "--veil_key_store",
         "--store",
-        help="data-key store: SQLite file, or kafka://HOST:PORT/TOPIC (kafka://TOPIC with "
+        help="the key service as a key URI (kms:local?store=S&keyring=K, pkcs11:...), or "
+        "its data-key store: SQLite file, or kafka://HOST:PORT/TOPIC (kafka://TOPIC with "
         "--bootstrap) [env: $VEIL_KEY_STORE]",
     )
     add("--veil_kms", "--kms", "local", choices=("local", "pkcs11"), help="KEK backend")
@@ -143,10 +145,22 @@ def _kafka_audit_arg(p):
 
 
 def _service(args):
-    from veil.transforms.crypto import KeyServiceConfig, KmsError
+    from veil.transforms.crypto import KeyServiceConfig
+
+    from veil.transforms.key_uri import KeyUriError, is_key_service_uri, key_service_config
 
     if not args.store:
         raise CliError("no data-key store: pass --store or set $VEIL_KEY_STORE", 2)
+    if is_key_service_uri(args.store):  # the whole key service as one key URI
+        try:
+            config = dataclasses.replace(
+                key_service_config(args.store),
+                bootstrap=getattr(args, "bootstrap", None),
+                kafka_client=_kafka_client(args),
+            )
+        except KeyUriError as exc:
+            raise CliError(f"--veil_key_store: {exc}", 2) from None
+        return _open(config)
     config = KeyServiceConfig(
         store=args.store,
         backend=args.kms,
@@ -159,6 +173,12 @@ def _service(args):
         bootstrap=getattr(args, "bootstrap", None),
         kafka_client=_kafka_client(args),
     )
+    return _open(config)
+
+
+def _open(config):
+    from veil.transforms.crypto import KmsError
+
     try:
         return config.open()
     except KmsError as exc:

@@ -14,6 +14,7 @@ import os
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from veil.transforms.emit import TopicNames
+from veil.transforms.key_uri import is_key_service_uri
 from veil.transforms.kafkaio.client import (
     DEFAULT_PASSWORD_ENV,
     PROTOCOLS,
@@ -190,9 +191,11 @@ class VeilOptions(PipelineOptions):
         parser.add_argument(
             "--veil_key_store",
             default=None,
-            help="Data-key store: a SQLite file (one machine), or kafka://TOPIC (a "
-            "compacted topic on the pipeline's brokers, for a cluster) or "
-            "kafka://HOST:PORT/TOPIC. Enables the protection stage and dead-letter "
+            help="The key service as one key URI (kms:local?store=S&keyring=K, "
+            "pkcs11:token=T?module-path=LIB&store=S; docs/keys.md), or its data-key "
+            "store alone with the flags below (alias): a SQLite file (one machine), or "
+            "kafka://TOPIC (a compacted topic on the pipeline's brokers, for a cluster) "
+            "or kafka://HOST:PORT/TOPIC. Enables the protection stage and dead-letter "
             "originals; unset: both stay off.",
         )
         parser.add_argument(
@@ -218,7 +221,8 @@ class VeilOptions(PipelineOptions):
         parser.add_argument(
             "--veil_audit_key",
             default=None,
-            help="Audit MAC key: a key file (veil keys init) or a kms: URI, read on the "
+            help="Audit MAC key: a key URI (file:PATH, env:NAME, kms:..., pkcs11:...; a "
+            "bare path is file:), read on the "
             "workers (default: $VEIL_AUDIT_KEY_FILE there, else the key service's audit "
             "key when --veil_key_store is set, else hash chain without MAC).",
         )
@@ -233,7 +237,8 @@ class VeilOptions(PipelineOptions):
         parser.add_argument(
             "--veil_record_id_key",
             default=None,
-            help="Record-id key: a key file (veil keys init) or a kms: URI, read on the "
+            help="Record-id key: a key URI (file:PATH, env:NAME, kms:...; a bare path "
+            "is file:), read on the "
             "workers (default: $VEIL_RECORD_ID_KEY_FILE there, else the key service's "
             "record-id key when --veil_key_store is set). Producer ids leave Veil as its "
             "keyed hash; without any key only already-opaque ids (32 hex digits or a "
@@ -262,7 +267,8 @@ class VeilOptions(PipelineOptions):
         parser.add_argument(
             "--veil_audio_key_file",
             default=None,
-            help="The voice key file on the workers (a key file from `veil keys init`); "
+            help="The voice key on the workers: a key URI (file:PATH, env:NAME, kms:...; "
+            "a bare path is file:, a key file from `veil keys init`); "
             "unset: $VEIL_AUDIO_KEY_FILE there, else audio records are dead-lettered "
             "AUDIO_KEY_UNAVAILABLE.",
         )
@@ -273,6 +279,39 @@ class VeilOptions(PipelineOptions):
             help="Decode images, audio and video in sandboxed worker processes with memory, "
             "CPU and time limits (a crash there is a DECODER_* dead letter).",
         )
+
+
+def _check_key_uri(flag: str, value: str | None) -> None:
+    """A flag naming a key takes a key URI (veil.transforms.key_uri) or a path."""
+    from veil.transforms.key_uri import KeyUriError, parse_key_uri
+
+    if value:
+        try:
+            parse_key_uri(value)
+        except KeyUriError as exc:
+            raise ConfigError(f"--{flag}: {exc}") from None
+
+
+def _key_service_from_uri(o, servers: str, security: dict, topics):
+    """``--veil_key_store kms:...`` / ``pkcs11:...``: the whole key service in one URI
+    (the --veil_kms, --veil_keyring, ... flags spell the same settings out)."""
+    from veil.transforms.key_uri import KeyUriError, key_service_config
+
+    try:
+        config = key_service_config(o.veil_key_store)
+    except KeyUriError as exc:
+        raise ConfigError(f"--veil_key_store: {exc}") from None
+    ttl = config.cache_ttl_s if "cache_ttl_s=" in o.veil_key_store else o.veil_key_cache_ttl_s
+    if not 0 < ttl <= 3600:
+        raise ConfigError("--veil_key_store: cache_ttl_s must be in (0, 3600]")
+    _check_key_store(config.store, servers)
+    return dataclasses.replace(
+        config,
+        cache_ttl_s=ttl,
+        bootstrap=servers,
+        kafka_client=tuple(sorted(security.items())),
+        erasure_topic=topics.erasure if o.veil_erasure_listener != "off" else None,
+    )
 
 
 def _check_key_store(store: str, servers: str) -> None:
@@ -359,8 +398,12 @@ class VeilConfig:
             )
         except SecurityConfigError as exc:
             raise ConfigError(str(exc)) from None
+        for flag in ("veil_audit_key", "veil_record_id_key", "veil_audio_key_file"):
+            _check_key_uri(flag, getattr(o, flag))
         key_service = None
-        if o.veil_key_store:
+        if o.veil_key_store and is_key_service_uri(o.veil_key_store):
+            key_service = _key_service_from_uri(o, servers, security, topics)
+        elif o.veil_key_store:
             from veil.transforms.crypto.service import KeyServiceConfig
 
             if not 0 < o.veil_key_cache_ttl_s <= 3600:

@@ -46,6 +46,7 @@ def test_wheel_installs_everything_under_the_veil_root(dist_dir):
     assert tops == {"veil"}, tops  # no bare top-level transforms / pipelines / schemas
     assert "veil/schemas/catalog.json" in names
     assert "veil/transforms/kafkaio/source.py" in names
+    assert "veil/transforms/operators/mask.py" in names  # the operator registry's files
     assert "veil/__init__.py" not in names  # veil is a namespace package
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "veil = veil.pipelines.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()

@@ -113,16 +113,19 @@ class KeyNotConfigured(Exception):
 
 def resolve_scoped_key(key_ref: str | None, key_service, env: str | None, scope: str, code: str):
     """``(key bytes, key id)`` of ``scope`` from the first source that names one:
-    ``key_ref`` (a key file or ``kms:`` URI), then ``$env``, then the pipeline's key
+    ``key_ref`` (a key URI, ``veil.transforms.key_uri``), then ``env:env``, then the pipeline's key
     service (a ``KeyServiceConfig``). Raises ``KeyNotConfigured`` when none does, and
     ``KeyUnavailable`` when the configured source cannot give the key, its reason the
     key service's error class or ``code`` (never key material): callers fail closed.
     """
-    import os
+    from veil.transforms.key_uri import resolve
 
-    ref = key_ref or (os.environ.get(env) if env else None)
+    try:
+        ref = resolve(key_ref or (f"env:{env}" if env else None))
+    except ValueError:  # a malformed URI (the options check it before the graph is built)
+        raise KeyUnavailable(code) from None
     if ref:
-        keys = keys_from_config(ref, None)
+        keys = keys_from_config(str(ref), None)
     elif key_service is not None:
         try:
             keys = key_service.open().secret_keys()
@@ -139,24 +142,13 @@ def resolve_scoped_key(key_ref: str | None, key_service, env: str | None, scope:
 def keys_from_config(key_file: str | None, key_env: str | None) -> SecretKeys:
     """The configured key source, resolved on the worker (``NoKeys`` if none).
 
-    A value of the form ``kms:local?store=PATH&keyring=PATH`` (see
-    ``veil.transforms.crypto.KeyServiceConfig.from_uri``) selects the key service
-    instead of a key file; if it cannot be opened, every key request fails closed.
+    ``key_file`` is a key URI (``veil.transforms.key_uri``: ``file:``, ``env:``,
+    ``kms:``, ``pkcs11:``; a bare path is ``file:``); without one, ``env:key_env``.
+    If the named source cannot be opened, every key request fails closed.
     """
-    path = key_file or (os.environ.get(key_env) if key_env else None)
-    if path and str(path).startswith("kms:"):
-        return _service_keys(str(path))
-    return FileKeys(path) if path else NoKeys()
+    from veil.transforms.key_uri import secret_keys
 
-
-def _service_keys(uri: str) -> SecretKeys:
-    from veil.transforms.crypto.service import KeyServiceConfig
-
-    try:
-        return KeyServiceConfig.from_uri(uri).open().secret_keys()
-    except Exception as exc:  # not configured or unreachable: fail closed
-        _LOGGER.error("Key service unavailable: %s", type(exc).__name__)
-        return NoKeys()
+    return secret_keys(key_file or (f"env:{key_env}" if key_env else None))
 
 
 def write_key_file(path: str | Path, overwrite: bool = False) -> Path:

@@ -168,7 +168,7 @@ USAGE_ERRORS = [
     ),
     (
         ["sanitize", "in/a.txt", "--out", "o", "--policy", "de.yaml"],
-        "text.language 'de' is not supported",
+        "text.language: 'de' is not supported",
     ),
     (
         ["sanitize", "in/a.txt", "--out", "o", "--policy", "typo.yaml"],

@@ -51,6 +51,10 @@ def test_keys_unreadable_broker_down_and_registry_down_name_their_fixes(tmp_path
     assert registry.state == doctor.MISSING and "--veil_schema_registry none" in registry.fix
     key.chmod(0o600)
     assert _by_need(doctor.checks())["key $VEIL_AUDIO_KEY_FILE"].state == doctor.OK
+    monkeypatch.setenv("VEIL_AUDIO_KEY_FILE", f"file:{key}")  # a key URI works the same
+    assert _by_need(doctor.checks())["key $VEIL_AUDIO_KEY_FILE"].state == doctor.OK
+    monkeypatch.setenv("VEIL_AUDIO_KEY_FILE", "s3:bucket/key")  # an unknown scheme is named
+    assert _by_need(doctor.checks())["key $VEIL_AUDIO_KEY_FILE"].state == doctor.MISSING
 
 
 def test_sanitize_without_the_face_model_says_what_to_do(tmp_path):

@@ -252,3 +252,42 @@ def test_erasure_listener_can_be_turned_off(tmp_path):
     store = [f"--veil_key_store={tmp_path / 'k.db'}", f"--veil_keyring={tmp_path / 'r.json'}"]
     assert config(*store).key_service.erasure_topic == "veil.erasure"
     assert config(*store, "--veil_erasure_listener=off").key_service.erasure_topic is None
+
+
+def test_key_store_takes_the_whole_key_service_as_one_uri(tmp_path):
+    """``--veil_key_store kms:...`` is the --veil_kms/--veil_keyring/... flags in one URI."""
+    db, ring = tmp_path / "k.db", tmp_path / "r.json"
+    spelled = config(f"--veil_key_store={db}", f"--veil_keyring={ring}").key_service
+    uri = config(f"--veil_key_store=kms:local?store={db}&keyring={ring}").key_service
+    assert uri == spelled
+    hsm = config(
+        "--veil_key_store=pkcs11:token=veil?module-path=/usr/lib/x.so"
+        f"&pin-source=env:MY_PIN&store={db}",
+        "--veil_key_cache_ttl_s=5",
+    ).key_service
+    assert (hsm.backend, hsm.pkcs11_token, hsm.pkcs11_pin_env, hsm.cache_ttl_s) == (
+        "pkcs11", "veil", "MY_PIN", 5.0
+    )
+    assert hsm.erasure_topic == "veil.erasure" and hsm.bootstrap == "127.0.0.1:9092"
+
+
+@pytest.mark.parametrize(
+    "flag, value, message",
+    [
+        ("--veil_key_store", "kms:local?keyring=/r.json", "--veil_key_store: kms: "),
+        ("--veil_key_store", "pkcs11:token=t", "--veil_key_store: pkcs11: needs token"),
+        ("--veil_audit_key", "s3:bucket/k", "--veil_audit_key: unknown key URI scheme 's3:'"),
+        ("--veil_record_id_key", "env:", "--veil_record_id_key: an env: key URI needs"),
+        ("--veil_audio_key_file", "vault:x", "--veil_audio_key_file: unknown key URI scheme"),
+    ],
+)
+def test_key_flags_take_key_uris_and_name_a_bad_one(flag, value, message):
+    with pytest.raises(ConfigError) as caught:
+        config(f"{flag}={value}")
+    assert str(caught.value).startswith(message)
+
+
+def test_key_flags_accept_every_scheme_and_the_old_path_form(tmp_path):
+    for value in (str(tmp_path / "a.key"), f"file:{tmp_path}/a.key", "env:MY_AUDIT_KEY",
+                  f"kms:local?store={tmp_path}/k.db&keyring={tmp_path}/r.json"):  # fmt: skip
+        assert config(f"--veil_audit_key={value}").audit_key == value

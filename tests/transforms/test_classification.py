@@ -74,8 +74,8 @@ def test_valid_policy_parses():
         (["not", "a", "mapping"], "top level must be a mapping"),
         (None, "top level must be a mapping"),
         (_with("version", ...), "'version'"),
-        (_with("version", "  "), "'version'"),
-        (_with("version", 3), "'version'"),
+        (_with("version", "  "), "version: must be a non-empty string"),
+        (_with("version", 3), "version: must be a non-empty string"),
         (_with("text", ...), "'text'"),
         (_with("text.score_threshold", 1.5), "text.score_threshold"),
         (_with("text.score_threshold", -0.1), "text.score_threshold"),
@@ -85,7 +85,7 @@ def test_valid_policy_parses():
         (_with("text.max_chars", 0), "text.max_chars"),
         (_with("text.language", "fr"), "text.language"),
         (_with("classification", ...), "'classification'"),
-        (_with("classification.regimes", ["GDPR"]), "'regimes'"),
+        (_with("classification.regimes", ["GDPR"]), "classification.regimes: must be a mapping"),
         (_with("classification.regimes.PCI", "CREDIT_CARD"), "classification.regimes.PCI"),
         (
             _with("classification.sensitivity.RESTRICTED", ["HIPAA"]),
@@ -301,11 +301,11 @@ def test_regime_rules(counts, sensitivity, regimes):
 @pytest.mark.parametrize(
     "path, value, names",
     [
-        ("anonymize", [], "'anonymize' must be a mapping"),
+        ("anonymize", [], "anonymize: must be a mapping"),
         ("anonymize.video", {}, "unknown key 'anonymize.video'"),
         ("anonymize.default", "shred", "anonymize.default: unknown operator 'shred'"),
         ("anonymize.text.entities.PERSON", {"operator": "mask", "keep_last": 99},
-         "anonymize.text.entities.PERSON: mask.keep_last"),
+         "anonymize.text.entities.PERSON.keep_last: must be an integer in [0, 8]"),
         ("anonymize.text.bogus", 1, "unknown key 'anonymize.text.bogus'"),
         ("anonymize.regimes.SOX", {}, "unknown regime 'SOX'"),
         ("anonymize.structured.entities", ["AGE"], "anonymize.structured.entities"),
@@ -315,9 +315,9 @@ def test_regime_rules(counts, sensitivity, regimes):
         ("structured.scan_values", "yes", "structured.scan_values"),
         ("keys", {"pseudonym_key": "deadbeef"}, "never a key value"),
         ("keys.pseudonym_key_env", "", "keys.pseudonym_key_env"),
-        ("routing.quarantine", ["SECRET"], "routing.quarantine names unknown levels"),
+        ("routing.quarantine", ["SECRET"], "routing.quarantine[0]: must be one of"),
         ("routing.topic", "x", "unknown key 'routing.topic'"),
-        ("classification.requires", ["HEALTH"], "classification.requires must be a mapping"),
+        ("classification.requires", ["HEALTH"], "classification.requires: must be a mapping"),
         ("classification.requires.SOX", ["HEALTH"], "unknown regime 'SOX'"),
         ("text.allow_list", "Ada", "text.allow_list"),
         ("text.deny_list", ["x"], "text.deny_list"),
@@ -361,3 +361,120 @@ def test_hipaa_policy_covers_the_18_identifier_classes():
     assert all(policy.operator_for("text", e).name == "replace" for e in phi - {
         "DATE_TIME", "ZIP_CODE", "AGE"})
     assert classify({"PERSON": 1}, policy).regimes == ["GDPR", "HIPAA_PHI"]
+
+
+# --- the schema -----------------------------------------------------------------------
+
+
+def test_policy_schema_is_valid_json_schema_and_lists_every_default_key():
+    from jsonschema import Draft202012Validator
+
+    from veil.transforms.policy import POLICY_SCHEMA
+
+    Draft202012Validator.check_schema(POLICY_SCHEMA)
+    raw = yaml.safe_load(default_policy_path().read_text())
+    top = POLICY_SCHEMA["properties"]
+    assert list(top)[:2] == ["version", "text"]
+    for section, body in raw.items():
+        assert section in top
+        if isinstance(body, dict) and "properties" in top[section]:
+            assert set(body) <= set(top[section]["properties"]), section
+
+
+@pytest.mark.parametrize(
+    "path, value, message",
+    [
+        ("text.phone_regions", ["DE", "FR", "germany"],
+         "text.phone_regions[2]: must be an ISO 3166 code such as DE"),
+        ("text.max_chars", 1.0, "text.max_chars: must be a positive integer"),
+        ("text.max_chars", True, "text.max_chars: must be a positive integer"),
+        ("text.score_threshold", True, "text.score_threshold: must be a number in [0, 1]"),
+        ("structured.fields", [{"match": "x", "entity": "E", "extra": 1}],
+         "unknown key 'structured.fields[0].extra'"),
+        ("anonymize.regimes.PCI", {"CREDIT_CARD": {"operator": "generalize"}},
+         "missing required key 'anonymize.regimes.PCI.CREDIT_CARD.kind'"),
+        ("audio", {"min_transcript_confidence": 2}, "audio.min_transcript_confidence: must be"),
+        ("video", {"faces": "none"}, "video.faces: must be one of ['fill', 'pixelate', 'blur']"),
+    ],
+)  # fmt: skip
+def test_schema_errors_name_the_field_with_its_index(path, value, message):
+    with pytest.raises(PolicyError) as caught:
+        parse_policy(_full(path, value), "p.yaml")
+    assert str(caught.value).startswith(f"p.yaml: {message}")
+
+
+@pytest.mark.parametrize(
+    "keys",
+    [
+        {"pseudonym_key": "00112233445566778899aabbccddeeff"},
+        {"pseudonym_key_secret": "00112233445566778899aabbccddeeff"},
+        {"pseudonym_key_env": 1234567890123456},
+    ],
+)
+def test_a_key_value_in_the_policy_is_refused_without_echoing_it(keys):
+    with pytest.raises(PolicyError) as caught:
+        parse_policy(_full("keys", keys), "p.yaml")
+    assert "00112233" not in str(caught.value) and "1234567890" not in str(caught.value)
+    assert "keys" in str(caught.value)
+
+
+def test_pseudonym_key_uri_and_its_aliases():
+    uri = parse_policy(_full("keys", {"pseudonym_key": "file:/etc/veil/p.key"}))
+    assert uri.key_file == "file:/etc/veil/p.key" and uri.key_uri == "file:/etc/veil/p.key"
+    legacy = parse_policy(_full("keys", {"pseudonym_key_file": "/etc/veil/p.key"}))
+    assert legacy.key_uri == "/etc/veil/p.key"
+    env = parse_policy(_full("keys", {"pseudonym_key_env": "MY_KEY_FILE"}))
+    assert env.key_uri == "env:MY_KEY_FILE"
+    assert parse_policy(VALID).key_uri == "env:VEIL_PSEUDONYM_KEY_FILE"
+
+
+@pytest.mark.parametrize(
+    "keys, message",
+    [
+        ({"pseudonym_key": "s3:bucket/key"}, "keys.pseudonym_key: unknown key URI scheme 's3:'"),
+        ({"pseudonym_key": "env:"}, "keys.pseudonym_key: an env: key URI needs a variable"),
+        ({"pseudonym_key_file": "kms:local?keyring=/k"}, "keys.pseudonym_key_file: kms:"),
+    ],
+)
+def test_policy_key_uris_are_checked_when_the_policy_loads(keys, message):
+    with pytest.raises(PolicyError) as caught:
+        parse_policy(_full("keys", keys), "p.yaml")
+    assert str(caught.value).startswith(f"p.yaml: {message}")
+
+
+def test_parsed_policy_is_frozen():
+    import dataclasses
+
+    policy = parse_policy(FULL)
+    for obj in (policy, policy.text, policy.structured, policy.video, policy.audio):
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            obj.version = "x"
+
+
+def test_an_operator_registered_later_is_accepted_by_the_policy():
+    from veil.transforms.operators import REGISTRY, Operator, register
+
+    @register
+    class Upper(Operator):
+        name = "upper_for_test"
+
+        def operate(self, value, entity_type, params, ctx, field_path):
+            return value.upper()
+
+    try:
+        policy = parse_policy(_full("anonymize.text.entities.PERSON", "upper_for_test"))
+        assert policy.operator_for("text", "PERSON") == OperatorSpec.of("upper_for_test")
+    finally:
+        del REGISTRY["upper_for_test"]
+    with pytest.raises(PolicyError, match="unknown operator 'upper_for_test'"):
+        parse_policy(_full("anonymize.text.entities.PERSON", "upper_for_test"))
+
+
+def test_reidentification_roles_are_lists_not_strings():
+    """A bare string would be read as a set of letters by `veil reveal`."""
+    raw = yaml.safe_load(default_policy_path().read_text())
+    raw["reidentification"] = {"default": None, "regimes": {"PCI": None, "GDPR": ["dpo"]}}
+    assert parse_policy(raw).version
+    raw["reidentification"] = {"default": "privacy-officer"}
+    with pytest.raises(PolicyError, match="reidentification.default: must be a list of roles"):
+        parse_policy(raw, "p.yaml")

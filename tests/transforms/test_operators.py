@@ -172,17 +172,20 @@ def test_zip3_applies_every_restricted_prefix():
         ("shred", "unknown operator 'shred'"),
         ({"operator": 3}, "must be an operator name"),
         ([], "must be an operator name"),
-        ({"operator": "mask", "keep_last": 9}, "mask.keep_last"),
-        ({"operator": "mask", "keep_last": "4"}, "mask.keep_last"),
-        ({"operator": "mask", "char": "x"}, "mask.char"),
-        ({"operator": "pseudonym", "length": 4}, "pseudonym.length"),
-        ({"operator": "generalize"}, "generalize.kind"),
-        ({"operator": "generalize", "kind": "zip5"}, "generalize.kind"),
-        ({"operator": "generalize", "kind": "age_band", "width": 0}, "generalize.width"),
-        ({"operator": "date_shift", "max_days": 0}, "date_shift.max_days"),
-        ({"operator": "replace", "label": 3}, "replace.label"),
-        ({"operator": "drop", "keep_last": 1}, "takes no parameter"),
+        ({"operator": "mask", "keep_last": 9}, "where.keep_last: must be an integer in [0, 8]"),
+        ({"operator": "mask", "keep_last": "4"}, "where.keep_last"),
+        ({"operator": "mask", "char": "x"}, "where.char"),
+        ({"operator": "pseudonym", "length": 4}, "where.length"),
+        ({"operator": "generalize"}, "missing required key 'where.kind'"),
+        ({"operator": "generalize", "kind": "zip5"}, "where.kind"),
+        ({"operator": "generalize", "kind": "age_band", "width": 0}, "where.width"),
+        ({"operator": "date_shift", "max_days": 0}, "where.max_days"),
+        ({"operator": "replace", "label": 3}, "where.label"),
+        ({"operator": "drop", "keep_last": 1}, "operator drop takes no parameter"),
         ({"operator": "pseudonym", "key": "abc"}, "takes no parameter"),
+        ({"operator": "mask", "keep_last": True}, "where.keep_last"),
+        ({"operator": "mask", "keep_last": 4.0}, "where.keep_last"),
+        ({"operator": "mask", "char": "\u00e9"}, "where.char"),
     ],
 )
 def test_bad_operator_specs_are_named(raw, message):
@@ -243,3 +246,64 @@ def test_veil_keys_init_command(tmp_path, capsys):
     assert stat.S_IMODE(target.stat().st_mode) == 0o600
     assert main(["keys", "init", str(target)]) == 2
     assert main(["keys", "init", str(target), "--force"]) == 0
+
+
+# --- the registry: one class per operator, one file each ------------------------------
+
+
+def test_every_operator_module_registers_one_operator_named_like_its_file():
+    import importlib
+    import pkgutil
+
+    import veil.transforms.operators as package
+    from veil.transforms.operators import REGISTRY, Operator
+
+    modules = [
+        m.name for m in pkgutil.iter_modules(package.__path__)
+        if not m.name.startswith("_") and m.name != "base"
+    ]  # fmt: skip
+    assert sorted(modules) == sorted(REGISTRY)
+    for name in modules:
+        module = importlib.import_module(f"veil.transforms.operators.{name}")
+        ours = [
+            v for v in vars(module).values()
+            if isinstance(v, type) and issubclass(v, Operator) and v is not Operator
+            and v.__module__ == module.__name__
+        ]  # fmt: skip
+        assert [c.name for c in ours] == [name]
+
+
+@pytest.fixture
+def toy_operator():
+    """A new operator defined the way an operator module defines one."""
+    from veil.transforms.operators import REGISTRY, Operator, register
+
+    @register
+    class Reverse(Operator):
+        name = "reverse_for_test"
+        params = {"suffix": {"type": "string", "x-message": "must be a string"}}
+
+        def operate(self, value, entity_type, params, ctx, field_path):
+            return value[::-1] + params.get("suffix", "")
+
+    yield Reverse
+    del REGISTRY["reverse_for_test"]
+
+
+def test_a_registered_operator_is_validated_and_applied(toy_operator, keys):
+    spec = parse_operator({"operator": "reverse_for_test", "suffix": "!"}, "w")
+    assert apply_operator(spec, "abc", "PERSON", _ctx(keys)) == "cba!"
+    with pytest.raises(OperatorError, match="w.suffix: must be a string"):
+        parse_operator({"operator": "reverse_for_test", "suffix": 1}, "w")
+    with pytest.raises(OperatorError, match="takes no parameter"):
+        parse_operator({"operator": "reverse_for_test", "keep_last": 1}, "w")
+
+
+def test_an_operator_name_is_registered_once():
+    from veil.transforms.operators import Operator, register
+
+    class Impostor(Operator):
+        name = "mask"
+
+    with pytest.raises(ValueError, match="registered twice"):
+        register(Impostor)
