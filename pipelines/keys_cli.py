@@ -146,7 +146,6 @@ def _kafka_audit_arg(p):
 
 def _service(args):
     from veil.transforms.crypto import KeyServiceConfig
-
     from veil.transforms.key_uri import KeyUriError, is_key_service_uri, key_service_config
 
     if not args.store:

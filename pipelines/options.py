@@ -14,7 +14,6 @@ import os
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from veil.transforms.emit import TopicNames
-from veil.transforms.key_uri import is_key_service_uri
 from veil.transforms.kafkaio.client import (
     DEFAULT_PASSWORD_ENV,
     PROTOCOLS,
@@ -22,6 +21,7 @@ from veil.transforms.kafkaio.client import (
     SecurityConfigError,
     security_config,
 )
+from veil.transforms.key_uri import is_key_service_uri
 
 LOCAL_RUNNER = "apache_beam.runners.portability.fn_api_runner.FnApiRunner"
 

@@ -467,7 +467,7 @@ def _cross_checks(raw: dict, where: str) -> None:
     known = set(classification["regimes"])
     named = [
         ("classification.requires", list(classification.get("requires") or ())),
-        ("anonymize.regimes", list(((raw.get("anonymize") or {}).get("regimes") or {}))),
+        ("anonymize.regimes", list((raw.get("anonymize") or {}).get("regimes") or {})),
         *(
             (f"classification.sensitivity.{level}", members or [])
             for level, members in classification["sensitivity"].items()

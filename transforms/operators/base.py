@@ -38,7 +38,7 @@ class OperatorSpec:
     params: tuple = ()  # sorted (key, value) pairs, hashable
 
     @classmethod
-    def of(cls, name: str, params: dict | None = None) -> "OperatorSpec":
+    def of(cls, name: str, params: dict | None = None) -> OperatorSpec:
         return cls(name, tuple(sorted((params or {}).items())))
 
     def param(self, key: str, default=None):
