@@ -35,7 +35,7 @@ from pathlib import Path
 import yaml
 
 from veil.pipelines import __version__ as PIPELINE_VERSION
-from veil.transforms.crypto.aead import DecryptionError
+from veil.transforms.crypto.aead import DecryptionError, is_role_envelope
 from veil.transforms.crypto.service import (
     BOUND_SCHEMA,
     EnvelopeContext,
@@ -78,6 +78,34 @@ class RevealPolicy:
             return role in self.default
         return all(role in self.regimes.get(regime, frozenset()) for regime in regimes)
 
+    @property
+    def roles(self) -> frozenset:
+        """Every role the section names."""
+        return self.default.union(*self.regimes.values())
+
+    def allowed_roles(self, regimes) -> list:
+        """The roles that may reveal a record under ``regimes`` (sorted)."""
+        return sorted(r for r in self.roles if self.allows(r, regimes))
+
+    def pins(self) -> tuple:
+        """(version, digest, roles per regime): what the protection stage binds and
+        which roles' keys it grants; plain data, so it pickles into the job graph."""
+        return (
+            self.version,
+            self.digest,
+            {"default": sorted(self.default), "regimes": {k: sorted(v) for k, v in self.regimes.items()}},
+        )
+
+    @classmethod
+    def from_pins(cls, pins) -> "RevealPolicy":
+        section = pins[2] if len(pins) > 2 and pins[2] else {"default": (), "regimes": {}}
+        return cls(
+            version=pins[0],
+            default=frozenset(section["default"]),
+            regimes={k: frozenset(v) for k, v in section["regimes"].items()},
+            digest=pins[1],
+        )
+
 
 def policy_digest(path=None) -> str:
     """SHA-256 (hex) of the policy file the pipeline runs with (packaged default: None)."""
@@ -116,7 +144,12 @@ def _envelope_bytes(value) -> bytes:
 
 
 def reveal_record(
-    service: KeyService, policy: RevealPolicy, record: dict, principal: str, role: str
+    service: KeyService,
+    policy: RevealPolicy,
+    record: dict,
+    principal: str,
+    role: str,
+    role_key=None,
 ):
     """Decrypts ``record``'s protected fields for ``principal`` acting as ``role``.
 
@@ -126,11 +159,15 @@ def reveal_record(
         record: a SanitizedRecord as a dict (envelopes as bytes or base64 text).
         principal: who asks (recorded in the audit event's reason code).
         role: the role they act in.
+        role_key: the role's authenticated key (``veil.transforms.crypto.kms.RoleKey``:
+            logged into the role's token, or its keyring opened with its secret), or
+            None. Role-sealed envelopes open only with it; without it the record is
+            denied (``ROLE_NOT_AUTHENTICATED``).
 
     Returns:
         (fields, audit event): ``fields`` is ``[(field_path, plaintext bytes)]`` (empty
-        when denied); a field that no longer decrypts (erased or retired key, tampering)
-        is left out and counted in the event.
+        when denied); a field that no longer decrypts (erased or retired key, tampering,
+        no grant for the role) is left out and counted in the event.
     """
     who = f"{principal}/{role}"
     classification = record.get("classification") or {}
@@ -144,18 +181,31 @@ def reveal_record(
         return [], _event(
             record, "REVEAL_DENIED", "FAILED", f"ROLE_NOT_ALLOWED:{who}", policy.version
         )
+    try:
+        envelopes = [
+            (item["field_path"], _envelope_bytes(item["envelope"]))
+            for item in record.get("protected") or []
+        ]
+    except (KeyError, TypeError, ValueError):
+        envelopes = None
+    authenticated = role_key is not None and role_key.role == role
+    if envelopes and not authenticated and any(is_role_envelope(e) for _, e in envelopes):
+        # Sealed to the roles' keys: typing a role opens nothing without its token.
+        return [], _event(
+            record, "REVEAL_DENIED", "FAILED", f"ROLE_NOT_AUTHENTICATED:{who}", policy.version
+        )
     binding = protection_binding(
         str(classification.get("sensitivity") or ""), regimes, policy.version, policy.digest
     )
-    fields, failed, key = [], 0, (None, None)
-    for item in record.get("protected") or []:
+    fields, failed, key = [], 0 if envelopes is not None else 1, (None, None)
+    for field_path, envelope in envelopes or ():
         try:
-            envelope = _envelope_bytes(item["envelope"])
             key = service.envelope_key(envelope)
-            context = EnvelopeContext(
-                record["record_id"], key[0], item["field_path"], BOUND_SCHEMA, binding
-            )
-            fields.append((item["field_path"], service.decrypt(envelope, context)))
+            context = EnvelopeContext(record["record_id"], key[0], field_path, BOUND_SCHEMA, binding)
+            if is_role_envelope(envelope):
+                fields.append((field_path, service.decrypt_for_role(envelope, context, role_key)))
+            else:  # sealed before any role had a key: the key service alone opens it
+                fields.append((field_path, service.decrypt(envelope, context)))
         except (DecryptionError, ValueError, KeyError, TypeError):
             failed += 1
     outcome = "OK" if not failed else "FAILED"
@@ -163,7 +213,7 @@ def reveal_record(
         record,
         "REVEALED" if fields else "REVEAL_FAILED",
         outcome,
-        who,
+        who if authenticated else f"{who}:unauthenticated",
         policy.version,
         entity_counts={"revealed": len(fields), "undecryptable": failed},
         key_id=key[0],
