@@ -68,6 +68,14 @@ def protect_item(service, item: WorkItem, policy=("", "")) -> WorkItem:
 
         roles = RevealPolicy.from_pins(policy)
         grants = service.role_grants(roles.roles, roles.allowed_roles(item.classification.regimes))
+        if grants and roles.key_pins:  # a substituted public key gets no grant
+            from veil.transforms.crypto.aead import public_key_fingerprint
+
+            grants = {
+                r: k
+                for r, k in grants.items()
+                if roles.key_pins.get(r, public_key_fingerprint(k)) == public_key_fingerprint(k)
+            }
     fields, key_id, version = [], None, None
     for field_path, original in item.pending_protection:
         context = EnvelopeContext(

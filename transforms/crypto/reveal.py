@@ -12,6 +12,15 @@ Policy section (ignored by the anonymization policy parser)::
       regimes:
         HIPAA_PHI: [privacy-officer]       # every regime of a record must allow the role
         PCI: []                            # nobody
+      role_keys:                           # optional: pin each role's public key
+        privacy-officer: sha256:...        # (fingerprint `veil keys add-role` prints)
+
+Once a role named here has a key (``veil keys add-role``), the protection stage seals
+every protected field to the public keys of the roles allowed for the record's regimes
+(``veil.transforms.crypto.aead.seal_for_roles``): opening one needs the subject's data
+key AND the private key of a granted role, which lives on that role's PKCS#11 token
+(or in its secret-sealed local role keyring). The role typed by the caller then opens
+nothing by itself (``ROLE_NOT_AUTHENTICATED``), and neither does the pipeline's KEK.
 
 A regime the section does not name allows nobody (fail closed).
 
@@ -54,6 +63,7 @@ class RevealPolicy:
     default: frozenset
     regimes: dict
     digest: str = ""
+    key_pins: dict = dataclasses.field(default_factory=dict)  # role -> "sha256:..."
 
     @classmethod
     def load(cls, path) -> "RevealPolicy":
@@ -70,6 +80,7 @@ class RevealPolicy:
             default=frozenset(section.get("default") or ()),
             regimes={k: frozenset(v or ()) for k, v in regimes.items()},
             digest=hashlib.sha256(data).hexdigest(),
+            key_pins={str(k): str(v) for k, v in (section.get("role_keys") or {}).items()},
         )
 
     def allows(self, role: str, regimes) -> bool:
@@ -93,7 +104,11 @@ class RevealPolicy:
         return (
             self.version,
             self.digest,
-            {"default": sorted(self.default), "regimes": {k: sorted(v) for k, v in self.regimes.items()}},
+            {
+                "default": sorted(self.default),
+                "regimes": {k: sorted(v) for k, v in self.regimes.items()},
+                "role_keys": dict(self.key_pins),
+            },
         )
 
     @classmethod
@@ -104,6 +119,7 @@ class RevealPolicy:
             default=frozenset(section["default"]),
             regimes={k: frozenset(v) for k, v in section["regimes"].items()},
             digest=pins[1],
+            key_pins=dict(section.get("role_keys") or {}),
         )
 
 

@@ -566,6 +566,7 @@ class KeyService:
                 "kek": f"{k.kek_id}/{k.kek_version}",
                 "uses": k.uses,
             }
+            | ({"fingerprint": aead.public_key_fingerprint(k.wrapped)} if k.kek_id == ROLE_PUBLIC else {})
             for k in rows
         ] + [{"key_id": e, "state": "erased"} for e in erased]
 
