@@ -156,8 +156,9 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions, source=None, sink=N
     isolation = NATIVE_DECODERS if config.decoder_isolation else None
     for modality, handler in _handlers(policy, isolation, config.audio_key_file).items():
         name = modality.capitalize()
-        # Audio and video share the long media limit (--veil_audio_time_limit_s).
-        media = modality in (Modality.AUDIO, Modality.VIDEO)
+        # Audio, video and images (OCR's extra passes for small and rotated text take
+        # seconds per image) share the long media limit (--veil_audio_time_limit_s).
+        media = modality in (Modality.AUDIO, Modality.VIDEO, Modality.IMAGE)
         limit = config.audio_time_limit_s if media else config.step_time_limit_s
         # Text and structured run in process code a record can stall (regexes, the
         # policy's own patterns, NER): their step worker is killed at the limit.
