@@ -57,7 +57,9 @@ class ImageConfig:
         faces: how faces are searched for (threshold, scales, tiles).
         style: how faces are covered (mode, shape, margin).
         ocr: find text with Tesseract and cover PII words (on by default).
-        ocr_timeout_s: Tesseract's time limit per image.
+        ocr_timeout_s: Tesseract's time limit per image, all passes together (60 s: the
+            extra passes take several seconds on a loaded machine; within the media
+            step limit).
         ocr_margin: extra fraction of a word box's height covered around PII words.
         ocr_passes: extra passes for small and rotated text (upscaled, quarter turns
             by Tesseract OSD, small skews; low-confidence identifier-like words covered:
@@ -74,7 +76,7 @@ class ImageConfig:
     faces: DetectorConfig = DetectorConfig()
     style: RegionStyle = RegionStyle()
     ocr: bool = True
-    ocr_timeout_s: float = 20.0
+    ocr_timeout_s: float = 60.0
     ocr_margin: float = 0.15
     ocr_passes: OcrPasses | None = OcrPasses()
     limits: ImageLimits = ImageLimits()
