@@ -33,6 +33,7 @@ Example::
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import os
@@ -258,20 +259,40 @@ def public_key_fingerprint(public_der: bytes) -> str:
     return "sha256:" + hashlib.sha256(public_der).hexdigest()[:32]
 
 
+class RolePrivateKey:
+    """A local role's private key, loaded once (loading checks the key: ~0.5 s)."""
+
+    __slots__ = ("_key",)
+
+    def __init__(self, private_der: bytes):
+        from cryptography.hazmat.primitives import serialization
+
+        try:
+            self._key = serialization.load_der_private_key(private_der, password=None)
+        except (ValueError, TypeError):
+            raise DecryptionError() from None
+
+    def unwrap(self, wrapped: bytes) -> bytes:
+        """R from a grant; ``DecryptionError`` on failure."""
+        try:
+            return self._key.decrypt(wrapped, _oaep())
+        except (ValueError, TypeError):
+            raise DecryptionError() from None
+
+
 def rsa_unwrap_local(private_der: bytes, wrapped: bytes) -> bytes:
     """R from a grant, with a local role's private key; ``DecryptionError`` on failure."""
+    return RolePrivateKey(private_der).unwrap(wrapped)
+
+
+@functools.lru_cache(maxsize=64)
+def _public_key(public_der: bytes):
     from cryptography.hazmat.primitives import serialization
 
-    try:
-        key = serialization.load_der_private_key(private_der, password=None)
-        return key.decrypt(wrapped, _oaep())
-    except (ValueError, TypeError):
-        raise DecryptionError() from None
+    return serialization.load_der_public_key(public_der)
 
 
 def _grant_block(grants: dict, secret: bytes) -> bytes:
-    from cryptography.hazmat.primitives import serialization
-
     if len(grants) > MAX_GRANTS:
         raise ValueError("too many role grants")
     out = bytearray((len(grants),))
@@ -279,8 +300,7 @@ def _grant_block(grants: dict, secret: bytes) -> bytes:
         raw = role.encode("ascii")
         if not 1 <= len(raw) <= 255:
             raise ValueError("bad role name")
-        public = serialization.load_der_public_key(grants[role])
-        wrapped = public.encrypt(secret, _oaep())
+        wrapped = _public_key(grants[role]).encrypt(secret, _oaep())
         out += bytes((len(raw),)) + raw + struct.pack(">H", len(wrapped)) + wrapped
     return bytes(out)
 

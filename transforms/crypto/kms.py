@@ -420,7 +420,8 @@ class LocalRoleKey(RoleKey):
             raise KmsError("role keyring cannot be read") from None
         secret = _secret(secret_env, secret_file)
         try:
-            self._private = aead.unwrap_key(secret, sealed, _role_aad(self.role) + self.public_der)
+            private = aead.unwrap_key(secret, sealed, _role_aad(self.role) + self.public_der)
+            self._private = aead.RolePrivateKey(private)
         except DecryptionError:
             raise KmsError("the role secret does not open this role keyring") from None
 
@@ -439,7 +440,7 @@ class LocalRoleKey(RoleKey):
         return cls(path, secret_env, secret_file)
 
     def unwrap(self, wrapped):
-        return aead.rsa_unwrap_local(self._private, wrapped)
+        return self._private.unwrap(wrapped)
 
 
 def read_pin(pin_env: str | None, pin_file: str | None) -> str:
