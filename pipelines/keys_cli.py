@@ -512,7 +512,8 @@ def cmd_reveal(args, _):
     try:
         for record in _records(args.path):
             if auth_failed:
-                fields, event = [], _denied(record, policy, f"ROLE_AUTH_FAILED:{args.principal}/{args.role}")
+                reason = f"ROLE_AUTH_FAILED:{args.principal}/{args.role}"
+                fields, event = [], _denied(record, policy, reason)
             else:
                 fields, event = reveal_record(
                     service, policy, record, args.principal, args.role, role_key

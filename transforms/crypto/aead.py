@@ -2,7 +2,9 @@
 
 Everything else sees ``seal``/``open_envelope`` (AES-256-GCM envelopes with key
 commitment), ``wrap_key``/``unwrap_key`` (data keys under a key-encryption key), keyed
-hashes, and one opaque error, ``DecryptionError``.
+hashes, role-sealed envelopes (``seal_for_roles``/``open_role_envelope``: format 2,
+opened only with a granted reveal role's RSA private key as well; layout further down),
+and one opaque error, ``DecryptionError``.
 
 Envelope layout (format version 1, all integers big-endian)::
 
@@ -198,7 +200,8 @@ def unwrap_key(kek: bytes, wrapped: bytes, aad: bytes) -> bytes:
 #     2       1     key id length L, then key id, then 4-byte key version (as in v1)
 #     7+L     1     number of grants G (0..32)
 #     then G times: 1-byte role length, role (ASCII), 2-byte length W, W bytes: a fresh
-#                   256-bit role secret R, RSA-OAEP (SHA-1, MGF1-SHA-1) encrypted to the role's public key
+#                   256-bit role secret R, RSA-OAEP (SHA-1, MGF1-SHA-1) encrypted to
+#                   the role's public key
 #     then          nonce, key commitment, AES-256-GCM ciphertext and tag (as in v1)
 #
 # The field key is HMAC(role-seal key of the subject's DEK, R): opening needs the

@@ -306,7 +306,8 @@ class KeyService:
             cached = self._primary.get(("roles",))
             if not cached or cached[1] <= now or cached[0][0] != names:
                 keys = {r: k for r in names if (k := self.role_public_key(r)) is not None}
-                cached = self._primary[("roles",)] = ((names, keys), now + self._config.cache_ttl_s)
+                expires = now + self._config.cache_ttl_s
+                cached = self._primary[("roles",)] = ((names, keys), expires)
             keys = cached[0][1]
         if not keys:
             return None
@@ -566,7 +567,11 @@ class KeyService:
                 "kek": f"{k.kek_id}/{k.kek_version}",
                 "uses": k.uses,
             }
-            | ({"fingerprint": aead.public_key_fingerprint(k.wrapped)} if k.kek_id == ROLE_PUBLIC else {})
+            | (
+                {"fingerprint": aead.public_key_fingerprint(k.wrapped)}
+                if k.kek_id == ROLE_PUBLIC
+                else {}
+            )
             for k in rows
         ] + [{"key_id": e, "state": "erased"} for e in erased]
 
