@@ -506,6 +506,12 @@ def cmd_reveal(args, _):
     if _role_given(args):
         try:
             role_key = _open_role(args, args.role)
+            registered = service.role_public_key(args.role)
+            if registered is not None and registered != role_key.public_der:
+                # A key the caller made for the role on a token of their own.
+                getattr(role_key, "close", lambda: None)()
+                role_key = None
+                raise KmsError("not the registered key of the role")
         except KmsError:  # wrong PIN or secret, another role's key: every record denied
             auth_failed = True
     denied = 0

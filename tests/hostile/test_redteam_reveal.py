@@ -346,6 +346,24 @@ def test_roles_wrong_pin_or_token_gets_nothing(sealed, capsys, cred):
     ]
 
 
+def test_roles_own_token_with_a_key_labelled_for_the_role_gets_nothing(sealed, capsys):
+    """Mallory makes a token of her own and a key pair labelled for privacy-officer."""
+    from veil.transforms.crypto.kms import SOFTHSM_MODULE, Pkcs11RoleKey, init_softhsm_token
+
+    tmp = sealed[0]
+    assert init_softhsm_token(tmp / "hsm", "mallory", "11223344")
+    os.environ["VEIL_REDTEAM_MALLORY_PIN"] = "11223344"
+    Pkcs11RoleKey(
+        SOFTHSM_MODULE, "mallory", "privacy-officer", "VEIL_REDTEAM_MALLORY_PIN", create=True
+    ).close()
+    cred = ["--role-token", "mallory", "--role-pin-env", "VEIL_REDTEAM_MALLORY_PIN"]
+    code, out, events = _reveal_as(sealed, 0, "privacy-officer", cred, capsys)
+    assert code == 1 and out == ""
+    assert [(e["action"], e["reason_code"]) for e in events] == [
+        ("REVEAL_DENIED", "ROLE_AUTH_FAILED:mallory/privacy-officer")
+    ]
+
+
 def test_roles_dev_null_audit_bypass_prints_nothing(sealed, capsys):
     # The issue's bypass: typed role, audit to /dev/null. Refused, and would open nothing.
     tmp, config, policy, records, _ = sealed
