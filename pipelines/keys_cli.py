@@ -8,7 +8,9 @@
     veil keys forget SUBJECT [--bootstrap B]    # crypto-shred; also publishes to veil.erasure
     veil keys list
     veil keys watch-erasures --bootstrap B      # apply requests from veil.erasure
-    veil reveal FILE --principal P --role R     # decrypt protected fields (audited)
+    veil keys add-role ROLE --role-token T --role-pin-env V   # or --role-keyring F
+    veil reveal FILE --principal P --role R --role-token T --role-pin-file F
+                                                # decrypt protected fields (audited)
 
 The key service is named by flags or environment variables (``$VEIL_KEY_STORE``,
 ``$VEIL_KEYRING``, ``$VEIL_KMS``, ...); the master key or HSM PIN is read from the
@@ -104,6 +106,14 @@ def register(sub, with_bootstrap) -> None:
     _store_bootstrap_arg(p)
     p.add_argument("subject", metavar="SUBJECT", help="subject key")
     p.add_argument("version", type=int, metavar="VERSION", help="data-key version to retire")
+    p = actions.add_parser(
+        "add-role", help="create ROLE's key pair on its token (or keyring) and publish its "
+        "public key: protected fields are then sealed to the roles the policy allows"
+    )
+    add_key_service_args(p)
+    _store_bootstrap_arg(p)
+    _role_args(p)
+    p.add_argument("role_name", metavar="ROLE", help="the reveal role (as the policy names it)")
     p = actions.add_parser("list", help="key ids, versions, states (never key material)")
     add_key_service_args(p)
     _store_bootstrap_arg(p)
@@ -117,7 +127,56 @@ def register(sub, with_bootstrap) -> None:
     p.add_argument("path", metavar="FILE", help="JSON lines from `veil consume` ('-': stdin)")
     p.add_argument("--principal", required=True, help="who reveals (recorded in the audit)")
     p.add_argument("--role", required=True, help="the role the policy's reidentification checks")
+    _role_args(p)
     p.add_argument("--policy", default=None, help="policy YAML (default: packaged policy)")
+
+
+def _role_args(p):
+    """Where a reveal role's key is and how its holder authenticates (never a PIN or
+    secret on the command line: only the variable or file that holds it)."""
+    g = p.add_argument_group("reveal role key (PKCS#11 token per role, or a local role keyring)")
+    g.add_argument("--role-token", default=None, help="the role's PKCS#11 token label "
+                   "(library: --pkcs11-module)")  # fmt: skip
+    g.add_argument("--role-pin-env", default=None, help="variable holding the role token's PIN")
+    g.add_argument("--role-pin-file", default=None, help="or a 0600 file holding it")
+    g.add_argument("--role-keyring", default=None, help="local mode: the role's keyring file")
+    g.add_argument("--role-secret-env", default=None, help="variable holding the role "
+                   "keyring's secret (64 hex digits)")  # fmt: skip
+    g.add_argument("--role-secret-file", default=None, help="or a 0600 file holding it")
+
+
+def _role_given(args) -> bool:
+    return bool(args.role_token or args.role_keyring)
+
+
+def _open_role(args, role: str, create: bool = False):
+    """The role's key, authenticated (token login / keyring secret); ``KmsError`` if not."""
+    from veil.transforms.crypto.kms import (
+        SOFTHSM_MODULE,
+        KmsError,
+        LocalRoleKey,
+        Pkcs11RoleKey,
+    )
+
+    if args.role_token:
+        return Pkcs11RoleKey(
+            args.pkcs11_module or SOFTHSM_MODULE,
+            args.role_token,
+            role,
+            args.role_pin_env,
+            args.role_pin_file,
+            create=create,
+        )
+    if args.role_keyring:
+        if create and not os.path.exists(args.role_keyring):
+            return LocalRoleKey.create(
+                args.role_keyring, role, args.role_secret_env, args.role_secret_file
+            )
+        key = LocalRoleKey(args.role_keyring, args.role_secret_env, args.role_secret_file)
+        if key.role != role:
+            raise KmsError("the role keyring belongs to another role")
+        return key
+    raise KmsError("no role key: pass --role-token or --role-keyring")
 
 
 def _store_bootstrap_arg(p):
@@ -207,6 +266,9 @@ class _Audit:
         import secrets
 
         self._path = args.audit_log
+        if self._path and os.path.exists(self._path) and not os.path.isfile(self._path):
+            # /dev/null, a pipe, a terminal: the trail would not be kept.
+            raise CliError("--audit-log must be a regular file", 2)
         self._producer = None
         self._topic = f"{args.prefix}.audit"
         self._sequence, self._prev = -1, None
@@ -302,6 +364,8 @@ def cmd_keys(args, _):
     if action == "record-id":
         return _record_id(args)
     service = _service(args)
+    if action == "add-role":
+        return _add_role(service, args)
     if action == "create":
         row = service.create(service.subject_key_id(args.subject))
         print(json.dumps({"key_id": row.key_id, "version": row.version}))
@@ -325,6 +389,29 @@ def cmd_keys(args, _):
     elif action == "watch-erasures":
         count = watch_erasures(service, args)
         print(json.dumps({"requests": count}))
+    return 0
+
+
+def _add_role(service, args) -> int:
+    from veil.transforms.crypto.aead import public_key_fingerprint
+    from veil.transforms.crypto.kms import KmsError
+
+    try:
+        key = _open_role(args, args.role_name, create=True)
+    except KmsError as exc:
+        raise CliError(f"role key unavailable: {exc}", 2) from None
+    row = service.register_role(args.role_name, key.public_der)
+    getattr(key, "close", lambda: None)()
+    print(
+        json.dumps(
+            {
+                "role": args.role_name,
+                "key_id": row.key_id,
+                "version": row.version,
+                "fingerprint": public_key_fingerprint(row.wrapped),
+            }
+        )
+    )
     return 0
 
 
@@ -425,6 +512,7 @@ def _records(path):
 
 
 def cmd_reveal(args, _):
+    from veil.transforms.crypto.kms import KmsError
     from veil.transforms.crypto.reveal import RevealPolicy, reveal_record
 
     if not (args.audit_log or getattr(args, "bootstrap", None)):
@@ -433,10 +521,28 @@ def cmd_reveal(args, _):
     audit = _Audit(args, kafka=True, service=service)
     audit._mac_key()
     policy = RevealPolicy.load(args.policy)
+    role_key, auth_failed = None, False
+    if _role_given(args):
+        try:
+            role_key = _open_role(args, args.role)
+            registered = service.role_public_key(args.role)
+            if registered is not None and registered != role_key.public_der:
+                # A key the caller made for the role on a token of their own.
+                getattr(role_key, "close", lambda: None)()
+                role_key = None
+                raise KmsError("not the registered key of the role")
+        except KmsError:  # wrong PIN or secret, another role's key: every record denied
+            auth_failed = True
     denied = 0
     try:
         for record in _records(args.path):
-            fields, event = reveal_record(service, policy, record, args.principal, args.role)
+            if auth_failed:
+                reason = f"ROLE_AUTH_FAILED:{args.principal}/{args.role}"
+                fields, event = [], _denied(record, policy, reason)
+            else:
+                fields, event = reveal_record(
+                    service, policy, record, args.principal, args.role, role_key
+                )
             audit.write(event)
             if event["action"] == "REVEAL_DENIED":
                 denied += 1
@@ -453,6 +559,15 @@ def cmd_reveal(args, _):
                 )
     finally:
         audit.close()
+        getattr(role_key, "close", lambda: None)()
+    if auth_failed:
+        raise CliError(f"role {args.role!r}: the role key did not authenticate", 1)
     if denied:
         raise CliError(f"role {args.role!r} may not reveal {denied} record(s)", 1)
     return 0
+
+
+def _denied(record, policy, reason):
+    from veil.transforms.crypto.reveal import _event
+
+    return _event(record, "REVEAL_DENIED", "FAILED", reason, policy.version)

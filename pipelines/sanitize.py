@@ -27,7 +27,7 @@ from veil.pipelines.topics import register_schemas
 from veil.transforms.classification import load_policy
 from veil.transforms.codec import DecodeRecords
 from veil.transforms.crypto.protect import ProtectOriginals
-from veil.transforms.crypto.reveal import policy_digest
+from veil.transforms.crypto.reveal import RevealPolicy
 from veil.transforms.emit import PublishDeadLetters, PublishSanitized
 from veil.transforms.kafkaio import MAX_MESSAGE_BYTES, ReadFromKafka, WriteToKafka
 from veil.transforms.kafkaio.source import commit_completed_bounded_run, end_offsets_now
@@ -125,7 +125,8 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions, source=None, sink=N
     )
     quarantine = policy.quarantine_levels
     # Envelopes are bound to this policy: `veil reveal` must be given the same file.
-    pinned = (version, policy_digest(config.policy_path))
+    # (version, digest, reveal roles): envelopes are role-sealed once roles have keys.
+    pinned = (version, *RevealPolicy.load(config.policy_path).pins()[1:])
     isolation = NATIVE_DECODERS if config.decoder_isolation else None
     handlers = _handlers(policy, isolation, config.audio_key_file)
     for spec in MODALITIES.specs():

@@ -309,9 +309,12 @@ BUILTIN = (
         content_check=_looks_like_text,
         preempt=True,
     ),
-    ModalitySpec(Modality.IMAGE, _image_handler, (_image_magic,), ("image/",)),
+    # Images, audio and video share the long media limit (--veil_audio_time_limit_s):
+    # OCR's extra passes for small and rotated text take seconds per image.
+    ModalitySpec(
+        Modality.IMAGE, _image_handler, (_image_magic,), ("image/",), time_limit=MEDIA_LIMIT
+    ),
     # Audio before video: an ISO BMFF file with an M4A brand is audio, any other video.
-    # Both share the long media limit (--veil_audio_time_limit_s).
     ModalitySpec(
         Modality.AUDIO, _audio_handler, (_audio_magic,), ("audio/",), time_limit=MEDIA_LIMIT
     ),

@@ -2,7 +2,9 @@
 
 Everything else sees ``seal``/``open_envelope`` (AES-256-GCM envelopes with key
 commitment), ``wrap_key``/``unwrap_key`` (data keys under a key-encryption key), keyed
-hashes, and one opaque error, ``DecryptionError``.
+hashes, role-sealed envelopes (``seal_for_roles``/``open_role_envelope``: format 2,
+opened only with a granted reveal role's RSA private key as well; layout further down),
+and one opaque error, ``DecryptionError``.
 
 Envelope layout (format version 1, all integers big-endian)::
 
@@ -33,6 +35,7 @@ Example::
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import os
@@ -184,5 +187,195 @@ def unwrap_key(kek: bytes, wrapped: bytes, aad: bytes) -> bytes:
         raise DecryptionError()
     try:
         return AESGCM(kek).decrypt(wrapped[1 : 1 + NONCE_BYTES], wrapped[1 + NONCE_BYTES :], aad)
+    except (InvalidTag, ValueError):
+        raise DecryptionError() from None
+
+
+# --- role-sealed envelopes (reveal enforced by the role's key, issue 18) ---------------
+#
+# Format version 2 adds role grants to the header:
+#
+#     0       1     magic 0x56
+#     1       1     format version (2)
+#     2       1     key id length L, then key id, then 4-byte key version (as in v1)
+#     7+L     1     number of grants G (0..32)
+#     then G times: 1-byte role length, role (ASCII), 2-byte length W, W bytes: a fresh
+#                   256-bit role secret R, RSA-OAEP (SHA-1, MGF1-SHA-1) encrypted to
+#                   the role's public key
+#     then          nonce, key commitment, AES-256-GCM ciphertext and tag (as in v1)
+#
+# The field key is HMAC(role-seal key of the subject's DEK, R): opening needs the
+# subject's DEK (held by the key service, destroyed by erasure) AND R (only a principal
+# holding a granted role's private key, on that role's token, can decrypt it). The whole
+# header, grants included, is GCM associated data.
+
+ROLE_FORMAT_VERSION = 2
+_ROLE_SEAL_LABEL = b"veil-envelope-v2/role-seal"
+MAX_GRANTS = 32
+RSA_BITS = 3072
+
+
+def _role_seal_base(dek) -> bytes:
+    if isinstance(dek, PreparedKey):
+        return keyed_hash(dek._commit_key, _ROLE_SEAL_LABEL)
+    return keyed_hash(derive_keys(dek)[1], _ROLE_SEAL_LABEL)
+
+
+def _oaep():
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding
+
+    # SHA-1 OAEP: the mode SoftHSM2 2.6 (and many HSMs) implement; OAEP's security does
+    # not rest on SHA-1's collision resistance.
+    return padding.OAEP(mgf=padding.MGF1(hashes.SHA1()), algorithm=hashes.SHA1(), label=None)
+
+
+def new_role_keypair() -> tuple[bytes, bytes]:
+    """(public key as SubjectPublicKeyInfo DER, private key as PKCS#8 DER): local roles."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=RSA_BITS)
+    public = key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    private = key.private_bytes(
+        serialization.Encoding.DER,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return public, private
+
+
+def rsa_public_der(modulus: bytes, exponent: bytes) -> bytes:
+    """SubjectPublicKeyInfo DER of an RSA key given as big-endian integers (a token's)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    numbers = rsa.RSAPublicNumbers(int.from_bytes(exponent, "big"), int.from_bytes(modulus, "big"))
+    return numbers.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def public_key_fingerprint(public_der: bytes) -> str:
+    return "sha256:" + hashlib.sha256(public_der).hexdigest()[:32]
+
+
+class RolePrivateKey:
+    """A local role's private key, loaded once (loading checks the key: ~0.5 s)."""
+
+    __slots__ = ("_key",)
+
+    def __init__(self, private_der: bytes):
+        from cryptography.hazmat.primitives import serialization
+
+        try:
+            self._key = serialization.load_der_private_key(private_der, password=None)
+        except (ValueError, TypeError):
+            raise DecryptionError() from None
+
+    def unwrap(self, wrapped: bytes) -> bytes:
+        """R from a grant; ``DecryptionError`` on failure."""
+        try:
+            return self._key.decrypt(wrapped, _oaep())
+        except (ValueError, TypeError):
+            raise DecryptionError() from None
+
+
+def rsa_unwrap_local(private_der: bytes, wrapped: bytes) -> bytes:
+    """R from a grant, with a local role's private key; ``DecryptionError`` on failure."""
+    return RolePrivateKey(private_der).unwrap(wrapped)
+
+
+@functools.lru_cache(maxsize=64)
+def _public_key(public_der: bytes):
+    from cryptography.hazmat.primitives import serialization
+
+    return serialization.load_der_public_key(public_der)
+
+
+def _grant_block(grants: dict, secret: bytes) -> bytes:
+    if len(grants) > MAX_GRANTS:
+        raise ValueError("too many role grants")
+    out = bytearray((len(grants),))
+    for role in sorted(grants):
+        raw = role.encode("ascii")
+        if not 1 <= len(raw) <= 255:
+            raise ValueError("bad role name")
+        wrapped = _public_key(grants[role]).encrypt(secret, _oaep())
+        out += bytes((len(raw),)) + raw + struct.pack(">H", len(wrapped)) + wrapped
+    return bytes(out)
+
+
+def seal_for_roles(
+    dek, key_id: str, key_version: int, plaintext: bytes, context: bytes, grants: dict
+) -> bytes:
+    """A format-2 envelope: opening needs ``dek`` and one granted role's private key.
+
+    Args:
+        grants: role name -> the role's public key (SubjectPublicKeyInfo DER). Empty:
+            nobody can open the envelope (no role may reveal it).
+    """
+    secret = new_key()
+    head = (
+        bytes((MAGIC, ROLE_FORMAT_VERSION))
+        + header(key_id, key_version)[2:]
+        + _grant_block(grants, secret)
+    )
+    key = PreparedKey(keyed_hash(_role_seal_base(dek), secret))
+    nonce = os.urandom(NONCE_BYTES)
+    body = key._gcm.encrypt(nonce, plaintext, head + context)
+    return head + nonce + _commitment(key._commit_key, head, nonce) + body
+
+
+def parse_role_envelope(envelope: bytes) -> tuple[str, int, dict, int]:
+    """(key id, key version, {role: wrapped secret}, header length) of a format-2
+    envelope; ``DecryptionError`` if it is not one or is malformed."""
+    try:
+        if envelope[0] != MAGIC or envelope[1] != ROLE_FORMAT_VERSION:
+            raise DecryptionError()
+        length = envelope[2]
+        if not 1 <= length <= MAX_KEY_ID:
+            raise DecryptionError()
+        key_id = envelope[3 : 3 + length].decode("ascii")
+        (version,) = struct.unpack(">I", envelope[3 + length : 7 + length])
+        pos = 7 + length
+        count = envelope[pos]
+        pos += 1
+        grants = {}
+        for _ in range(count):
+            rlen = envelope[pos]
+            role = envelope[pos + 1 : pos + 1 + rlen].decode("ascii")
+            (wlen,) = struct.unpack(">H", envelope[pos + 1 + rlen : pos + 3 + rlen])
+            start = pos + 3 + rlen
+            grants[role] = envelope[start : start + wlen]
+            if len(grants[role]) != wlen:
+                raise DecryptionError()
+            pos = start + wlen
+        if count > MAX_GRANTS or len(envelope) < pos + NONCE_BYTES + COMMIT_BYTES + TAG_BYTES:
+            raise DecryptionError()
+        return key_id, version, grants, pos
+    except (IndexError, UnicodeDecodeError, struct.error):
+        raise DecryptionError() from None
+
+
+def is_role_envelope(envelope: bytes) -> bool:
+    return len(envelope) > 2 and envelope[0] == MAGIC and envelope[1] == ROLE_FORMAT_VERSION
+
+
+def open_role_envelope(dek, envelope: bytes, context: bytes, secret: bytes) -> bytes:
+    """Opens a format-2 envelope with the subject's ``dek`` and the role secret R."""
+    _, _, _, end = parse_role_envelope(envelope)
+    try:
+        key = PreparedKey(keyed_hash(_role_seal_base(dek), secret))
+    except ValueError:
+        raise DecryptionError() from None
+    head, nonce = envelope[:end], envelope[end : end + NONCE_BYTES]
+    commitment = envelope[end + NONCE_BYTES : end + NONCE_BYTES + COMMIT_BYTES]
+    if not hmac.compare_digest(commitment, _commitment(key._commit_key, head, nonce)):
+        raise DecryptionError()
+    try:
+        return key._gcm.decrypt(nonce, envelope[end + NONCE_BYTES + COMMIT_BYTES :], head + context)
     except (InvalidTag, ValueError):
         raise DecryptionError() from None

@@ -210,6 +210,7 @@ _SESSIONS_LOCK = threading.Lock()
 
 
 SOFTHSM_MODULE = "/usr/lib/softhsm/libsofthsm2.so"  # Debian's softhsm2 package
+_SOFTHSM_CONF: str | None = None
 
 
 def init_softhsm_token(directory, label: str, pin: str, so_pin: str = "12345678") -> bool:
@@ -224,17 +225,31 @@ def init_softhsm_token(directory, label: str, pin: str, so_pin: str = "12345678"
 
     if not (os.path.exists(SOFTHSM_MODULE) and shutil.which("softhsm2-util")):
         return False
-    base = Path(directory)
-    (base / "tokens").mkdir(parents=True, exist_ok=True)
-    conf = base / "softhsm2.conf"
-    conf.write_text(f"directories.tokendir = {base / 'tokens'}\nobjectstore.backend = file\n")
-    os.environ["SOFTHSM2_CONF"] = str(conf)
+    global _SOFTHSM_CONF
+    if _SOFTHSM_CONF and os.environ.get("SOFTHSM2_CONF") == _SOFTHSM_CONF:
+        # This process already pointed SoftHSM2 at a token directory (and may have
+        # loaded the library, which reads its config once): add the token there.
+        pass
+    else:
+        base = Path(directory)
+        (base / "tokens").mkdir(parents=True, exist_ok=True)
+        conf = base / "softhsm2.conf"
+        conf.write_text(
+            f"directories.tokendir = {base / 'tokens'}\nobjectstore.backend = file\n"
+        )
+        _SOFTHSM_CONF = os.environ["SOFTHSM2_CONF"] = str(conf)
     subprocess.run(
         ["softhsm2-util", "--init-token", "--free", "--label", label,
          "--so-pin", so_pin, "--pin", pin],
         check=True,
         capture_output=True,
     )  # fmt: skip
+    import sys
+
+    if "pkcs11" in sys.modules:  # loaded before this token existed: make it visible
+        with _SESSIONS_LOCK:
+            sys.modules["pkcs11"].lib(SOFTHSM_MODULE).reinitialize()
+            _SESSIONS.clear()  # their sessions died with the old initialisation
     return True
 
 
@@ -356,3 +371,170 @@ class Pkcs11Kms(Kms):
     def versions(self):
         self._scan()
         return sorted(self._keys)
+
+
+# --- reveal roles: one private key per role, on that role's token (issue 18) ----------
+#
+# The pipeline encrypts each protected field's role secret to the public key of every
+# role the policy allows (``aead.seal_for_roles``); only a principal who can use the
+# role's private key opens it. PKCS#11: an RSA key pair generated on the role's own
+# token (private key sensitive, non-extractable; the token decrypts), used after a login
+# with the role's PIN. Local: the private key in a per-role keyring file, sealed
+# (AES-256-GCM) under the role's own secret (64 hex digits in a 0600 file or a variable).
+
+ROLE_LABEL_PREFIX = "veil-role-"
+
+
+class RoleKey(abc.ABC):
+    """An authenticated reveal role: its name, public key, and the private-key operation."""
+
+    role: str
+    public_der: bytes
+
+    @abc.abstractmethod
+    def unwrap(self, wrapped: bytes) -> bytes:
+        """The role secret of one grant; ``DecryptionError`` on any failure."""
+
+
+def _role_aad(role: str) -> bytes:
+    return f"veil-role-key|{role}".encode()
+
+
+def _secret(env: str | None, path: str | None) -> bytes:
+    try:
+        return _master_key(env, path)
+    except KmsError:
+        raise KmsError("the role secret cannot be read") from None
+
+
+class LocalRoleKey(RoleKey):
+    """A role's private key in a keyring file sealed under the role's own secret."""
+
+    def __init__(self, path, secret_env: str | None = None, secret_file: str | None = None):
+        try:
+            doc = json.loads(Path(path).read_text())
+            self.role = str(doc["role"])
+            self.public_der = base64.b64decode(doc["public"])
+            sealed = base64.b64decode(doc["private"])
+        except (OSError, ValueError, KeyError, TypeError):
+            raise KmsError("role keyring cannot be read") from None
+        secret = _secret(secret_env, secret_file)
+        try:
+            private = aead.unwrap_key(secret, sealed, _role_aad(self.role) + self.public_der)
+            self._private = aead.RolePrivateKey(private)
+        except DecryptionError:
+            raise KmsError("the role secret does not open this role keyring") from None
+
+    @classmethod
+    def create(cls, path, role: str, secret_env=None, secret_file=None) -> "LocalRoleKey":
+        """A new key pair for ``role`` (refuses to overwrite an existing file)."""
+        secret = _secret(secret_env, secret_file)
+        public, private = aead.new_role_keypair()
+        doc = {
+            "format": 1,
+            "role": role,
+            "public": _b64(public),
+            "private": _b64(aead.wrap_key(secret, private, _role_aad(role) + public)),
+        }
+        _write_private(Path(path), doc, exclusive=True)
+        return cls(path, secret_env, secret_file)
+
+    def unwrap(self, wrapped):
+        return self._private.unwrap(wrapped)
+
+
+def read_pin(pin_env: str | None, pin_file: str | None) -> str:
+    """A PIN from a 0600 file or an environment variable (never from the command line)."""
+    if pin_file:
+        p = Path(pin_file)
+        try:
+            if p.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+                raise KmsError("PIN file is readable by others; refusing it")
+            pin = p.read_text().strip()
+        except OSError:
+            raise KmsError("PIN file cannot be read") from None
+    else:
+        pin = os.environ.get(pin_env or "", "")
+    if not pin:
+        raise KmsError("no PIN: set the environment variable or PIN file")
+    return pin
+
+
+class Pkcs11RoleKey(RoleKey):
+    """A role's RSA key pair on the role's own PKCS#11 token (login with its PIN).
+
+    Args:
+        module: PKCS#11 library; token_label: the role's token; role: the role name
+            (the key pair is labelled ``veil-role-<role>``); pin_env / pin_file: where
+            the role's user PIN is.
+        create: generate the key pair on the token if it has none.
+    """
+
+    def __init__(self, module, token_label, role, pin_env=None, pin_file=None, create=False):
+        try:
+            import pkcs11
+            from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
+        except ImportError:
+            raise KmsError("python-pkcs11 is not installed") from None
+        pin = read_pin(pin_env, pin_file)
+        self.role, self._mechanism = role, Mechanism
+        label = ROLE_LABEL_PREFIX + role
+        try:
+            # A fresh session per role key (not shared): the login is the authentication.
+            token = pkcs11.lib(module).get_token(token_label=token_label)
+            self._session = token.open(user_pin=pin, rw=create)
+        except Exception as exc:  # wrong PIN, no such token: the class name only
+            raise KmsError(f"role token login failed ({type(exc).__name__})") from None
+        try:
+            found = list(
+                self._session.get_objects(
+                    {Attribute.CLASS: ObjectClass.PRIVATE_KEY, Attribute.LABEL: label}
+                )
+            )
+            if not found and create:
+                public, private = self._session.generate_keypair(
+                    KeyType.RSA,
+                    aead.RSA_BITS,
+                    label=label,
+                    store=True,
+                    private_template={
+                        Attribute.SENSITIVE: True,
+                        Attribute.EXTRACTABLE: False,
+                        Attribute.DECRYPT: True,
+                    },
+                )
+                found = [private]
+            if not found:
+                raise KmsError("the role token holds no key for this role")
+            self._private = found[0]
+            (public,) = self._session.get_objects(
+                {Attribute.CLASS: ObjectClass.PUBLIC_KEY, Attribute.LABEL: label}
+            )
+            self.public_der = aead.rsa_public_der(
+                public[Attribute.MODULUS], public[Attribute.PUBLIC_EXPONENT]
+            )
+        except Exception as exc:
+            self.close()  # log out: the login must not outlive a refused key
+            if isinstance(exc, KmsError):
+                raise
+            raise KmsError(f"role key unavailable ({type(exc).__name__})") from None
+
+    def unwrap(self, wrapped):
+        from pkcs11 import MGF
+
+        try:
+            return bytes(
+                self._private.decrypt(
+                    wrapped,
+                    mechanism=self._mechanism.RSA_PKCS_OAEP,
+                    mechanism_param=(self._mechanism.SHA_1, MGF.SHA1, None),
+                )
+            )
+        except Exception:
+            raise DecryptionError() from None
+
+    def close(self):
+        try:
+            self._session.close()
+        except Exception:  # already closed
+            pass

@@ -44,8 +44,12 @@ DEAD_LETTER = "dead_letters"
 def protect_item(service, item: WorkItem, policy=("", "")) -> WorkItem:
     """Encrypts ``item.pending_protection`` into ``item.protected`` (in place).
 
-    ``policy`` is the pipeline policy's (version, digest): each envelope's associated
-    data binds it and the record's classification (``protection_binding``).
+    ``policy`` is the pipeline policy's (version, digest[, roles]) (``RevealPolicy.pins``):
+    each envelope's associated data binds version, digest and the record's
+    classification (``protection_binding``). When any role the policy names has a key
+    registered in the key service (``veil keys add-role``), every envelope is
+    role-sealed to the roles the policy allows for the record's regimes (none allowed:
+    nobody can open it); else it opens with the key service alone.
 
     Raises ``SubjectErased`` or the key service's errors; on error ``item`` keeps its
     pending originals and gets no envelopes.
@@ -58,12 +62,26 @@ def protect_item(service, item: WorkItem, policy=("", "")) -> WorkItem:
         item.classification.sensitivity, item.classification.regimes, policy[0], policy[1]
     )
     subject_key_id = service.subject_key_id(item.record["subject_key"])
+    grants = None
+    if len(policy) > 2 and policy[2]:
+        from veil.transforms.crypto.reveal import RevealPolicy
+
+        roles = RevealPolicy.from_pins(policy)
+        grants = service.role_grants(roles.roles, roles.allowed_roles(item.classification.regimes))
+        if grants and roles.key_pins:  # a substituted public key gets no grant
+            from veil.transforms.crypto.aead import public_key_fingerprint
+
+            grants = {
+                r: k
+                for r, k in grants.items()
+                if roles.key_pins.get(r, public_key_fingerprint(k)) == public_key_fingerprint(k)
+            }
     fields, key_id, version = [], None, None
     for field_path, original in item.pending_protection:
         context = EnvelopeContext(
             item.record_id, subject_key_id, field_path, BOUND_SCHEMA, binding
         )
-        envelope, key_id, used = service.encrypt_with_key(original, context)
+        envelope, key_id, used = service.encrypt_with_key(original, context, grants)
         version = used if version is None else max(version, used)
         fields.append({"field_path": field_path, "envelope": envelope})
     item.protected.extend(fields)
@@ -72,7 +90,8 @@ def protect_item(service, item: WorkItem, policy=("", "")) -> WorkItem:
         AuditStep(
             stage=STAGE,
             action="PROTECTED",
-            entity_counts={"protected_fields": len(fields)},
+            entity_counts={"protected_fields": len(fields)}
+            | ({} if grants is None else {"role_grants": len(grants)}),
             key_id=key_id,
             key_version=version,
         )

@@ -12,6 +12,15 @@ Policy section (ignored by the anonymization policy parser)::
       regimes:
         HIPAA_PHI: [privacy-officer]       # every regime of a record must allow the role
         PCI: []                            # nobody
+      role_keys:                           # optional: pin each role's public key
+        privacy-officer: sha256:...        # (fingerprint `veil keys add-role` prints)
+
+Once a role named here has a key (``veil keys add-role``), the protection stage seals
+every protected field to the public keys of the roles allowed for the record's regimes
+(``veil.transforms.crypto.aead.seal_for_roles``): opening one needs the subject's data
+key AND the private key of a granted role, which lives on that role's PKCS#11 token
+(or in its secret-sealed local role keyring). The role typed by the caller then opens
+nothing by itself (``ROLE_NOT_AUTHENTICATED``), and neither does the pipeline's KEK.
 
 A regime the section does not name allows nobody (fail closed).
 
@@ -34,7 +43,7 @@ from pathlib import Path
 
 import yaml
 
-from veil.transforms.crypto.aead import DecryptionError
+from veil.transforms.crypto.aead import DecryptionError, is_role_envelope
 from veil.transforms.crypto.service import (
     BOUND_SCHEMA,
     EnvelopeContext,
@@ -54,6 +63,7 @@ class RevealPolicy:
     default: frozenset
     regimes: dict
     digest: str = ""
+    key_pins: dict = dataclasses.field(default_factory=dict)  # role -> "sha256:..."
 
     @classmethod
     def load(cls, path) -> "RevealPolicy":
@@ -70,6 +80,7 @@ class RevealPolicy:
             default=frozenset(section.get("default") or ()),
             regimes={k: frozenset(v or ()) for k, v in regimes.items()},
             digest=hashlib.sha256(data).hexdigest(),
+            key_pins={str(k): str(v) for k, v in (section.get("role_keys") or {}).items()},
         )
 
     def allows(self, role: str, regimes) -> bool:
@@ -77,6 +88,39 @@ class RevealPolicy:
         if not regimes:
             return role in self.default
         return all(role in self.regimes.get(regime, frozenset()) for regime in regimes)
+
+    @property
+    def roles(self) -> frozenset:
+        """Every role the section names."""
+        return self.default.union(*self.regimes.values())
+
+    def allowed_roles(self, regimes) -> list:
+        """The roles that may reveal a record under ``regimes`` (sorted)."""
+        return sorted(r for r in self.roles if self.allows(r, regimes))
+
+    def pins(self) -> tuple:
+        """(version, digest, roles per regime): what the protection stage binds and
+        which roles' keys it grants; plain data, so it pickles into the job graph."""
+        return (
+            self.version,
+            self.digest,
+            {
+                "default": sorted(self.default),
+                "regimes": {k: sorted(v) for k, v in self.regimes.items()},
+                "role_keys": dict(self.key_pins),
+            },
+        )
+
+    @classmethod
+    def from_pins(cls, pins) -> "RevealPolicy":
+        section = pins[2] if len(pins) > 2 and pins[2] else {"default": (), "regimes": {}}
+        return cls(
+            version=pins[0],
+            default=frozenset(section["default"]),
+            regimes={k: frozenset(v) for k, v in section["regimes"].items()},
+            digest=pins[1],
+            key_pins=dict(section.get("role_keys") or {}),
+        )
 
 
 def policy_digest(path=None) -> str:
@@ -116,7 +160,12 @@ def _envelope_bytes(value) -> bytes:
 
 
 def reveal_record(
-    service: KeyService, policy: RevealPolicy, record: dict, principal: str, role: str
+    service: KeyService,
+    policy: RevealPolicy,
+    record: dict,
+    principal: str,
+    role: str,
+    role_key=None,
 ):
     """Decrypts ``record``'s protected fields for ``principal`` acting as ``role``.
 
@@ -126,11 +175,15 @@ def reveal_record(
         record: a SanitizedRecord as a dict (envelopes as bytes or base64 text).
         principal: who asks (recorded in the audit event's reason code).
         role: the role they act in.
+        role_key: the role's authenticated key (``veil.transforms.crypto.kms.RoleKey``:
+            logged into the role's token, or its keyring opened with its secret), or
+            None. Role-sealed envelopes open only with it; without it the record is
+            denied (``ROLE_NOT_AUTHENTICATED``).
 
     Returns:
         (fields, audit event): ``fields`` is ``[(field_path, plaintext bytes)]`` (empty
-        when denied); a field that no longer decrypts (erased or retired key, tampering)
-        is left out and counted in the event.
+        when denied); a field that no longer decrypts (erased or retired key, tampering,
+        no grant for the role) is left out and counted in the event.
     """
     who = f"{principal}/{role}"
     classification = record.get("classification") or {}
@@ -144,18 +197,31 @@ def reveal_record(
         return [], _event(
             record, "REVEAL_DENIED", "FAILED", f"ROLE_NOT_ALLOWED:{who}", policy.version
         )
+    try:
+        envelopes = [
+            (item["field_path"], _envelope_bytes(item["envelope"]))
+            for item in record.get("protected") or []
+        ]
+    except (KeyError, TypeError, ValueError):
+        envelopes = None
+    authenticated = role_key is not None and role_key.role == role
+    if envelopes and not authenticated and any(is_role_envelope(e) for _, e in envelopes):
+        # Sealed to the roles' keys: typing a role opens nothing without its token.
+        return [], _event(
+            record, "REVEAL_DENIED", "FAILED", f"ROLE_NOT_AUTHENTICATED:{who}", policy.version
+        )
     binding = protection_binding(
         str(classification.get("sensitivity") or ""), regimes, policy.version, policy.digest
     )
-    fields, failed, key = [], 0, (None, None)
-    for item in record.get("protected") or []:
+    fields, failed, key = [], 0 if envelopes is not None else 1, (None, None)
+    for field_path, envelope in envelopes or ():
         try:
-            envelope = _envelope_bytes(item["envelope"])
             key = service.envelope_key(envelope)
-            context = EnvelopeContext(
-                record["record_id"], key[0], item["field_path"], BOUND_SCHEMA, binding
-            )
-            fields.append((item["field_path"], service.decrypt(envelope, context)))
+            context = EnvelopeContext(record["record_id"], key[0], field_path, BOUND_SCHEMA, binding)
+            if is_role_envelope(envelope):
+                fields.append((field_path, service.decrypt_for_role(envelope, context, role_key)))
+            else:  # sealed before any role had a key: the key service alone opens it
+                fields.append((field_path, service.decrypt(envelope, context)))
         except (DecryptionError, ValueError, KeyError, TypeError):
             failed += 1
     outcome = "OK" if not failed else "FAILED"
@@ -163,7 +229,7 @@ def reveal_record(
         record,
         "REVEALED" if fields else "REVEAL_FAILED",
         outcome,
-        who,
+        who if authenticated else f"{who}:unauthenticated",
         policy.version,
         entity_counts={"revealed": len(fields), "undecryptable": failed},
         key_id=key[0],

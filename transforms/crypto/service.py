@@ -60,6 +60,10 @@ DEAD_LETTER_KEY_ID = "veil:dead-letter"
 INDEX_KEY_ID = "veil:index"
 SCOPE_PREFIX = "veil:scope:"
 SUBJECT_PREFIX = "s:"
+# Reveal roles' public keys (not secret): rows ``veil:role:<role>`` whose ``wrapped``
+# column holds the role's public key (SubjectPublicKeyInfo DER), ``kek_id`` below.
+ROLE_PREFIX = "veil:role:"
+ROLE_PUBLIC = "role-public"
 PSEUDONYM_PREFIX = "p:"
 NONCE_LIMIT = 2**32
 
@@ -255,11 +259,73 @@ class KeyService:
         """
         return self.encrypt_with_key(plaintext, context)[0]
 
-    def encrypt_with_key(self, plaintext: bytes, context: EnvelopeContext):
-        """(envelope, key id, key version)."""
+    def encrypt_with_key(self, plaintext: bytes, context: EnvelopeContext, grants=None):
+        """(envelope, key id, key version).
+
+        With ``grants`` (role -> public key DER, from ``role_grants``) the envelope is
+        role-sealed: opening it needs the subject's key and a granted role's private key.
+        """
         key_id = context.subject_key_id
         version, dek = self._use_primary(key_id)
-        return aead.seal(dek, key_id, version, plaintext, context.aad()), key_id, version
+        if grants is not None:
+            envelope = aead.seal_for_roles(dek, key_id, version, plaintext, context.aad(), grants)
+        else:
+            envelope = aead.seal(dek, key_id, version, plaintext, context.aad())
+        return envelope, key_id, version
+
+    # --- reveal roles ---------------------------------------------------------------
+
+    def register_role(self, role: str, public_der: bytes) -> StoredKey:
+        """Publishes ``role``'s public key to every worker (a new version if it changed)."""
+        key_id = ROLE_PREFIX + role
+        with self._lock:
+            row = self._store.primary(key_id)
+            if row is not None and row.wrapped == public_der:
+                return row
+            version = self._store.latest_version(key_id) + 1
+            now = int(time.time() * 1000)
+            row = self._store.insert_if_absent(
+                StoredKey(key_id, version, ROLE_PUBLIC, 0, public_der, ACTIVE, 0, now)
+            )
+            self._primary.pop(("roles",), None)
+            return row
+
+    def role_public_key(self, role: str) -> bytes | None:
+        row = self._store.primary(ROLE_PREFIX + role)
+        return row.wrapped if row is not None and row.kek_id == ROLE_PUBLIC else None
+
+    def role_grants(self, roles, allowed) -> dict | None:
+        """Public keys of the ``allowed`` roles, or None when none of ``roles`` (every
+        role the policy names) has a registered key (reveal then stays key-service only).
+
+        Cached for the cache TTL: a newly registered role reaches workers within it.
+        """
+        now = self._clock()
+        names = tuple(sorted(set(roles)))
+        with self._lock:
+            cached = self._primary.get(("roles",))
+            if not cached or cached[1] <= now or cached[0][0] != names:
+                keys = {r: k for r in names if (k := self.role_public_key(r)) is not None}
+                expires = now + self._config.cache_ttl_s
+                cached = self._primary[("roles",)] = ((names, keys), expires)
+            keys = cached[0][1]
+        if not keys:
+            return None
+        return {r: keys[r] for r in allowed if r in keys}
+
+    def decrypt_for_role(self, envelope: bytes, context: EnvelopeContext, role_key) -> bytes:
+        """Opens a role-sealed envelope with the subject's key and ``role_key`` (an
+        authenticated ``RoleKey``); ``DecryptionError`` if the role holds no grant."""
+        key_id, version, grants, _ = aead.parse_role_envelope(envelope)
+        wrapped = grants.get(role_key.role)
+        if key_id != context.subject_key_id or wrapped is None:
+            raise DecryptionError()
+        secret = role_key.unwrap(wrapped)
+        try:
+            dek = self._prepared_key(key_id, version)
+        except (KmsError, KeyError):
+            raise DecryptionError() from None
+        return aead.open_role_envelope(dek, envelope, context.aad(), secret)
 
     def decrypt(self, envelope: bytes, context: EnvelopeContext) -> bytes:
         """The plaintext; ``DecryptionError`` on any failure, erased keys included."""
@@ -274,7 +340,9 @@ class KeyService:
 
     @staticmethod
     def envelope_key(envelope: bytes) -> tuple[str, int]:
-        """(key id, key version) from an envelope header."""
+        """(key id, key version) from an envelope header (plain or role-sealed)."""
+        if aead.is_role_envelope(envelope):
+            return aead.parse_role_envelope(envelope)[:2]
         key_id, version, _ = aead.parse_header(envelope)
         return key_id, version
 
@@ -423,8 +491,8 @@ class KeyService:
     def _rewrap_all(self, kek_version: int) -> int:
         count = 0
         for row in self._store.all_keys():
-            if row.kek_version == kek_version:
-                continue
+            if row.kek_version == kek_version or row.kek_id == ROLE_PUBLIC:
+                continue  # role public keys are not wrapped
             aad = _dek_aad(row.key_id, row.version)
             dek = self._kms.unwrap(row.kek_version, row.wrapped, aad)
             _, wrapped = self._kms.wrap(dek, aad)
@@ -499,6 +567,11 @@ class KeyService:
                 "kek": f"{k.kek_id}/{k.kek_version}",
                 "uses": k.uses,
             }
+            | (
+                {"fingerprint": aead.public_key_fingerprint(k.wrapped)}
+                if k.kek_id == ROLE_PUBLIC
+                else {}
+            )
             for k in rows
         ] + [{"key_id": e, "state": "erased"} for e in erased]
 

@@ -35,6 +35,7 @@ from veil.transforms.classification import Policy, classify
 from veil.transforms.fixes import fix_for
 from veil.transforms.image import ocr
 from veil.transforms.image.codec import ImageLimits, decode_image, encode_image
+from veil.transforms.image.ocr import OcrPasses
 from veil.transforms.media.faces import CenterFace, DetectorConfig
 from veil.transforms.media.models import CENTERFACE, ModelError, model_path
 from veil.transforms.media.regions import RegionStyle, cover
@@ -56,8 +57,13 @@ class ImageConfig:
         faces: how faces are searched for (threshold, scales, tiles).
         style: how faces are covered (mode, shape, margin).
         ocr: find text with Tesseract and cover PII words (on by default).
-        ocr_timeout_s: Tesseract's time limit per image.
+        ocr_timeout_s: Tesseract's time limit per image, all passes together (60 s: the
+            extra passes take several seconds on a loaded machine; within the media
+            step limit).
         ocr_margin: extra fraction of a word box's height covered around PII words.
+        ocr_passes: extra passes for small and rotated text (upscaled, quarter turns
+            by Tesseract OSD, small skews; low-confidence identifier-like words covered:
+            ``veil.transforms.image.ocr.OcrPasses``); None: the single pass only.
         limits: format allow-list and size limits checked before decoding.
         model_path: a production detector file with CenterFace's interface, or None
             for the cached CenterFace (``veil.transforms.media.models``).
@@ -70,8 +76,9 @@ class ImageConfig:
     faces: DetectorConfig = DetectorConfig()
     style: RegionStyle = RegionStyle()
     ocr: bool = True
-    ocr_timeout_s: float = 20.0
+    ocr_timeout_s: float = 60.0
     ocr_margin: float = 0.15
+    ocr_passes: OcrPasses | None = OcrPasses()
     limits: ImageLimits = ImageLimits()
     model_path: str | None = None
     model_sha256: str | None = None
@@ -204,20 +211,46 @@ class ImageHandler(PrivacyHandler[ImageModel]):
         """Covers PII words the OCR reads; returns their counts and any audit steps."""
         from veil.transforms.text import detect, select_spans
 
+        passes = self._config.ocr_passes
         try:
-            words = ocr.read_words(pixels, self._config.ocr_timeout_s)
+            if passes is None:
+                words = ocr.read_words(pixels, self._config.ocr_timeout_s)
+            else:
+                words, stats = ocr.read_words_multi(pixels, self._config.ocr_timeout_s, passes)
+                Metrics.distribution("veil.image", "ocr_passes").update(stats["passes"])
         except ocr.OcrError:
             raise PrivacyError(ErrorCode.IMAGE_OCR_FAILED) from None
         if not words:
             return {}, (AuditStep(stage="image.ocr", action="OCR_SKIPPED", reason_code=NO_TEXT),)
-        text, _ = ocr.join_words(words)
+        read = ocr.best_readings(words) if passes is not None else words
+        text, _ = ocr.join_words(read)
         policy = self._policy.text
         spans = select_spans(detect(model.text_model, text, policy), policy.score_threshold)
-        hits = ocr.pii_words(words, spans)
+        hits = ocr.pii_words(read, spans)
         style = RegionStyle(mode="fill", shape="rectangle", margin=self._config.ocr_margin)
         cover(pixels, [word.box for word, _ in hits], style)
         Metrics.counter("veil.image", "ocr_words_redacted").inc(len(hits))
+        steps = []
+        if passes is not None:
+            # Fail closed per region: words read with low confidence that look like part
+            # of an identifier are covered although no detector matched them.
+            unsure = ocr.uncertain_words(words, passes.min_confidence)
+            if unsure:
+                cover(pixels, [word.box for word in unsure], style)
+                Metrics.counter("veil.image", "ocr_uncertain_covered").inc(len(unsure))
+                steps.append(
+                    AuditStep(
+                        stage="image.ocr",
+                        action="OCR_UNCERTAIN_COVERED",
+                        entity_counts={"regions": len(unsure)},
+                    )
+                )
+        # One count per entity and pass; the same text read by several passes counts once.
+        per_pass: dict = {}
+        for word, entity in hits:
+            key = (word.line[0] if passes is not None else "", entity)
+            per_pass[key] = per_pass.get(key, 0) + 1
         counts: dict = {}
-        for _, entity in hits:
-            counts[entity] = counts.get(entity, 0) + 1
-        return counts, ()
+        for (_, entity), n in per_pass.items():
+            counts[entity] = max(counts.get(entity, 0), n)
+        return counts, tuple(steps)

@@ -196,7 +196,7 @@ def test_reveal_allowed_denied_and_erased(graph_run):
     assert (event["action"], event["outcome"], event["reason_code"]) == (
         "REVEALED",
         "OK",
-        "ana/privacy-officer",
+        "ana/privacy-officer:unauthenticated",  # sealed before any role had a key
     )
     fields, event = reveal_record(service, policy, record, "bob", "analyst")
     assert fields == [] and event["action"] == "REVEAL_DENIED" and event["outcome"] == "FAILED"
