@@ -27,7 +27,7 @@ from veil_testing import media_record  # noqa: E402
 
 from veil.transforms.classification import load_policy  # noqa: E402
 from veil.transforms.image import ImageConfig, ImageHandler  # noqa: E402
-from veil.transforms.privacy import ApplyPrivacyStep, _ModelHolder  # noqa: E402
+from veil.transforms.privacy import ApplyPrivacyStep, _ModelHolder, settle  # noqa: E402
 from veil.transforms.records import Source, WorkItem  # noqa: E402
 
 EMAIL, PHONE = "jane.doe@example.com", "(555) 867-5309"
@@ -125,7 +125,7 @@ def model():
 def _sanitize(model, pixels, config=ImageConfig()):
     item = WorkItem(Source("raw", 0, 0), media_record("r1", "s", png(pixels)), modality="image")
     started = time.perf_counter()
-    counts = ImageHandler(load_policy(), config).process(model, item)
+    counts = settle(item, ImageHandler(load_policy(), config).process(model, item))
     return decode(item.sanitized_payload), counts, time.perf_counter() - started, item
 
 

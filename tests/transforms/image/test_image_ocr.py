@@ -10,7 +10,7 @@ from veil_testing import media_record
 
 from veil.transforms.classification import load_policy
 from veil.transforms.image import ImageConfig, ImageHandler, ocr
-from veil.transforms.privacy import ApplyPrivacyStep, _ModelHolder
+from veil.transforms.privacy import ApplyPrivacyStep, _ModelHolder, settle
 from veil.transforms.records import Source, WorkItem
 
 EMAIL = "jane.doe@example.com"
@@ -58,12 +58,12 @@ def test_large_images_get_downscaled_extra_passes():
 def test_sideways_sign_is_covered(model):
     sideways = cv2.rotate(_sign(), cv2.ROTATE_90_COUNTERCLOCKWISE)
     item = WorkItem(Source("raw", 0, 0), media_record("r", "s", png(sideways)), modality="image")
-    counts = ImageHandler(load_policy()).process(model, item)
+    counts = settle(item, ImageHandler(load_policy()).process(model, item))
     assert counts.get("EMAIL_ADDRESS") == 1
     single = WorkItem(Source("raw", 0, 0), media_record("r", "s", png(sideways)), modality="image")
-    assert "EMAIL_ADDRESS" not in ImageHandler(load_policy(), ImageConfig(ocr_passes=None)).process(
-        model, single
-    )  # the single pass alone misses it
+    single_pass = ImageHandler(load_policy(), ImageConfig(ocr_passes=None))
+    assert "EMAIL_ADDRESS" not in settle(single, single_pass.process(model, single))
+    # the single pass alone misses it
     out = decode(item.sanitized_payload)
     assert (out == 0).any()
 
