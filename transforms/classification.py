@@ -35,7 +35,7 @@ from veil.transforms.policy import (  # noqa: F401  (re-exported)
     parse_policy,
     policy_schema,
 )
-from veil.transforms.records import Classification
+from veil.transforms.records import Classification, ErrorCode
 
 
 def classify(entity_counts: dict, policy: Policy) -> Classification:
@@ -61,3 +61,23 @@ def classify(entity_counts: dict, policy: Policy) -> Classification:
                 level = max(level, candidate, key=SENSITIVITY_LEVELS.index)
                 break
     return Classification(sensitivity=level, regimes=regimes, entity_counts=dict(entity_counts))
+
+
+#: Entity count and regime of speech Veil could not transcribe reliably (spoken PII may
+#: have been missed): set by the audio branch, carried by a video's anonymized track.
+UNRELIABLE_TRANSCRIPT = "UNRELIABLE_TRANSCRIPT"
+UNVERIFIED_SPEECH = "UNVERIFIED_SPEECH"
+
+
+def classify_speech(entity_counts: dict, policy: Policy) -> Classification:
+    """``classify``, plus the unverified-speech marking when ``entity_counts`` holds
+    ``UNRELIABLE_TRANSCRIPT``: the ``UNVERIFIED_SPEECH`` regime and, unless the policy's
+    ``audio.unreliable_speech`` says publish, quarantine (fail closed: the record does not
+    reach the sanitized topic). Audio records and videos with an anonymized track alike.
+    """
+    classification = classify(entity_counts, policy)
+    if entity_counts.get(UNRELIABLE_TRANSCRIPT, 0) > 0:
+        classification.regimes = sorted({*classification.regimes, UNVERIFIED_SPEECH})
+        if policy.audio.unreliable_speech == "quarantine":
+            classification.quarantine_reason = ErrorCode.AUDIO_TRANSCRIPT_UNRELIABLE
+    return classification

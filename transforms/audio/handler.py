@@ -40,7 +40,12 @@ from veil.transforms.audio.codec import (
 )
 from veil.transforms.audio.keys import DEFAULT_KEY_ENV, VOICE_SCOPE, voice_params
 from veil.transforms.audio.spoken_pii import blank, normalize, time_spans
-from veil.transforms.classification import Policy, classify
+from veil.transforms.classification import (
+    UNRELIABLE_TRANSCRIPT,
+    UNVERIFIED_SPEECH,  # noqa: F401  (re-exported)
+    Policy,
+    classify_speech,
+)
 from veil.transforms.fixes import fix_for
 from veil.transforms.keys import KeyUnavailable, SubjectKeyErased, keys_from_config
 from veil.transforms.privacy import PrivacyError, PrivacyHandler, StepResult, entity_counts
@@ -52,8 +57,6 @@ _LOGGER = logging.getLogger(__name__)
 REPLACEMENTS = ("silence", "tone")
 #: Count (audit event, classification) and regime marking speech whose transcript
 #: confidence was below the policy's ``audio.min_transcript_confidence``.
-UNRELIABLE_TRANSCRIPT = "UNRELIABLE_TRANSCRIPT"
-UNVERIFIED_SPEECH = "UNVERIFIED_SPEECH"
 OUTPUTS = ("auto", "wav", "flac", "ogg")
 
 
@@ -238,17 +241,12 @@ class AudioHandler(PrivacyHandler[AudioModel]):
         blank(out, audio.sample_rate, spans, config.replacement)
         container = output_container(audio.container, config.output)
         payload, content_type = encode_audio(out, audio.sample_rate, container)
-        classification = classify(counts, self._policy)
         if not reliable:
             # Spoken PII may have been missed: say so in the classification and in this
             # stage's audit event (a count, never content); quarantine unless the
             # policy says publish.
             counts = {**counts, UNRELIABLE_TRANSCRIPT: 1}
-            classification.entity_counts = dict(counts)
-            classification.regimes = sorted({*classification.regimes, UNVERIFIED_SPEECH})
-            if self._policy.audio.unreliable_speech == "quarantine":
-                classification.quarantine_reason = ErrorCode.AUDIO_TRANSCRIPT_UNRELIABLE
-        return StepResult(payload, content_type, counts, classification)
+        return StepResult(payload, content_type, counts, classify_speech(counts, self._policy))
 
     def _spoken_pii(self, model: AudioModel, samples: np.ndarray, rate: int):
         """Time spans of spoken PII and entity counts; the transcript stays here."""

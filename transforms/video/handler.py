@@ -44,7 +44,7 @@ from pathlib import Path
 
 from apache_beam.metrics import Metrics
 
-from veil.transforms.classification import Policy, classify
+from veil.transforms.classification import Policy, classify_speech
 from veil.transforms.fixes import fix_for
 from veil.transforms.media.faces import CenterFace
 from veil.transforms.media.models import CENTERFACE, ModelError, model_path, verify
@@ -280,7 +280,9 @@ class VideoHandler(PrivacyHandler[VideoModel]):
             payload=data,
             content_type=content_type,
             entity_counts=counts,
-            classification=classify(counts, self._policy),
+            # An anonymized track whose speech could not be transcribed reliably
+            # quarantines the video as it would the audio record (fail closed).
+            classification=classify_speech(counts, self._policy),
             audit_steps=tuple(steps),
         )
 

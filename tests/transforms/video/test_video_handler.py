@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import subprocess
 
 import apache_beam as beam
 import numpy as np
@@ -292,6 +293,49 @@ def test_the_audio_track_is_anonymized_and_muxed_back_when_the_policy_says_so(
     assert abs(corr) < 0.5
     assert ("video.audio", "AUDIO_ANONYMIZED") in [(s.stage, s.action) for s in item.trail]
     assert set(container_tags(item.sanitized_payload)) .isdisjoint({"title", "comment", "location"})
+
+
+# Words outside PocketSphinx's English vocabulary, which it forces onto English words
+# (the audio branch's own test of unreliable transcripts uses the same sentence).
+FOREIGN_PII = "my name is ingrid van der berg and i live at forty two rue de la paix in strasbourg"
+
+
+def _video_with_speech(samples, rate: int) -> bytes:
+    frames = frames_of(CARPHONE)
+    while len(frames) / 30 < len(samples) / rate:
+        frames = frames + frames
+    padded = np.zeros(int(len(frames) / 30 * rate), np.float32)
+    padded[: len(samples)] = samples
+    return build_video(frames, "mp4", rate=30, tags=TAGS, audio=(padded, rate))
+
+
+def test_unreliably_transcribed_track_quarantines_the_video(policy, voice_key, tmp_path):
+    """Spoken PII may have been missed in a track that could not be transcribed
+    reliably: the video is marked and quarantined as the audio record would be (fail
+    closed), while read English (LibriVox) in the same set-up is published."""
+    from veil.transforms.audio import AudioConfig
+
+    require_footage_and_model()
+    anonymize = dataclasses.replace(policy, video=VideoPolicy(audio="anonymize"))
+    handler = VideoHandler(anonymize, VideoConfig(audio=AudioConfig(key_file=str(voice_key))))
+    model = handler.load()
+    wav = tmp_path / "foreign.wav"
+    subprocess.run(
+        ["espeak-ng", "-v", "en-us+f2", "-s", "150", "-g", "8", "-w", str(wav), FOREIGN_PII],
+        check=True,
+        capture_output=True,
+    )
+    foreign, rate = soundfile.read(wav, dtype="float32")
+    item = _item("foreign", 0, _video_with_speech(foreign, rate))
+    counts = settle(item, handler.process(model, item))
+    assert counts.get("UNRELIABLE_TRANSCRIPT") == 1
+    assert "UNVERIFIED_SPEECH" in item.classification.regimes
+    assert item.classification.quarantine_reason == "AUDIO_TRANSCRIPT_UNRELIABLE"
+    read, read_rate = soundfile.read(LIBRIVOX, dtype="float32")
+    control = _item("read", 1, _video_with_speech(read[: 8 * read_rate], read_rate))
+    control_counts = settle(control, handler.process(model, control))
+    assert "UNRELIABLE_TRANSCRIPT" not in control_counts
+    assert control.classification.quarantine_reason is None
 
 
 def test_anonymize_without_a_voice_key_dead_letters_the_video(policy, tmp_path):
