@@ -276,10 +276,18 @@ def _payload_json(key: str, value) -> dict:
 
 
 def file_messages(
-    inputs, subject: str | None, errors: list, modality: str | None = None
+    inputs,
+    subject: str | None,
+    errors: list,
+    modality: str | None = None,
+    modalities: set | None = None,
 ) -> list[KafkaMessage]:
     """Local inputs as ``KafkaMessage``s: topic = the input's opaque id, offset = record
-    number. ``inputs``: ``LocalInput``s (or paths, collected with a random id key)."""
+    number. ``inputs``: ``LocalInput``s (or paths, collected with a random id key).
+    ``modalities``: if given, the modality routing will give each record is added to it
+    (the same ``detect_modality``), so the caller builds only the branches it needs."""
+    from veil.transforms.routing import detect_modality
+
     if inputs and not isinstance(inputs[0], LocalInput):
         inputs = collect_inputs(inputs)
     messages = []
@@ -293,6 +301,14 @@ def file_messages(
                 if not item.jsonl:
                     record["record_id"] = item.input_id
                 value = encode_record(record)
+                if modalities is not None:
+                    found, _ = detect_modality(
+                        record.get("modality"),
+                        record.get("content_type") or "",
+                        record.get("payload") or b"",
+                    )
+                    if found is not None:
+                        modalities.add(found)
             messages.append(
                 KafkaMessage(
                     topic=item.input_id,

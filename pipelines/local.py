@@ -163,9 +163,19 @@ def sanitize_files(
         load_policy(config.policy_path)
         mac_key = _audit_key(config)
         input_errors: list[str] = []
-        messages = file_messages(inputs, subject, input_errors)
+        needed: set = set()
+        messages = file_messages(inputs, subject, input_errors, modalities=needed)
         pipeline = beam.Pipeline(options=options)
-        build(pipeline, options, source=beam.Create(messages), sink=SpoolWrites(spool, run_id))
+        # Only the branches these files need: a text file never starts the face model,
+        # PocketSphinx or the decoder sandbox (records routing cannot place are dead
+        # letters from the route step either way).
+        build(
+            pipeline,
+            options,
+            source=beam.Create(messages),
+            sink=SpoolWrites(spool, run_id),
+            modalities=sorted(needed),
+        )
         bar = progress_bar(len(messages), progress_stream)
         if bar is not None:
             with _PROGRESS_LOCK:

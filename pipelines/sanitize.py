@@ -65,7 +65,9 @@ class VeilGraph(NamedTuple):
     policy_version: str
 
 
-def build(pipeline: beam.Pipeline, options: PipelineOptions, source=None, sink=None) -> VeilGraph:
+def build(
+    pipeline: beam.Pipeline, options: PipelineOptions, source=None, sink=None, modalities=None
+) -> VeilGraph:
     """Adds Veil's graph to ``pipeline``.
 
     Args:
@@ -76,6 +78,10 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions, source=None, sink=N
             ``ReadFromKafka`` on the input topics).
         sink: a PTransform applied to each terminal collection of ``KafkaWrite``s
             (default: ``WriteToKafka``); applied once per branch, with its own label.
+        modalities: the registered modalities that get a branch (default: all). A
+            caller that knows its input (``veil sanitize``) builds only those it needs, so
+            no other branch's models or sandbox start; a record of another registered
+            modality is dead-lettered ``UNSUPPORTED_MODALITY``, never lost.
     """
     config = VeilConfig.from_options(options)
     policy = load_policy(config.policy_path)
@@ -112,8 +118,9 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions, source=None, sink=N
         id_key=config.record_id_key,
         key_service=config.key_service,
     )
-    # Every registered modality gets a branch (veil.transforms.modality).
-    routed = decoded.records | "Route" >> RouteByModality(MODALITIES.names(), MODALITIES)
+    # Every registered modality gets a branch (veil.transforms.modality), unless told.
+    branches = MODALITIES.names() if modalities is None else tuple(modalities)
+    routed = decoded.records | "Route" >> RouteByModality(branches, MODALITIES)
 
     writes = {}
     topics, version, keys = config.topics, policy.version, config.key_service
@@ -129,7 +136,7 @@ def build(pipeline: beam.Pipeline, options: PipelineOptions, source=None, sink=N
     pinned = (version, *RevealPolicy.load(config.policy_path).pins()[1:])
     isolation = NATIVE_DECODERS if config.decoder_isolation else None
     handlers = _handlers(policy, isolation, config.audio_key_file)
-    for spec in MODALITIES.specs():
+    for spec in MODALITIES.specs(branches):
         modality, handler = spec.name, handlers[spec.name]
         name = modality.capitalize()
         limit = spec.limit_s(config.step_time_limit_s, config.audio_time_limit_s)

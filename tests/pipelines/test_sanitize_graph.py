@@ -87,3 +87,33 @@ def test_build_fails_fast_on_a_bad_policy(tmp_path):
     options = PipelineOptions([f"--runner={LOCAL_RUNNER}", f"--veil_policy={bad}"])
     with pytest.raises(PolicyError, match="version"):
         build(beam.Pipeline(options=options), options, source=beam.Create([]), sink=_Collect())
+
+
+def test_graph_with_only_the_text_branch_dead_letters_the_others():
+    """``build(..., modalities=["text"])`` (what ``veil sanitize`` does for text files):
+    only the text branch exists; records of another modality still get their one
+    outcome, ``UNSUPPORTED_MODALITY`` from the route step, never lost."""
+    options = PipelineOptions([f"--runner={LOCAL_RUNNER}", "--veil_topic_prefix=unit"])
+    pipeline = beam.Pipeline(options=options)
+    graph = build(
+        pipeline, options, source=beam.Create(_inputs()), sink=_Collect(), modalities=["text"]
+    )
+    assert {label for label in graph.writes if "Image" in label or "Video" in label} == set()
+    terminal = (
+        [graph.writes[label] for label in sorted(graph.writes)]
+        | beam.Flatten()
+        | beam.Map(lambda w: w.topic)
+        | beam.combiners.Count.PerElement()
+    )
+    assert_that(
+        terminal | beam.Filter(lambda kv: not kv[0].endswith(".audit")),
+        equal_to([("unit.sanitized.text", 2), ("unit.dead-letter", 3)]),
+    )
+    result = pipeline.run()
+    result.wait_until_finish()
+    counters = {
+        (r.key.metric.namespace, r.key.metric.name): r.committed
+        for r in result.metrics().query(MetricsFilter())["counters"]
+    }
+    assert counters[("veil.route", "dead_letter_UNSUPPORTED_MODALITY")] == 2  # video, image
+    assert ("veil.video", "records_in") not in counters
