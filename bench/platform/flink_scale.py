@@ -137,19 +137,22 @@ def stop_worker_pool(proc: subprocess.Popen) -> None:
         proc.wait()
 
 
-def outcomes(bootstrap: str, names) -> tuple[collections.Counter, list[int]]:
-    """Outcomes per source coordinate, and the sanitized records' Kafka timestamps."""
+def outcomes(bootstrap: str, names) -> tuple[collections.Counter, list[int], collections.Counter]:
+    """Outcomes per source coordinate, the sanitized records' Kafka timestamps, and the
+    dead letters' error codes."""
     from veil.pipelines.cli import consume
     from veil.transforms.records import Modality
 
     client = {"bootstrap_servers": bootstrap}
-    coords, stamps = collections.Counter(), []
+    coords, stamps, dead = collections.Counter(), [], collections.Counter()
     for topic in [names.sanitized(m) for m in Modality.ALL] + [names.dead_letter]:
         for rec, _, value in consume(client, topic, idle_timeout_s=2):
             coords[(value["source"]["partition"], value["source"]["offset"])] += 1
             if topic != names.dead_letter:
                 stamps.append(rec.timestamp)
-    return coords, stamps
+            else:
+                dead[value["error_code"]] += 1
+    return coords, stamps, dead
 
 
 def committed_total(bootstrap: str, group: str, topic: str, partitions: int = 3) -> int:
@@ -195,7 +198,7 @@ def run_case(bootstrap: str, session: FlinkSession, parallelism: int, n: int) ->
             log.seek(0)
             raise RuntimeError(f"veil run failed:\n{log.read()[-3000:].decode(errors='replace')}")
     seconds = time.perf_counter() - started
-    coords, stamps = outcomes(bootstrap, names)
+    coords, stamps, dead = outcomes(bootstrap, names)
     span_s = (max(stamps) - min(stamps)) / 1000 if len(stamps) > 1 else float("nan")
     return {
         "parallelism": parallelism,
@@ -203,6 +206,8 @@ def run_case(bootstrap: str, session: FlinkSession, parallelism: int, n: int) ->
         "seconds": seconds,
         "steady_rps": (len(stamps) - 1) / span_s if span_s > 0 else float("nan"),
         "conserved": len(coords) == n and set(coords.values()) == {1},
+        "sanitized": len(stamps),
+        "dead_letters": dict(dead),
         "committed": committed_total(bootstrap, group, names.raw),
         "workers": session.workers_started() - workers_before,
     }
@@ -215,6 +220,14 @@ def main():
     parser.add_argument("--parallelism", type=int, nargs="+", default=[1, 2])
     args = parser.parse_args()
 
+    if not os.environ.get("VEIL_RECORD_ID_KEY_FILE"):
+        # Decode turns producer ids into opaque ids with this key; without one every
+        # record is dead-lettered INVALID_RECORD (fail closed) and nothing is measured.
+        # Set before the worker pool starts: its SDK workers inherit the environment.
+        from veil.transforms.keys import write_key_file
+
+        key = Path(tempfile.mkdtemp(prefix="veil-bench-ids-")) / "record-id.key"
+        os.environ["VEIL_RECORD_ID_KEY_FILE"] = str(write_key_file(key))
     broker_dir, bootstrap = None, args.bootstrap
     if bootstrap is None:
         broker_dir, bootstrap = start_broker()
@@ -233,6 +246,9 @@ def main():
         print(f"{r['parallelism']:>11} {r['records']:>8} {r['seconds']:>7.1f} "
               f"{r['steady_rps']:>13.0f} {r['workers']:>8} {str(r['conserved']):>9} "
               f"{r['committed']:>9}")
+        if r["dead_letters"]:
+            print(f"  p{r['parallelism']}: {r['sanitized']} sanitized, dead letters "
+                  f"{r['dead_letters']}")
     if len(results) >= 2:
         base = results[0]
         for r in results[1:]:
