@@ -92,11 +92,12 @@ class FlinkSession:
         """SDK worker processes the pool has started so far."""
         return self.pool_log.read_text(errors="replace").count("Starting worker")
 
-    def flags(self, parallelism: int) -> list[str]:
+    def flags(self, parallelism: int, redistribute: str = "auto") -> list[str]:
         return [
             "--runner=FlinkRunner", f"--flink_master={self.master}",
             "--environment_type=EXTERNAL", f"--environment_config=localhost:{self.pool_port}",
             f"--parallelism={parallelism}", f"--sdk_worker_parallelism={parallelism}",
+            f"--veil_redistribute={redistribute}",
         ]
 
 
@@ -166,7 +167,9 @@ def committed_total(bootstrap: str, group: str, topic: str, partitions: int = 3)
         consumer.close()
 
 
-def run_case(bootstrap: str, session: FlinkSession, parallelism: int, n: int) -> dict:
+def run_case(
+    bootstrap: str, session: FlinkSession, parallelism: int, n: int, redistribute: str = "auto"
+) -> dict:
     from veil.pipelines.topics import topic_specs
     from veil.schemas import MEDIA_RECORD, catalog
     from veil.transforms.emit import TopicNames
@@ -189,7 +192,7 @@ def run_case(bootstrap: str, session: FlinkSession, parallelism: int, n: int) ->
     started = time.perf_counter()
     with tempfile.TemporaryFile() as log:
         proc = subprocess.run(
-            [veil, "-v", "run", *session.flags(parallelism),
+            [veil, "-v", "run", *session.flags(parallelism, redistribute),
              f"--veil_bootstrap_servers={bootstrap}", f"--veil_topic_prefix={names.prefix}",
              f"--veil_consumer_group={group}", "--veil_read_mode=bounded"],
             stdout=log, stderr=subprocess.STDOUT, timeout=1200,
@@ -201,6 +204,7 @@ def run_case(bootstrap: str, session: FlinkSession, parallelism: int, n: int) ->
     coords, stamps, dead = outcomes(bootstrap, names)
     span_s = (max(stamps) - min(stamps)) / 1000 if len(stamps) > 1 else float("nan")
     return {
+        "case": f"p{parallelism}" + ("" if redistribute == "auto" else f" {redistribute}"),
         "parallelism": parallelism,
         "records": n,
         "seconds": seconds,
@@ -217,8 +221,13 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--records", type=int, default=2000)
     parser.add_argument("--bootstrap", default=None)
-    parser.add_argument("--parallelism", type=int, nargs="+", default=[1, 2])
+    parser.add_argument(
+        "--cases", nargs="+", default=["1", "2:off", "2"],
+        help="P or P:REDISTRIBUTE (auto/on/off): parallelism P, --veil_redistribute "
+        "(auto: on at P > 1); the first case is the base of the ratios",
+    )
     args = parser.parse_args()
+    cases = [(int(c.split(":")[0]), (c.split(":") + ["auto"])[1]) for c in args.cases]
 
     if not os.environ.get("VEIL_RECORD_ID_KEY_FILE"):
         # Decode turns producer ids into opaque ids with this key; without one every
@@ -233,26 +242,28 @@ def main():
         broker_dir, bootstrap = start_broker()
     results = []
     try:
-        with FlinkSession(slots=max(args.parallelism)) as session:
-            for parallelism in args.parallelism:
-                results.append(run_case(bootstrap, session, parallelism, args.records))
+        with FlinkSession(slots=max(p for p, _ in cases)) as session:
+            for parallelism, redistribute in cases:
+                results.append(
+                    run_case(bootstrap, session, parallelism, args.records, redistribute)
+                )
     finally:
         if broker_dir:
             subprocess.run(["bash", str(REPO / "deploy/kafka/kafka.sh"), "stop", broker_dir],
                            capture_output=True)
-    print(f"{'parallelism':>11} {'records':>8} {'job s':>7} {'steady rec/s':>13} "
+    print(f"{'case':>11} {'records':>8} {'job s':>7} {'steady rec/s':>13} "
           f"{'workers':>8} {'conserved':>9} {'committed':>9}")
     for r in results:
-        print(f"{r['parallelism']:>11} {r['records']:>8} {r['seconds']:>7.1f} "
+        print(f"{r['case']:>11} {r['records']:>8} {r['seconds']:>7.1f} "
               f"{r['steady_rps']:>13.0f} {r['workers']:>8} {str(r['conserved']):>9} "
               f"{r['committed']:>9}")
         if r["dead_letters"]:
-            print(f"  p{r['parallelism']}: {r['sanitized']} sanitized, dead letters "
+            print(f"  {r['case']}: {r['sanitized']} sanitized, dead letters "
                   f"{r['dead_letters']}")
     if len(results) >= 2:
         base = results[0]
         for r in results[1:]:
-            print(f"ratio p{r['parallelism']}/p{base['parallelism']}: steady "
+            print(f"ratio {r['case']} / {base['case']}: steady "
                   f"{r['steady_rps'] / base['steady_rps']:.2f}x, job time "
                   f"{base['seconds'] / r['seconds']:.2f}x")
 
