@@ -13,8 +13,12 @@ and the committed offsets, and prints:
 
 * job seconds: submit to finish (includes the job server start, the ~160 MB jar upload,
   task deployment and the workers' model loads);
-* steady records/s: sanitized records over the span of their Kafka timestamps (first to
-  last output), i.e. the processing rate once every worker is running.
+* steady records/s: the middle 80 % of the sanitized records over the span of their
+  Kafka timestamps (10th to 90th percentile), i.e. the processing rate once every worker
+  is running;
+* records per subtask into the task that runs the text step (Flink's REST API), and the
+  CPU seconds of each SDK worker process (with its children): whether the work was
+  spread, and over how many Python processes.
 
 Run on 2 cores shared with the broker and both JVMs: compare the ratio, not the rates.
 """
@@ -92,13 +96,93 @@ class FlinkSession:
         """SDK worker processes the pool has started so far."""
         return self.pool_log.read_text(errors="replace").count("Starting worker")
 
-    def flags(self, parallelism: int, redistribute: str = "auto") -> list[str]:
+    def flags(self, parallelism: int, redistribute: str = "auto", workers: int = 0) -> list[str]:
+        """``workers``: ``--sdk_worker_parallelism`` (0: the parallelism)."""
         return [
             "--runner=FlinkRunner", f"--flink_master={self.master}",
             "--environment_type=EXTERNAL", f"--environment_config=localhost:{self.pool_port}",
-            f"--parallelism={parallelism}", f"--sdk_worker_parallelism={parallelism}",
+            f"--parallelism={parallelism}", f"--sdk_worker_parallelism={workers or parallelism}",
             f"--veil_redistribute={redistribute}",
         ]
+
+
+    def last_job_subtasks(self) -> list[tuple[str, list[int]]]:
+        """Records each subtask of each task of the newest job read, from Flink's REST
+        API: ``[(task name, [records of subtask 0, 1, ...]), ...]``."""
+        import json
+        import urllib.request
+
+        def get(path):
+            with urllib.request.urlopen(f"http://{self.master}{path}", timeout=30) as resp:
+                return json.load(resp)
+
+        jobs = get("/jobs/overview")["jobs"]
+        if not jobs:
+            return []
+        job = max(jobs, key=lambda j: j["start-time"])["jid"]
+        tasks = []
+        for vertex in get(f"/jobs/{job}")["vertices"]:
+            detail = get(f"/jobs/{job}/vertices/{vertex['id']}")
+            counts = [st["metrics"]["read-records"] for st in detail["subtasks"]]
+            tasks.append((vertex["name"], counts))
+        return tasks
+
+
+class WorkerCpu:
+    """Samples the CPU seconds of each SDK worker the pool started (with its own child
+    processes, e.g. the text step's worker) while a job runs: whether the subtasks'
+    Python work really ran in separate processes, and how evenly."""
+
+    def __init__(self, pool_pid: int, interval_s: float = 0.5):
+        import threading
+
+        self._pool = pool_pid
+        self._interval = interval_s
+        self._seen: dict[int, float] = {}  # pid -> CPU seconds (self + descendants)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+    @staticmethod
+    def _stat(pid: int):
+        """(ppid, CPU seconds) of ``pid``, or None once it is gone."""
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            return None
+        return int(fields[1]), (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def _sample(self):
+        stats = {}
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                stat = self._stat(int(entry))
+                if stat is not None:
+                    stats[int(entry)] = stat
+        children = collections.defaultdict(list)
+        for pid, (ppid, _) in stats.items():
+            children[ppid].append(pid)
+
+        def total(pid):
+            return stats[pid][1] + sum(total(c) for c in children.get(pid, ()))
+
+        for worker in children.get(self._pool, ()):
+            self._seen[worker] = max(self._seen.get(worker, 0.0), total(worker))
+
+    def _run(self):
+        while not self._stop.wait(self._interval):
+            self._sample()
+
+    def seconds(self) -> list[float]:
+        """CPU seconds per SDK worker process, largest first."""
+        return sorted((round(v, 1) for v in self._seen.values()), reverse=True)
 
 
 def start_worker_pool(port: int, log_path: Path) -> subprocess.Popen:
@@ -111,7 +195,7 @@ def start_worker_pool(port: int, log_path: Path) -> subprocess.Popen:
          f"--service_port={port}"],
         stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
     )
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 180  # importing Beam on a loaded 2-core box is slow
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError("the SDK worker pool exited at start-up")
@@ -120,7 +204,7 @@ def start_worker_pool(port: int, log_path: Path) -> subprocess.Popen:
                 return proc
         time.sleep(0.5)
     stop_worker_pool(proc)
-    raise RuntimeError("the SDK worker pool did not listen within 60 s")
+    raise RuntimeError("the SDK worker pool did not listen within 180 s")
 
 
 def stop_worker_pool(proc: subprocess.Popen) -> None:
@@ -168,7 +252,12 @@ def committed_total(bootstrap: str, group: str, topic: str, partitions: int = 3)
 
 
 def run_case(
-    bootstrap: str, session: FlinkSession, parallelism: int, n: int, redistribute: str = "auto"
+    bootstrap: str,
+    session: FlinkSession,
+    parallelism: int,
+    n: int,
+    redistribute: str = "auto",
+    workers: int = 0,
 ) -> dict:
     from veil.pipelines.topics import topic_specs
     from veil.schemas import MEDIA_RECORD, catalog
@@ -190,9 +279,9 @@ def run_case(
     workers_before = session.workers_started()
     veil = str(Path(sys.executable).with_name("veil"))
     started = time.perf_counter()
-    with tempfile.TemporaryFile() as log:
+    with tempfile.TemporaryFile() as log, WorkerCpu(session.pool.pid) as cpu:
         proc = subprocess.run(
-            [veil, "-v", "run", *session.flags(parallelism, redistribute),
+            [veil, "-v", "run", *session.flags(parallelism, redistribute, workers),
              f"--veil_bootstrap_servers={bootstrap}", f"--veil_topic_prefix={names.prefix}",
              f"--veil_consumer_group={group}", "--veil_read_mode=bounded"],
             stdout=log, stderr=subprocess.STDOUT, timeout=1200,
@@ -201,19 +290,30 @@ def run_case(
             log.seek(0)
             raise RuntimeError(f"veil run failed:\n{log.read()[-3000:].decode(errors='replace')}")
     seconds = time.perf_counter() - started
+    tasks = session.last_job_subtasks()
     coords, stamps, dead = outcomes(bootstrap, names)
-    span_s = (max(stamps) - min(stamps)) / 1000 if len(stamps) > 1 else float("nan")
+    # Steady state: the middle 80 % of the outputs (10th to 90th percentile of their
+    # Kafka timestamps), so neither the workers' start (model loads, the first bundles)
+    # nor a straggling last bundle counts.
+    stamps.sort()
+    lo, hi = int(0.1 * len(stamps)), int(0.9 * len(stamps)) - 1
+    span_s = (stamps[hi] - stamps[lo]) / 1000 if hi > lo else float("nan")
     return {
-        "case": f"p{parallelism}" + ("" if redistribute == "auto" else f" {redistribute}"),
+        "case": f"p{parallelism}"
+        + ("" if redistribute == "auto" else f" {redistribute}")
+        + (f" w{workers}" if workers else ""),
         "parallelism": parallelism,
         "records": n,
         "seconds": seconds,
-        "steady_rps": (len(stamps) - 1) / span_s if span_s > 0 else float("nan"),
+        "steady_rps": (hi - lo) / span_s if span_s > 0 else float("nan"),
         "conserved": len(coords) == n and set(coords.values()) == {1},
         "sanitized": len(stamps),
         "dead_letters": dict(dead),
         "committed": committed_total(bootstrap, group, names.raw),
         "workers": session.workers_started() - workers_before,
+        "worker_cpu_s": cpu.seconds(),
+        # Records read per subtask by the task that runs the text step.
+        "step_subtasks": next((c for name, c in tasks if "Text" in name), None),
     }
 
 
@@ -223,11 +323,15 @@ def main():
     parser.add_argument("--bootstrap", default=None)
     parser.add_argument(
         "--cases", nargs="+", default=["1", "2:off", "2"],
-        help="P or P:REDISTRIBUTE (auto/on/off): parallelism P, --veil_redistribute "
-        "(auto: on at P > 1); the first case is the base of the ratios",
+        help="P[:REDISTRIBUTE[:WORKERS]]: parallelism P, --veil_redistribute auto/on/off "
+        "(auto: on at P > 1), --sdk_worker_parallelism (default P); the first case is "
+        "the base of the ratios",
     )
     args = parser.parse_args()
-    cases = [(int(c.split(":")[0]), (c.split(":") + ["auto"])[1]) for c in args.cases]
+    cases = []
+    for case in args.cases:
+        parts = case.split(":") + ["auto", "0"]
+        cases.append((int(parts[0]), parts[1] or "auto", int(parts[2])))
 
     if not os.environ.get("VEIL_RECORD_ID_KEY_FILE"):
         # Decode turns producer ids into opaque ids with this key; without one every
@@ -242,10 +346,10 @@ def main():
         broker_dir, bootstrap = start_broker()
     results = []
     try:
-        with FlinkSession(slots=max(p for p, _ in cases)) as session:
-            for parallelism, redistribute in cases:
+        with FlinkSession(slots=max(p for p, _, _ in cases)) as session:
+            for parallelism, redistribute, workers in cases:
                 results.append(
-                    run_case(bootstrap, session, parallelism, args.records, redistribute)
+                    run_case(bootstrap, session, parallelism, args.records, redistribute, workers)
                 )
     finally:
         if broker_dir:
@@ -257,6 +361,8 @@ def main():
         print(f"{r['case']:>11} {r['records']:>8} {r['seconds']:>7.1f} "
               f"{r['steady_rps']:>13.0f} {r['workers']:>8} {str(r['conserved']):>9} "
               f"{r['committed']:>9}")
+        print(f"  {r['case']}: records per subtask into the text step's task: "
+              f"{r['step_subtasks']}; CPU s per SDK worker: {r['worker_cpu_s']}")
         if r["dead_letters"]:
             print(f"  {r['case']}: {r['sanitized']} sanitized, dead letters "
                   f"{r['dead_letters']}")
