@@ -330,8 +330,9 @@ def main():
     args = parser.parse_args()
     cases = []
     for case in args.cases:
-        parts = case.split(":") + ["auto", "0"]
-        cases.append((int(parts[0]), parts[1] or "auto", int(parts[2])))
+        parts = case.split(":")
+        parts += ["auto", "0"][len(parts) - 1 :]
+        cases.append((int(parts[0]), parts[1] or "auto", int(parts[2] or 0)))
 
     if not os.environ.get("VEIL_RECORD_ID_KEY_FILE"):
         # Decode turns producer ids into opaque ids with this key; without one every
