@@ -72,6 +72,7 @@ class FlinkSession:
         self.master = None
         self.pool = None
         self.pool_log = Path(self.dir) / "worker-pool.log"
+        self.broker_hint = ""  # a string in the broker's command line (its directory)
 
     def __enter__(self):
         env = dict(os.environ, FLINK_REST_PORT=str(free_port()), FLINK_TM_SLOTS=str(self.slots))
@@ -106,6 +107,25 @@ class FlinkSession:
         ]
 
 
+    def jvms(self) -> dict:
+        """The cluster's JVMs and the broker: name -> pid (those found)."""
+        pids = {}
+        for name, pidfile in (("jobmanager", "jm.pid"), ("taskmanager", "tm.pid")):
+            path = Path(self.dir) / pidfile
+            if path.exists():
+                pids[name] = int(path.read_text().strip())
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+            except OSError:
+                continue
+            hint = self.broker_hint.encode()
+            if hint and b"kafka.Kafka\x00" in cmdline and hint in cmdline:
+                pids["broker"] = int(entry)
+        return pids
+
     def last_job_subtasks(self) -> list[tuple[str, list[int]]]:
         """Records each subtask of each task of the newest job read, from Flink's REST
         API: ``[(task name, [records of subtask 0, 1, ...]), ...]``."""
@@ -133,22 +153,47 @@ class WorkerCpu:
     processes, e.g. the text step's worker) while a job runs: whether the subtasks'
     Python work really ran in separate processes, and how evenly."""
 
-    def __init__(self, pool_pid: int, interval_s: float = 0.5):
+    def __init__(self, pool_pid: int, others: dict | None = None, interval_s: float = 0.5):
         import threading
 
         self._pool = pool_pid
+        # Other processes to account (name -> pid): the Flink JVMs, the broker.
+        self._others = dict(others or {})
+        self._other_cpu: dict[str, float] = {}
+        self._machine = None  # (busy, total) jiffies at start, from /proc/stat
         self._interval = interval_s
         self._seen: dict[int, float] = {}  # pid -> CPU seconds (self + descendants)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def __enter__(self):
+        self._machine = self._proc_stat()
+        self._start = {name: (self._stat(pid) or (0, 0.0))[1] for name, pid in self._others.items()}
         self._thread.start()
         return self
 
     def __exit__(self, *exc):
         self._stop.set()
         self._thread.join()
+        busy, total = self._proc_stat()
+        cores = os.cpu_count() or 1
+        self.machine_busy_cores = round(
+            cores * (busy - self._machine[0]) / max(1, total - self._machine[1]), 2
+        )
+        for name, pid in self._others.items():
+            stat = self._stat(pid)
+            if stat is not None:
+                self._other_cpu[name] = round(stat[1] - self._start[name], 1)
+
+    @staticmethod
+    def _proc_stat() -> tuple[int, int]:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        idle = fields[3] + fields[4]  # idle + iowait
+        return sum(fields) - idle, sum(fields)
+
+    def others(self) -> dict:
+        """CPU seconds of the other processes during the job."""
+        return dict(self._other_cpu)
 
     @staticmethod
     def _stat(pid: int):
@@ -279,7 +324,7 @@ def run_case(
     workers_before = session.workers_started()
     veil = str(Path(sys.executable).with_name("veil"))
     started = time.perf_counter()
-    with tempfile.TemporaryFile() as log, WorkerCpu(session.pool.pid) as cpu:
+    with tempfile.TemporaryFile() as log, WorkerCpu(session.pool.pid, session.jvms()) as cpu:
         proc = subprocess.run(
             [veil, "-v", "run", *session.flags(parallelism, redistribute, workers),
              f"--veil_bootstrap_servers={bootstrap}", f"--veil_topic_prefix={names.prefix}",
@@ -312,6 +357,8 @@ def run_case(
         "committed": committed_total(bootstrap, group, names.raw),
         "workers": session.workers_started() - workers_before,
         "worker_cpu_s": cpu.seconds(),
+        "other_cpu_s": cpu.others(),
+        "machine_busy_cores": cpu.machine_busy_cores,
         # Records read per subtask by the task that runs the text step.
         "step_subtasks": next((c for name, c in tasks if "Text" in name), None),
     }
@@ -348,6 +395,7 @@ def main():
     results = []
     try:
         with FlinkSession(slots=max(p for p, _, _ in cases)) as session:
+            session.broker_hint = broker_dir or ""
             for parallelism, redistribute, workers in cases:
                 results.append(
                     run_case(bootstrap, session, parallelism, args.records, redistribute, workers)
@@ -363,7 +411,9 @@ def main():
               f"{r['steady_rps']:>13.0f} {r['workers']:>8} {str(r['conserved']):>9} "
               f"{r['committed']:>9}")
         print(f"  {r['case']}: records per subtask into the text step's task: "
-              f"{r['step_subtasks']}; CPU s per SDK worker: {r['worker_cpu_s']}")
+              f"{r['step_subtasks']}; CPU s per SDK worker: {r['worker_cpu_s']}; other CPU s: "
+              f"{r['other_cpu_s']}; machine busy: {r['machine_busy_cores']} of "
+              f"{os.cpu_count()} cores (all processes, other sessions' too)")
         if r["dead_letters"]:
             print(f"  {r['case']}: {r['sanitized']} sanitized, dead letters "
                   f"{r['dead_letters']}")
