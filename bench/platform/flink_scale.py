@@ -1,24 +1,27 @@
 """Flink scale-out: Veil on a standalone Flink session cluster with Python SDK workers in
 a worker pool (``--environment_type EXTERNAL``), parallelism 1 then 2, same input.
 
-    .venv/bin/python bench/platform/flink_scale.py [--records 2000] [--bootstrap HOST:PORT]
+    .venv/bin/python bench/platform/flink_scale.py [--records 3000] [--bootstrap HOST:PORT]
+        [--cases 1 2:off 2]   # P[:REDISTRIBUTE[:SDK_WORKERS]]; the first is the base
 
 Starts (and stops) its own broker unless ``--bootstrap`` is given, a Flink session cluster
-(``deploy/flink/flink.sh cluster-start``, 2 slots) and one SDK worker pool
-(``python -m apache_beam.runners.worker.worker_pool_main``), which starts one SDK worker
-process per ``--sdk_worker_parallelism`` for each job. For each parallelism it produces
-``--records`` text records to a fresh 3-partition raw topic, runs ``veil run`` bounded,
-checks conservation (every source offset exactly one sanitized record or dead letter)
-and the committed offsets, and prints:
+(``deploy/flink/flink.sh cluster-start``, slots = the largest parallelism) and one SDK
+worker pool (``python -m apache_beam.runners.worker.worker_pool_main``, with a record-id
+key in its environment), which starts ``--sdk_worker_parallelism`` SDK worker processes
+for each job (default: one per operator instance, ``stage_workers``). For each case it
+produces ``--records`` text records to a fresh 3-partition raw topic, runs ``veil run``
+bounded, checks conservation (every source offset exactly one sanitized record or dead
+letter) and the committed offsets, and prints:
 
 * job seconds: submit to finish (includes the job server start, the ~160 MB jar upload,
   task deployment and the workers' model loads);
 * steady records/s: the middle 80 % of the sanitized records over the span of their
   Kafka timestamps (10th to 90th percentile), i.e. the processing rate once every worker
   is running;
-* records per subtask into the task that runs the text step (Flink's REST API), and the
-  CPU seconds of each SDK worker process (with its children): whether the work was
-  spread, and over how many Python processes.
+* records per subtask into the task that runs the text step (Flink's REST API), the CPU
+  seconds of each SDK worker process (with its children), of the Flink JVMs and the
+  broker, and how busy the machine was: whether the work was spread, over how many
+  Python processes, and what else took the CPU.
 
 Run on 2 cores shared with the broker and both JVMs: compare the ratio, not the rates.
 """
