@@ -137,14 +137,24 @@ def sink_slot(partition: int, parallelism: int, max_parallelism: int) -> int:
     return partition % 128  # no one-byte key lands there: still one slot per partition
 
 
+SLOT_TABLE_PARTITIONS = 512  # partitions beyond: slot = partition % 128 (still one each)
+
+
 def sink_slots(options: PipelineOptions) -> dict:
-    """``sink_slot`` for partitions 0..1023 at this job's parallelism (cached lookups)."""
+    """``sink_slot`` of partitions 0..511 at this job's parallelism, computed once."""
     flink = options.view_as(FlinkRunnerOptions)
     parallelism = flink.parallelism if flink.parallelism and flink.parallelism > 0 else 1
     max_parallelism = flink.max_parallelism
     if not max_parallelism or max_parallelism <= 0:
         max_parallelism = FLINK_DEFAULT_MAX_PARALLELISM
-    return {p: sink_slot(p, parallelism, max_parallelism) for p in range(min(1024, 4 * 128))}
+    by_subtask = {}  # the first one-byte key of each subtask: sink_slot, in one scan
+    for key in range(128):
+        by_subtask.setdefault(flink_subtask(bytes([key]), parallelism, max_parallelism), key)
+    if parallelism <= 1:
+        by_subtask = {0: 0}
+    return {
+        p: by_subtask.get(p % parallelism, p % 128) for p in range(SLOT_TABLE_PARTITIONS)
+    }
 
 
 class _PinToSlotFn(beam.DoFn):

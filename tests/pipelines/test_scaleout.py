@@ -129,3 +129,9 @@ def test_pin_passes_every_write_through_once():
     with beam_pipeline() as p:
         out = p | beam.Create(writes) | PinToSinkSlot(sink_slots(PipelineOptions(["--parallelism=2"])))
         assert_that(out, equal_to(writes))
+
+
+@pytest.mark.parametrize("parallelism", [1, 2, 3, 5])
+def test_slot_table_agrees_with_sink_slot(parallelism):
+    slots = sink_slots(PipelineOptions([f"--parallelism={parallelism}"]))
+    assert all(slots[p] == sink_slot(p, parallelism, 128) for p in range(64))
