@@ -344,12 +344,10 @@ class VeilConfig:
             raise ConfigError("--veil_max_records_per_bundle must be positive")
         if o.veil_idle_stop_s < 0:
             raise ConfigError("--veil_idle_stop_s must be >= 0")
-        from veil.pipelines.delivery import check_delivery
-
-        delivery = check_delivery(options, o.veil_delivery)
-        from veil.pipelines.delivery import runner_name
+        from veil.pipelines.delivery import check_delivery, runner_name
         from veil.pipelines.scaleout import check_redistribute
 
+        delivery = check_delivery(options, o.veil_delivery)
         redistribute = check_redistribute(
             options, o.veil_redistribute, runner_name(options), delivery
         )
