@@ -116,6 +116,14 @@ class VeilOptions(PipelineOptions):
             "readers (local FnApiRunner only; see veil.pipelines.delivery).",
         )
         parser.add_argument(
+            "--veil_redistribute",
+            choices=("auto", "on", "off"),
+            default="auto",
+            help="Spread the privacy steps round robin over the subtasks after the read, "
+            "whatever the partition assignment (Flink only; auto: on at parallelism > 1; "
+            "see veil.pipelines.scaleout).",
+        )
+        parser.add_argument(
             "--veil_schema_registry",
             default=None,
             help="Confluent-compatible schema registry URL (e.g. "
@@ -350,6 +358,7 @@ class VeilConfig:
     schema_registry: str | None = None  # registry URL, or None: the local catalog
     record_id_key: str | None = None  # record-id key file or kms: URI (resolved on workers)
     preempt_steps: bool = True  # text/structured steps in a killable child process
+    redistribute: bool = False  # Flink: round robin after the read (veil.pipelines.scaleout)
 
     @classmethod
     def from_options(cls, options: PipelineOptions) -> "VeilConfig":
@@ -374,9 +383,13 @@ class VeilConfig:
             raise ConfigError("--veil_max_records_per_bundle must be positive")
         if o.veil_idle_stop_s < 0:
             raise ConfigError("--veil_idle_stop_s must be >= 0")
-        from veil.pipelines.delivery import check_delivery
+        from veil.pipelines.delivery import check_delivery, runner_name
+        from veil.pipelines.scaleout import check_redistribute
 
         delivery = check_delivery(options, o.veil_delivery)
+        redistribute = check_redistribute(
+            options, o.veil_redistribute, runner_name(options), delivery
+        )
         from veil.schemas.registry import RegistryError, default_url, resolve_url
 
         try:
@@ -454,6 +467,7 @@ class VeilConfig:
             schema_registry=registry,
             record_id_key=o.veil_record_id_key,
             preempt_steps=o.veil_step_isolation != "off",
+            redistribute=redistribute,
         )
 
     def audit_chain(self, schemas=None):

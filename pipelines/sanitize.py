@@ -9,7 +9,9 @@
 Every terminal branch writes through its own sink step, with no Flatten before it: on
 the FnApiRunner a Flatten ends the fused stage, so the Kafka writes would run after the
 source's bundle was finalized and its offsets committed. Kept fused, a bundle commits
-its source offsets only after every record it produced was acknowledged.
+its source offsets only after every record it produced was acknowledged. On Flink,
+where offsets commit on completed checkpoints, ``--veil_redistribute`` breaks the fusion
+on purpose to balance the privacy steps (``veil.pipelines.scaleout``).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from apache_beam.runners.runner import PipelineState
 
 from veil.pipelines.options import VeilConfig
 from veil.pipelines.runners import prepare_argv
+from veil.pipelines.scaleout import PinToSinkSlot, sink_slots
 from veil.pipelines.topics import register_schemas
 from veil.transforms.classification import load_policy
 from veil.transforms.codec import DecodeRecords
@@ -111,6 +114,11 @@ def build(
         )
 
     messages = pipeline | "ReadRaw" >> source
+    if config.redistribute:
+        # Flink: the steps below run round robin on every subtask, not where the
+        # partition was read; the writes come back to one subtask per source partition
+        # (its audit chain's single writer) before the sink. See veil.pipelines.scaleout.
+        messages = messages | "Redistribute" >> beam.Reshuffle()
     decoded = messages | "Decode" >> DecodeRecords(
         config.max_payload_bytes,
         MAX_MESSAGE_BYTES,
@@ -157,8 +165,13 @@ def build(
         writes[f"{name}Failures"] = branch.dead_letters | f"DeadLetter{name}" >> (
             PublishDeadLetters(topics, version, keys, schemas, step=modality)
         )
-    for label, pcoll in writes.items():
-        pcoll | f"Write{label}" >> sink
+    if config.redistribute:
+        merged = tuple(writes.values()) | "AllWrites" >> beam.Flatten()
+        pinned = merged | "PinToSinkSlot" >> PinToSinkSlot(sink_slots(options))
+        pinned | "WriteAll" >> sink
+    else:
+        for label, pcoll in writes.items():
+            pcoll | f"Write{label}" >> sink
     return VeilGraph(writes, config, version)
 
 

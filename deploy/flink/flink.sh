@@ -7,7 +7,8 @@
 #                                             127.0.0.1:${FLINK_REST_PORT:-8081}); prints HOST:PORT
 #   deploy/flink/flink.sh cluster-stop DIR
 #
-# Environment: VEIL_CACHE (default <repo>/.cache), FLINK_REST_PORT, FLINK_TM_SLOTS (2).
+# Environment: VEIL_CACHE (default <repo>/.cache), FLINK_REST_PORT, FLINK_TM_SLOTS (2),
+# FLINK_START_TIMEOUT_S (240).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -92,12 +93,14 @@ CONF
         org.apache.flink.runtime.taskexecutor.TaskManagerRunner --configDir "$dir/conf" $dyn \
         >"$dir/log/taskmanager.out" 2>&1 </dev/null &
     echo $! >"$dir/tm.pid"
-    local deadline=$((SECONDS + 90))
+    # Two JVMs starting on a loaded 2-core box (CI) can take well over a minute.
+    local timeout=${FLINK_START_TIMEOUT_S:-240}
+    local deadline=$((SECONDS + timeout))
     until curl -sf "http://127.0.0.1:$rest_port/taskmanagers" 2>/dev/null | grep -q '"slotsNumber"'; do
         if ((SECONDS > deadline)); then
             tail -20 "$dir/log/jobmanager.out" "$dir/log/taskmanager.out" >&2 || true
             cluster_stop "$dir"
-            die "Flink cluster not ready after 90 s"
+            die "Flink cluster not ready after $timeout s"
         fi
         for pidfile in "$dir/jm.pid" "$dir/tm.pid"; do
             kill -0 "$(cat "$pidfile")" 2>/dev/null || { tail -20 "$dir/log/"*.out >&2; cluster_stop "$dir"; die "a Flink process exited during start-up"; }

@@ -82,6 +82,8 @@ NOT_EXPOSED = {
     "veil_step_isolation",
     # Follows the key store, which the template does not expose yet (above).
     "veil_erasure_listener",
+    # Flink only (veil.pipelines.scaleout): auto is off on Dataflow, on is refused.
+    "veil_redistribute",
 }
 
 IMAGE = "us-central1-docker.pkg.dev/veil-test-project/veil/veil:test"
