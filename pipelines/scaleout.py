@@ -36,7 +36,7 @@ Flink-only; exactly-once is refused on Flink anyway (``veil.pipelines.delivery``
 from __future__ import annotations
 
 import logging
-from typing import Any, Tuple
+from typing import Any
 
 import apache_beam as beam
 from apache_beam.coders import BooleanCoder
@@ -189,6 +189,6 @@ class PinToSinkSlot(beam.PTransform):
 
         return (
             writes
-            | "KeyBySlot" >> beam.Map(slot).with_output_types(Tuple[int, Any])
+            | "KeyBySlot" >> beam.Map(slot).with_output_types(tuple[int, Any])
             | "Pin" >> beam.ParDo(_PinToSlotFn())
         )

@@ -11,12 +11,12 @@ import apache_beam as beam
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing.util import assert_that, equal_to
+from veil_testing import beam_pipeline
 
 from veil.pipelines.options import ConfigError, VeilConfig
 from veil.pipelines.runners import flink_job_server_jar
 from veil.pipelines.scaleout import PinToSinkSlot, flink_subtask, sink_slot, sink_slots
 from veil.transforms.records import KafkaWrite, Source
-from veil_testing import beam_pipeline
 
 REPO = Path(__file__).resolve().parents[2]
 
