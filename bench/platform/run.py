@@ -138,15 +138,47 @@ def bench_text_step_alone(texts):
     return time.perf_counter() - started
 
 
-def bench_veil_pipeline(bootstrap, prefix):
+def record_id_key() -> str:
+    """A fresh record-id key file: producer ids such as ``r7`` are accepted only with one
+    (without, every record is dead-lettered INVALID_RECORD and the case measures nothing)."""
+    from veil.transforms.keys import write_key_file
+
+    return str(write_key_file(Path(tempfile.mkdtemp(prefix="veil-bench-key-")) / "id.key"))
+
+
+def outcome_counts(bootstrap, names) -> dict:
+    """Records on each output topic (end offsets): sanitized, dead letters, audit events."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap)
+    try:
+        counts = {}
+        for label, topic in (("sanitized", names.sanitized("text")),
+                             ("dead_letters", names.dead_letter), ("audit", names.audit)):
+            tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+            counts[label] = sum(consumer.end_offsets(tps).values()) if tps else 0
+        return counts
+    finally:
+        consumer.close()
+
+
+def bench_veil_pipeline(bootstrap, names, expected):
+    """``veil run`` (bounded) over ``names.raw``; fails unless every record was sanitized."""
     veil = str(Path(sys.executable).with_name("veil"))
     started = time.perf_counter()
     subprocess.run(
-        [veil, "run", f"--veil_bootstrap_servers={bootstrap}", f"--veil_topic_prefix={prefix}",
-         "--veil_read_mode=bounded", f"--veil_consumer_group={prefix}-bench"],
+        [veil, "run", f"--veil_bootstrap_servers={bootstrap}",
+         f"--veil_topic_prefix={names.prefix}", "--veil_read_mode=bounded",
+         f"--veil_consumer_group={names.prefix}-bench", f"--veil_record_id_key={record_id_key()}"],
         check=True, capture_output=True,
     )
-    return time.perf_counter() - started
+    elapsed = time.perf_counter() - started
+    counts = outcome_counts(bootstrap, names)
+    print(f"{names.prefix}: {counts}", flush=True)
+    if counts["sanitized"] != expected:
+        raise SystemExit(f"{names.prefix}: {counts['sanitized']} of {expected} sanitized: "
+                         "the case did not measure the text pipeline")
+    return elapsed
 
 
 def main():
@@ -189,7 +221,7 @@ def main():
         ]
         produce(bootstrap, names.raw, [cat.encode(MEDIA_RECORD, r) for r in records],
                 [r["subject_key"].encode() for r in records])
-        d = bench_veil_pipeline(bootstrap, names.prefix)
+        d = bench_veil_pipeline(bootstrap, names, len(records))
         # E: the same pipeline on the first SMALL records only; D - E is what the other
         # records cost once everything has started: the steady state.
         small = min(SMALL, len(records))
@@ -197,7 +229,7 @@ def main():
         ensure_topics(client, topic_specs(names_e))
         produce(bootstrap, names_e.raw, [cat.encode(MEDIA_RECORD, r) for r in records[:small]],
                 [r["subject_key"].encode() for r in records[:small]])
-        e = bench_veil_pipeline(bootstrap, names_e.prefix)
+        e = bench_veil_pipeline(bootstrap, names_e, small)
     finally:
         if broker_dir:
             subprocess.run(["bash", str(REPO / "deploy/kafka/kafka.sh"), "stop", broker_dir],
