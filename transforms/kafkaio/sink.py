@@ -48,6 +48,7 @@ class _SharedProducer:
             # longer linger only batches more records per request (fewer wake-ups of
             # kafka-python's I/O thread, which competes for the GIL), never delays a commit.
             linger_ms=client.LINGER_MS,
+            batch_size=client.BATCH_BYTES,
             max_request_size=MAX_MESSAGE_BYTES,
             **client.resolve(config),
         )
