@@ -53,7 +53,7 @@ def _write(bootstrap: str, spec: AuditChainSpec, writes) -> None:
         _ = (
             p
             | beam.Create(writes, reshuffle=False)
-            | WriteToKafka({"bootstrap_servers": bootstrap}, audit_chain=spec)
+            | WriteToKafka({"bootstrap_servers": bootstrap}, topic_writers=[spec])
         )
 
 
