@@ -478,10 +478,12 @@ class StepRunner:
         """The head record's reply: checked field by field, never unpickled."""
         from veil.transforms.privacy import PrivacyError
 
+        # Not JSON: a protocol break; the caller replaces the child and fails the head
+        # record (this one, still in flight), so no record is left without an outcome.
+        reply = json.loads(data)
         entry = self._inflight.popleft()
         started = max(entry.sent_at or 0.0, child.last_reply_at)
         child.last_reply_at = now = time.monotonic()
-        reply = json.loads(data)  # ValueError: a protocol break (the caller replaces)
         elapsed = reply.get("elapsed_ms") if isinstance(reply, dict) else None
         if not isinstance(elapsed, (int, float)) or not 0 <= elapsed < 1e9:
             elapsed = (now - started) * 1000

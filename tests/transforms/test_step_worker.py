@@ -139,3 +139,26 @@ def test_pipelined_step_keeps_each_records_timestamp():
                     label="records")  # fmt: skip
         assert_that(out.dead_letters | "D" >> beam.Map(stamp), equal_to([(1, 1001)]),
                     label="dead_letters")  # fmt: skip
+
+
+def test_a_reply_that_breaks_the_protocol_fails_its_record_only():
+    """A reply that is not JSON fails the record it answers (the child is replaced);
+    the record queued behind it is answered by the fresh child: none is left out."""
+    import struct
+
+    runner = StepRunner(ToyHandler())
+    runner.start()
+    try:
+        first, second = _item(b"one", 0), _item(b"two", 1)
+        runner.submit(first, token=0)
+        runner.submit(second, token=1)
+        runner._child.rbuf += struct.pack(">I", 3) + b"{x]"  # arrives before any reply
+        outcomes = runner.collect(30.0, until=0)
+        assert [(o.token, getattr(o.error, "code", None)) for o in outcomes] == [
+            (0, "PRIVACY_STEP_FAILED"),
+            (1, None),
+        ]
+        assert second.sanitized_payload == b"TWO" and first.sanitized_payload is None
+        assert runner.restarts == 1
+    finally:
+        runner.close()
