@@ -11,9 +11,11 @@ from __future__ import annotations
 import collections
 import io
 import json
+import tempfile
 import time
 import wave
 from importlib import resources
+from pathlib import Path
 
 import numpy as np
 
@@ -133,8 +135,10 @@ def run_demo(bootstrap: str, prefix: str, beam_argv) -> int:
 
     from apache_beam.options.pipeline_options import PipelineOptions
 
+    from veil.pipelines.local import _has_id_key
     from veil.pipelines.options import VeilConfig
     from veil.transforms.kafkaio import client as kafka_client
+    from veil.transforms.keys import write_key_file
 
     names = TopicNames(prefix)
     argv = list(beam_argv) + [
@@ -143,6 +147,11 @@ def run_demo(bootstrap: str, prefix: str, beam_argv) -> int:
         "--veil_read_mode=bounded",
         f"--veil_consumer_group={prefix}-demo-{int(time.time())}",
     ]
+    if not _has_id_key(argv):
+        # Producer ids such as "demo-text-1" are accepted only with a record-id key (they
+        # leave Veil as its keyed hash): without one configured, a key for this run only.
+        key_dir = Path(tempfile.mkdtemp(prefix="veil-demo-"))
+        argv.append(f"--veil_record_id_key={write_key_file(key_dir / 'record-id.key')}")
     prepare_argv(argv)  # fail fast, before producing anything
     # The demo's own clients use the pipeline's settings (security included). On a
     # secured broker it plays every role (topics, producer, pipeline, reader): run it as
