@@ -11,9 +11,11 @@ from __future__ import annotations
 import collections
 import io
 import json
+import tempfile
 import time
 import wave
 from importlib import resources
+from pathlib import Path
 
 import numpy as np
 
@@ -125,6 +127,7 @@ def run_demo(bootstrap: str, prefix: str, beam_argv) -> int:
     from kafka import KafkaProducer
 
     from veil.pipelines.cli import consume
+    from veil.pipelines.local import _has_id_key
     from veil.pipelines.options import VeilConfig
     from veil.pipelines.runners import prepare_argv
     from veil.pipelines.sanitize import run
@@ -132,6 +135,7 @@ def run_demo(bootstrap: str, prefix: str, beam_argv) -> int:
     from veil.transforms.emit import TopicNames
     from veil.transforms.kafkaio import MAX_MESSAGE_BYTES, ensure_topics
     from veil.transforms.kafkaio import client as kafka_client
+    from veil.transforms.keys import write_key_file
     from veil.transforms.modality import registered
     from veil.transforms.records import Modality
 
@@ -142,6 +146,11 @@ def run_demo(bootstrap: str, prefix: str, beam_argv) -> int:
         "--veil_read_mode=bounded",
         f"--veil_consumer_group={prefix}-demo-{int(time.time())}",
     ]
+    if not _has_id_key(argv):
+        # Producer ids such as "demo-text-1" are accepted only with a record-id key (they
+        # leave Veil as its keyed hash): without one configured, a key for this run only.
+        key_dir = Path(tempfile.mkdtemp(prefix="veil-demo-"))
+        argv.append(f"--veil_record_id_key={write_key_file(key_dir / 'record-id.key')}")
     prepare_argv(argv)  # fail fast, before producing anything
     # The demo's own clients use the pipeline's settings (security included). On a
     # secured broker it plays every role (topics, producer, pipeline, reader): run it as

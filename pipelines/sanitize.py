@@ -110,7 +110,7 @@ def build(
             client_config,
             delivery=config.delivery,
             group_id=config.consumer_group,
-            audit_chain=config.audit_chain(schemas),  # audit events chained as produced
+            topic_writers=[config.audit_chain(schemas)],  # audit events chained as produced
         )
 
     messages = pipeline | "ReadRaw" >> source

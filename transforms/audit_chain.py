@@ -15,7 +15,8 @@ orders them. A link holds:
 
 Canonical bytes (``canonical``): ``b"veil-audit-chain-v1\\n"`` followed by the event as
 JSON with sorted keys, no spaces, ASCII only, ``event_time`` as epoch milliseconds,
-``chain.prev_hash`` as hex and ``chain.mac`` left out. JSON rather than the Avro body, so
+``chain.prev_hash`` as hex and ``chain.mac`` left out, and ``steps`` left out when it is
+empty (schema v2's default, so events without steps hash as they did in v1). JSON rather than the Avro body, so
 the same bytes can be rebuilt from the topic and from ``veil consume`` JSON lines alike.
 The hash and the MAC cover every field of the event, the sequence, the previous hash and
 the key id, so an edit anywhere breaks the MAC and the next event's link.
@@ -87,7 +88,10 @@ def _as_bytes(value) -> bytes:
 
 def canonical(event: dict) -> bytes:
     """The bytes that ``prev_hash`` and ``mac`` cover (see the module docstring)."""
-    body = {k: v for k, v in event.items() if k != "chain"}
+    # An empty ``steps`` (schema v2's default) is left out: v1 events, and v2 events
+    # about no pipeline run (reveal, erasure) whose writer built them without it, hash
+    # the same whether read back (decoders fill in the default) or not.
+    body = {k: v for k, v in event.items() if k != "chain" and not (k == "steps" and not v)}
     body["event_time"] = _millis(event["event_time"])
     chain = event.get("chain")
     if chain is not None:

@@ -1,5 +1,6 @@
 """Terminal stages: each record leaves as one sanitized record or one dead letter, plus
-its audit events, all as ``KafkaWrite``s for one sink.
+its one audit event (its whole trail, ``veil.transforms.audit``), all as ``KafkaWrite``s
+for one sink.
 
 Keys are deterministic (the record id, or the source coordinates when the id is
 unknown), and headers carry the record id and source coordinates, so a replay can be
@@ -21,7 +22,7 @@ from apache_beam.metrics import Metrics
 
 from veil.schemas import AUDIT_EVENT, DEAD_LETTER, MEDIA_RECORD, SANITIZED_RECORD
 from veil.schemas.registry import codec
-from veil.transforms.audit import audit_events
+from veil.transforms.audit import record_event
 from veil.transforms.kafkaio import MAX_MESSAGE_BYTES
 from veil.transforms.records import AuditStep, ErrorCode, Failure, KafkaWrite, Source, WorkItem
 from veil.transforms.version import __version__ as PIPELINE_VERSION
@@ -117,24 +118,20 @@ class _Emitter(beam.DoFn):
             return None, None, None
 
     def _audit_writes(self, source, record_id, modality, trail) -> list[KafkaWrite]:
-        writes = []
-        headers = _headers(record_id, source, AUDIT_EVENT)
-        for event in audit_events(
+        """The record's one audit event (its whole trail as ``steps``)."""
+        event = record_event(
             source, record_id, modality, trail, self._policy_version, PIPELINE_VERSION
-        ):
-            if event["duration_ms"] is not None:  # as Avro's double decodes it
-                event["duration_ms"] = float(event["duration_ms"])
-            writes.append(
-                KafkaWrite(
-                    self._topics.audit,
-                    event["event_id"].encode(),
-                    self._catalog.encode(AUDIT_EVENT, event),
-                    headers,
-                    source,
-                    event,  # the chainer links this dict; no decode of the bytes
-                )
+        )
+        return [
+            KafkaWrite(
+                self._topics.audit,
+                event["event_id"].encode(),
+                self._catalog.encode(AUDIT_EVENT, event),
+                _headers(record_id, source, AUDIT_EVENT),
+                source,
+                event,  # the chainer links this dict; no decode of the bytes
             )
-        return writes
+        ]
 
     def _dead_letter_writes(self, failure: Failure) -> list[KafkaWrite]:
         now = int(time.time() * 1000)

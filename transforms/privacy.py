@@ -14,7 +14,11 @@ With ``preempt=True`` (the graph's text and structured steps) the handler runs i
 child process (``veil.transforms.step_worker``) that is killed at the time limit, so a
 record that would stall the step (a catastrophic regex, a slow detector) is
 dead-lettered ``PRIVACY_STEP_TIMEOUT`` within the limit and the next record flows.
-Without it the limit is checked after the step returns.
+Records are pipelined to the step worker (up to ``StepRunner.window`` in flight), so it
+classifies while the Beam worker decodes, publishes and produces the bundle's other
+records; the outcomes leave with their own timestamps and windows, the last ones in
+``finish_bundle``, so a bundle still completes only with all its records' outcomes.
+Without ``preempt`` the limit is checked after the step returns.
 
 Example::
 
@@ -35,6 +39,7 @@ import apache_beam as beam
 from apache_beam import pvalue
 from apache_beam.metrics import Metrics
 from apache_beam.utils.shared import Shared
+from apache_beam.utils.windowed_value import WindowedValue
 
 from veil.transforms.metrics import Histogram
 from veil.transforms.records import (
@@ -50,6 +55,7 @@ from veil.transforms.step_worker import StepFailed as _StepFailed
 _LOGGER = logging.getLogger(__name__)
 
 DEAD_LETTER = "dead_letter"
+_HARVEST_EVERY = 8  # pipelined steps look for outcomes every this many records
 ModelT = TypeVar("ModelT")
 
 
@@ -217,28 +223,31 @@ class PrivacyStepFn(beam.DoFn):
         self._timeouts.inc(0)  # the series exists before the first time-out (alerting)
 
     def finish_bundle(self):
+        if self._runner is not None and self._runner.pending:
+            # Every record handed to the step worker in this bundle leaves with it.
+            for outcome in self._runner.collect(self._time_limit_s, until=0):
+                yield self._route(outcome)
         self._latency.flush()  # the bundle's step-time buckets, one increment each
 
-    def process(self, item: WorkItem):
+    def process(
+        self,
+        item: WorkItem,
+        timestamp=beam.DoFn.TimestampParam,
+        window=beam.DoFn.WindowParam,
+        pane_info=beam.DoFn.PaneInfoParam,
+    ):
+        if self._runner is not None:
+            yield from self._pipelined(item, WindowedValue(item, timestamp, (window,), pane_info))
+            return
         stage = self._handler.stage
         model = self._model()  # outside the timed span: loading is not the record's time
         self._in.inc()
         self._bytes.inc(len(item.record["payload"]))
         started = self._clock()
         try:
-            if self._runner is not None:
-                counts = self._runner.run(item, self._time_limit_s)
-                if self._detectors is None:  # the child started only now
-                    self._detectors = self._runner.start()
-            else:
-                counts = settle(item, self._handler.process(model, item))
+            counts = settle(item, self._handler.process(model, item))
         except PrivacyError as exc:
-            if exc.code == ErrorCode.PRIVACY_STEP_TIMEOUT:
-                _LOGGER.warning("%s step timed out at %s", stage, item.source.dedup_key())
             yield self._fail(item, exc.code, None)
-            return
-        except _StepFailed as exc:  # raised in the step worker: its class name only
-            yield self._fail(item, ErrorCode.PRIVACY_STEP_FAILED, exc.error_class)
             return
         except Exception as exc:  # fail closed; keep the class name only
             _LOGGER.warning(
@@ -251,16 +260,58 @@ class PrivacyStepFn(beam.DoFn):
             return
         elapsed_ms = (self._clock() - started) * 1000
         self._latency.update(elapsed_ms)
-        # The step worker enforces the limit itself (its start-up after a restart is
-        # not the record's time); in process, the limit is checked afterwards.
-        if self._runner is None and elapsed_ms > self._time_limit_s * 1000:
+        # In process, the limit is checked afterwards (the step worker enforces it).
+        if elapsed_ms > self._time_limit_s * 1000:
             yield self._fail(item, ErrorCode.PRIVACY_STEP_TIMEOUT, None)
             return
+        yield self._anonymized(item, counts, elapsed_ms)
+
+    def _pipelined(self, item: WorkItem, windowed: WindowedValue):
+        """Hands ``item`` to the step worker and yields the outcomes that are in (of this
+        or earlier records of the bundle; each with its own timestamp and window). Up to
+        ``StepRunner.window`` records are in flight; ``finish_bundle`` collects the rest.
+        A record over its limit is timed out at the latest when the window next fills
+        or the bundle ends; its limit is never shortened by the batching."""
+        self._model()  # the first record waits for the worker's model load
+        self._in.inc()
+        self._bytes.inc(len(item.record["payload"]))
+        runner = self._runner
+        runner.submit(item, token=windowed)
+        pending, window = runner.pending, runner.window
+        if pending >= window:  # full: wait until half of them are done
+            until = window // 2
+        elif pending % _HARVEST_EVERY == 0:  # take what is in; time out what is over
+            until = None
+        else:
+            return  # collected in batches: each look at the pipe lets go of the GIL
+        for outcome in runner.collect(self._time_limit_s, until):
+            yield self._route(outcome)
+
+    def _route(self, outcome):
+        """A step-worker outcome as the windowed record or dead letter it becomes."""
+        windowed, item = outcome.token, outcome.item
+        error = outcome.error
+        if isinstance(error, PrivacyError):
+            if error.code == ErrorCode.PRIVACY_STEP_TIMEOUT:
+                _LOGGER.warning(
+                    "%s step timed out at %s", self._handler.stage, item.source.dedup_key()
+                )
+            return self._fail(item, error.code, None, windowed)
+        if isinstance(error, _StepFailed):  # raised in the step worker: its class name only
+            return self._fail(item, ErrorCode.PRIVACY_STEP_FAILED, error.error_class, windowed)
+        if error is not None:  # not an outcome the runner makes: fail closed all the same
+            return self._fail(item, ErrorCode.PRIVACY_STEP_FAILED, type(error).__name__, windowed)
+        if self._detectors is None:  # the worker started only after a failed first start
+            self._detectors = self._runner.detectors or {}
+        self._latency.update(outcome.elapsed_ms)
+        return windowed.with_value(self._anonymized(item, outcome.counts, outcome.elapsed_ms))
+
+    def _anonymized(self, item: WorkItem, counts: dict, elapsed_ms: float) -> WorkItem:
         for entity, count in counts.items():
-            Metrics.counter(f"veil.{stage}", f"entities_{entity}").inc(count)
+            Metrics.counter(f"veil.{self._handler.stage}", f"entities_{entity}").inc(count)
         item.trail.append(
             AuditStep(
-                stage=stage,
+                stage=self._handler.stage,
                 action="ANONYMIZED",
                 detectors=dict(self._detectors),
                 entity_counts=dict(counts),
@@ -268,16 +319,17 @@ class PrivacyStepFn(beam.DoFn):
             )
         )
         self._out.inc()
-        yield item
+        return item
 
     def teardown(self):
         if getattr(self, "_runner", None) is not None:
             self._runner.close()
 
-    def _fail(self, item: WorkItem, code: str, error_class: str | None):
+    def _fail(self, item: WorkItem, code: str, error_class: str | None, windowed=None):
         Metrics.counter(f"veil.{self._handler.stage}", f"dead_letter_{code}").inc()
+        failure = Failure.of(item, self._handler.stage, code, error_class)
         return pvalue.TaggedOutput(
-            DEAD_LETTER, Failure.of(item, self._handler.stage, code, error_class)
+            DEAD_LETTER, failure if windowed is None else windowed.with_value(failure)
         )
 
 

@@ -28,6 +28,7 @@ Example::
 from __future__ import annotations
 
 import base64
+import collections
 import dataclasses
 import json
 import logging
@@ -38,6 +39,7 @@ import subprocess
 import sys
 import threading
 import time
+from typing import NamedTuple
 
 from veil.transforms.records import AuditStep, Classification, ErrorCode, WorkItem
 
@@ -45,6 +47,8 @@ _LOGGER = logging.getLogger(__name__)
 
 _LEN = struct.Struct(">I")
 MAX_REPLY_BYTES = 256 << 20
+# Records written ahead of the child: below this many, ``submit`` writes at once.
+_LOW_WATER = 4
 _KNOWN_CODES = frozenset(
     v for k, v in vars(ErrorCode).items() if k.isupper() and isinstance(v, str)
 )
@@ -130,12 +134,14 @@ def _serve() -> None:  # pragma: no cover - runs in the child process
         except EOFError:
             return
         first = len(item.trail)
+        started = time.monotonic()
         try:
             reply = _reply(item, settle(item, handler.process(model, item)), first)
         except PrivacyError as exc:
             reply = {"ok": False, "code": exc.code, "error_class": None}
         except Exception as exc:  # the class name only: its text may hold content
             reply = {"ok": False, "code": None, "error_class": type(exc).__name__}
+        reply["elapsed_ms"] = (time.monotonic() - started) * 1000
         _write_frame(wfd, json.dumps(reply).encode())
 
 
@@ -179,7 +185,9 @@ def _apply(item: WorkItem, reply: dict) -> dict:
 
 
 class _Child:
-    """One child process: spawned at once, its model load awaited by ``wait_ready``."""
+    """One child process: spawned at once; its pipes non-blocking once the handler is
+    sent, with a read buffer (replies arrive in order, several at a time) and a write
+    buffer (records queued ahead of the one being processed)."""
 
     def __init__(self, handler_blob: bytes, startup_s: float):
         env = dict(os.environ)
@@ -193,25 +201,69 @@ class _Child:
             close_fds=True,
         )
         self.detectors: dict | None = None
-        self._deadline = time.monotonic() + startup_s
+        self.ready_at: float | None = None
+        self.last_reply_at = 0.0
+        self.startup_deadline = time.monotonic() + startup_s
+        self.rfd, self.wfd = self.proc.stdout.fileno(), self.proc.stdin.fileno()
+        self.rbuf = bytearray()
+        self.wbuf = bytearray()
+        self.queued = 0  # bytes of record frames queued for this child
+        self.written = 0  # ... and written to its pipe
         try:
-            _write_frame(self.proc.stdin.fileno(), handler_blob)
+            _write_frame(self.wfd, handler_blob)
+            os.set_blocking(self.wfd, False)
+            os.set_blocking(self.rfd, False)
         except OSError:
             self.kill()
             raise StepWorkerError("STEP_WORKER_UNAVAILABLE") from None
 
-    def wait_ready(self) -> dict:
-        if self.detectors is not None:
-            return self.detectors
-        try:
-            ready = json.loads(_read_frame(self.proc.stdout.fileno(), self._deadline))
-            if not isinstance(ready, dict) or ready.get("ready") is not True:
-                raise ValueError("not ready")
-            self.detectors = {str(k): str(v) for k, v in dict(ready["detectors"]).items()}
-        except (OSError, EOFError, TimeoutError, ValueError, KeyError, TypeError):
-            self.kill()
-            raise StepWorkerError("STEP_WORKER_UNAVAILABLE") from None
-        return self.detectors
+    def flush(self) -> None:
+        """Writes what the pipe takes now; never blocks."""
+        while self.wbuf:
+            try:
+                written = os.write(self.wfd, self.wbuf)
+            except BlockingIOError:
+                return
+            del self.wbuf[:written]
+            self.written += written
+
+    def fill(self) -> bool:
+        """Reads what the pipe holds now; False at end of file. Never blocks."""
+        while True:
+            try:
+                chunk = os.read(self.rfd, 1 << 20)
+            except BlockingIOError:
+                return True
+            if not chunk:
+                return False
+            self.rbuf += chunk
+            if len(chunk) < 1 << 20:
+                return True
+
+    def frame(self) -> bytes | None:
+        """The next complete reply frame in the read buffer, or None."""
+        if len(self.rbuf) < _LEN.size:
+            return None
+        (size,) = _LEN.unpack_from(self.rbuf)
+        if size > MAX_REPLY_BYTES:
+            raise ValueError("frame too large")
+        if len(self.rbuf) < _LEN.size + size:
+            return None
+        data = bytes(self.rbuf[_LEN.size : _LEN.size + size])
+        del self.rbuf[: _LEN.size + size]
+        return data
+
+    def accept_ready(self, data: bytes) -> None:
+        ready = json.loads(data)
+        if not isinstance(ready, dict) or ready.get("ready") is not True:
+            raise ValueError("not ready")
+        self.detectors = {str(k): str(v) for k, v in dict(ready["detectors"]).items()}
+        self.ready_at = self.last_reply_at = time.monotonic()
+
+    def wait(self, deadline: float | None) -> None:
+        """Blocks until the child has written something (or takes more), or ``deadline``."""
+        timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+        select.select([self.rfd], [self.wfd] if self.wbuf else [], [], timeout)
 
     def kill(self) -> None:
         if self.proc.poll() is None:
@@ -224,77 +276,240 @@ class _Child:
                 pass
 
 
-class StepRunner:
-    """Runs one handler in a child process, one record at a time, under a deadline."""
+class _InFlight:
+    """A record handed to the step worker, until its reply (or its time-out)."""
 
-    def __init__(self, handler, startup_s: float = 300.0):
+    __slots__ = ("token", "item", "frame", "end", "sent_at")
+
+    def __init__(self, token, item: WorkItem, frame: bytes):
+        self.token, self.item, self.frame = token, item, frame
+        self.end = 0  # its last byte's position in the current child's input
+        self.sent_at: float | None = None  # when the current child could read it all
+
+
+class StepOutcome(NamedTuple):
+    """One record's result: ``error`` None and ``counts`` set, or the error to route."""
+
+    token: object
+    item: WorkItem
+    counts: dict | None
+    error: Exception | None
+    elapsed_ms: float | None
+
+
+class StepRunner:
+    """Runs one handler in a child process under a per-record deadline.
+
+    Records are pipelined: ``submit`` queues a record (up to ``window`` are in flight, so
+    the child works while the Beam worker does everything else) and ``collect`` returns
+    the outcomes that are in, in submission order. Each record still has the child to
+    itself for at most the limit: its clock starts when the child could begin it (its
+    bytes written, the previous reply in, the child started), and a record over it
+    kills the child; the record is dead-lettered ``PRIVACY_STEP_TIMEOUT`` and the records
+    queued behind it go to a fresh child, so a hostile record never takes its neighbours
+    down. ``run`` is the one-record form.
+    """
+
+    def __init__(self, handler, startup_s: float = 300.0, window: int = 32):
         from apache_beam.internal import pickler
 
         self._blob = pickler.dumps(handler)  # Beam's pickler: handlers hold policies
         self._startup_s = startup_s
         self._child: _Child | None = None
         self._lock = threading.Lock()
+        self._inflight: collections.deque = collections.deque()
+        self.window = window
         self.restarts = 0
+
+    @property
+    def detectors(self) -> dict | None:
+        """The running child's detectors (None until one has started)."""
+        child = self._child
+        return None if child is None or child.detectors is None else dict(child.detectors)
+
+    @property
+    def pending(self) -> int:
+        """Records submitted whose outcome has not been collected."""
+        return len(self._inflight)
 
     def launch(self) -> None:
         """Spawns the child without waiting for its model load (steps start in parallel)."""
         with self._lock:
             if self._child is None:
-                self._child = _Child(self._blob, self._startup_s)
+                self._spawn()
 
     def start(self) -> dict:
         """Starts the child and waits for its model load; returns its detectors."""
         with self._lock:
             if self._child is None:
-                self._child = _Child(self._blob, self._startup_s)
+                self._spawn()
+            child = self._child
             try:
-                return dict(self._child.wait_ready())
-            except StepWorkerError:
+                while child.detectors is None:
+                    if not child.fill():
+                        raise EOFError()
+                    data = child.frame()
+                    if data is not None:
+                        child.accept_ready(data)
+                        break
+                    if time.monotonic() > child.startup_deadline:
+                        raise TimeoutError()
+                    child.flush()
+                    child.wait(child.startup_deadline)
+            except (OSError, EOFError, TimeoutError, ValueError, KeyError, TypeError):
+                child.kill()
                 self._child = None
-                raise
+                raise StepWorkerError("STEP_WORKER_UNAVAILABLE") from None
+            return dict(child.detectors)
 
     def run(self, item: WorkItem, time_limit_s: float) -> dict:
         """Processes ``item`` in the child; returns entity counts.
 
         Raises ``PrivacyError`` with ``PRIVACY_STEP_TIMEOUT`` (over the limit: the child
         is killed), ``PRIVACY_STEP_FAILED`` (the child died or broke the protocol) or the
-        handler's own code.
+        handler's own code; ``StepFailed`` for another exception in the handler.
         """
+        self.submit(item)
+        outcomes = self.collect(time_limit_s, until=0)
+        outcome = next(o for o in outcomes if o.item is item)
+        if outcome.error is not None:
+            raise outcome.error
+        return outcome.counts
+
+    def submit(self, item: WorkItem, token=None) -> None:
+        """Queues ``item`` for the child (written at once as far as the pipe takes it)."""
         import pickle
 
+        blob = pickle.dumps(item, protocol=5)
+        entry = _InFlight(token, item, _LEN.pack(len(blob)) + blob)
+        with self._lock:
+            self._inflight.append(entry)
+            child = self._child
+            if child is not None:
+                self._queue(child, entry)
+                # Written at once only when the child is about to run out of work: each
+                # write lets other threads take the GIL, so records go in batches.
+                if sum(1 for e in self._inflight if e.sent_at is not None) < _LOW_WATER:
+                    try:
+                        child.flush()
+                    except OSError:  # the child died: ``collect`` finds out, replaces it
+                        return
+                    self._mark_sent(child)
+
+    def collect(self, time_limit_s: float, until: int | None = None) -> list:
+        """Outcomes (``StepOutcome``) of the records that are done, in submission order.
+
+        ``until=None``: only what is in now (never blocks, but a record past its limit
+        is timed out here); ``until=n``: blocks until at most ``n`` records are in flight.
+        """
+        out: list = []
+        with self._lock:
+            while self._inflight:
+                if self._child is None:
+                    try:
+                        self._spawn()
+                    except StepWorkerError:
+                        self._fail_head(out, ErrorCode.PRIVACY_STEP_FAILED)
+                        continue
+                child = self._child
+                try:
+                    child.flush()
+                    alive = child.fill()
+                    self._mark_sent(child)
+                    while self._inflight:
+                        data = child.frame()
+                        if data is None:
+                            break
+                        if child.detectors is None:
+                            child.accept_ready(data)
+                        else:
+                            self._settle(child, data, out)
+                    if not alive:
+                        raise EOFError()
+                except (OSError, EOFError, ValueError, KeyError, TypeError):
+                    self._replace()  # died, or broke the protocol: the record it had fails
+                    self._fail_head(out, ErrorCode.PRIVACY_STEP_FAILED)
+                    continue
+                if not self._inflight:
+                    break
+                now = time.monotonic()
+                if child.detectors is None:  # start-up is not a record's time
+                    if now > child.startup_deadline:
+                        self._replace()
+                        self._fail_head(out, ErrorCode.PRIVACY_STEP_FAILED)
+                        continue
+                    deadline = child.startup_deadline
+                else:
+                    head = self._inflight[0]
+                    deadline = None
+                    if head.sent_at is not None:
+                        deadline = max(head.sent_at, child.last_reply_at) + time_limit_s
+                        if now >= deadline:
+                            self._replace()
+                            self._fail_head(out, ErrorCode.PRIVACY_STEP_TIMEOUT)
+                            continue
+                if until is None or len(self._inflight) <= until:
+                    break
+                child.wait(deadline)
+        return out
+
+    def _spawn(self) -> None:
+        self._child = child = _Child(self._blob, self._startup_s)
+        for entry in self._inflight:  # records a killed child left: in order, again
+            self._queue(child, entry)
+
+    @staticmethod
+    def _queue(child: _Child, entry: _InFlight) -> None:
+        child.wbuf += entry.frame
+        child.queued += len(entry.frame)
+        entry.end, entry.sent_at = child.queued, None
+
+    def _mark_sent(self, child: _Child) -> None:
+        now = None
+        for entry in self._inflight:
+            if entry.sent_at is not None:
+                continue
+            if entry.end > child.written:
+                break
+            now = now or time.monotonic()
+            entry.sent_at = now
+
+    def _settle(self, child: _Child, data: bytes, out: list) -> None:
+        """The head record's reply: checked field by field, never unpickled."""
         from veil.transforms.privacy import PrivacyError
 
-        with self._lock:
-            try:
-                if self._child is None:
-                    self._child = _Child(self._blob, self._startup_s)
-                self._child.wait_ready()  # start-up is not the record's time
-            except StepWorkerError:
-                self._child = None
-                raise PrivacyError(ErrorCode.PRIVACY_STEP_FAILED) from None
-            child = self._child
-            deadline = time.monotonic() + time_limit_s
-            try:
-                _write_frame(child.proc.stdin.fileno(), pickle.dumps(item, protocol=5))
-                reply = json.loads(_read_frame(child.proc.stdout.fileno(), deadline))
-            except TimeoutError:
-                self._replace()
-                raise PrivacyError(ErrorCode.PRIVACY_STEP_TIMEOUT) from None
-            except (OSError, EOFError, ValueError):
-                self._replace()
-                raise PrivacyError(ErrorCode.PRIVACY_STEP_FAILED) from None
+        # Not JSON: a protocol break; the caller replaces the child and fails the head
+        # record (this one, still in flight), so no record is left without an outcome.
+        reply = json.loads(data)
+        entry = self._inflight.popleft()
+        started = max(entry.sent_at or 0.0, child.last_reply_at)
+        child.last_reply_at = now = time.monotonic()
+        elapsed = reply.get("elapsed_ms") if isinstance(reply, dict) else None
+        if not isinstance(elapsed, (int, float)) or not 0 <= elapsed < 1e9:
+            elapsed = (now - started) * 1000
+        error: Exception | None = None
+        counts = None
         try:
             if reply.get("ok") is True:
-                return _apply(item, reply)
+                counts = _apply(entry.item, reply)
             code = reply.get("code")
         except (AttributeError, KeyError, TypeError, ValueError):
-            code = None
-        if code in _KNOWN_CODES:
-            raise PrivacyError(code)
-        error_class = reply.get("error_class") if isinstance(reply, dict) else None
-        if not (isinstance(error_class, str) and error_class.isidentifier()):
-            error_class = "StepWorkerProtocolError"
-        raise StepFailed(error_class[:64])
+            code, counts = None, None
+        if counts is None:
+            if code in _KNOWN_CODES:
+                error = PrivacyError(code)
+            else:
+                error_class = reply.get("error_class") if isinstance(reply, dict) else None
+                if not (isinstance(error_class, str) and error_class.isidentifier()):
+                    error_class = "StepWorkerProtocolError"
+                error = StepFailed(error_class[:64])
+        out.append(StepOutcome(entry.token, entry.item, counts, error, float(elapsed)))
+
+    def _fail_head(self, out: list, code: str) -> None:
+        from veil.transforms.privacy import PrivacyError
+
+        entry = self._inflight.popleft()
+        out.append(StepOutcome(entry.token, entry.item, None, PrivacyError(code), None))
 
     def _replace(self) -> None:
         child, self._child = self._child, None

@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from run import produce, text_corpus  # noqa: E402
+from run import outcome_counts, produce, record_id_key, text_corpus  # noqa: E402
 
 
 def main():
@@ -52,7 +52,8 @@ def main():
     produce(args.bootstrap, names.raw, [cat.encode(MEDIA_RECORD, r) for r in records],
             [r["subject_key"].encode() for r in records])
     argv = [f"--veil_bootstrap_servers={args.bootstrap}", f"--veil_topic_prefix={names.prefix}",
-            "--veil_read_mode=bounded", f"--veil_consumer_group={names.prefix}-prof"]
+            "--veil_read_mode=bounded", f"--veil_consumer_group={names.prefix}-prof",
+            f"--veil_record_id_key={record_id_key()}"]
     profiler = cProfile.Profile()
     started = time.perf_counter()
     profiler.enable()
@@ -61,6 +62,7 @@ def main():
     elapsed = time.perf_counter() - started
     if args.out:
         profiler.dump_stats(args.out)
+    print(f"outcomes: {outcome_counts(args.bootstrap, names)}")
     print(f"{args.records} records in {elapsed:.1f} s under cProfile "
           f"({args.records / elapsed:.0f} records/s)")
     for order in ("tottime", "cumulative"):

@@ -14,13 +14,16 @@ D. The whole Veil pipeline (veil run, bounded) over the same text records, Kafka
 E. The same pipeline over the first 200 of them: its start-up; (N - 200) / (D - E) is the
    pipeline's steady-state rate.
 
-Prints records/s and the ratios B/A and D/C. Machines here have 2 noisy cores: compare
+Prints records/s and the ratios B/A and D/C, and the CPU seconds per record of C, D and
+E (user + system of every process of the case): on a shared machine the load moves the
+wall-clock rates a lot, CPU time little. Machines here have 2 noisy cores: compare
 ratios, not absolute numbers.
 """
 
 from __future__ import annotations
 
 import argparse
+import resource
 import subprocess
 import sys
 import tempfile
@@ -132,21 +135,60 @@ def bench_text_step_alone(texts):
         for i, t in enumerate(texts)
     ]
     handler.process(model, items[0])  # warm-up
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     for item in items:
         handler.process(model, item)
-    return time.perf_counter() - started
+    return time.perf_counter() - started, time.process_time() - cpu
 
 
-def bench_veil_pipeline(bootstrap, prefix):
+def record_id_key() -> str:
+    """A fresh record-id key file: producer ids such as ``r7`` are accepted only with one
+    (without, every record is dead-lettered INVALID_RECORD and the case measures nothing)."""
+    from veil.transforms.keys import write_key_file
+
+    return str(write_key_file(Path(tempfile.mkdtemp(prefix="veil-bench-key-")) / "id.key"))
+
+
+def outcome_counts(bootstrap, names) -> dict:
+    """Records on each output topic (end offsets): sanitized, dead letters, audit events."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap)
+    try:
+        counts = {}
+        for label, topic in (("sanitized", names.sanitized("text")),
+                             ("dead_letters", names.dead_letter), ("audit", names.audit)):
+            tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+            counts[label] = sum(consumer.end_offsets(tps).values()) if tps else 0
+        return counts
+    finally:
+        consumer.close()
+
+
+def bench_veil_pipeline(bootstrap, names, expected):
+    """``veil run`` (bounded) over ``names.raw``; fails unless every record was sanitized."""
     veil = str(Path(sys.executable).with_name("veil"))
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), _children_cpu()
     subprocess.run(
-        [veil, "run", f"--veil_bootstrap_servers={bootstrap}", f"--veil_topic_prefix={prefix}",
-         "--veil_read_mode=bounded", f"--veil_consumer_group={prefix}-bench"],
+        [veil, "run", f"--veil_bootstrap_servers={bootstrap}",
+         f"--veil_topic_prefix={names.prefix}", "--veil_read_mode=bounded",
+         f"--veil_consumer_group={names.prefix}-bench", f"--veil_record_id_key={record_id_key()}"],
         check=True, capture_output=True,
     )
-    return time.perf_counter() - started
+    elapsed, cpu = time.perf_counter() - started, _children_cpu() - cpu
+    counts = outcome_counts(bootstrap, names)
+    print(f"{names.prefix}: {counts}", flush=True)
+    if counts["sanitized"] != expected:
+        raise SystemExit(f"{names.prefix}: {counts['sanitized']} of {expected} sanitized: "
+                         "the case did not measure the text pipeline")
+    return elapsed, cpu
+
+
+def _children_cpu() -> float:
+    """User + system CPU seconds of waited-for children (``veil run`` and its step
+    workers): what a run costs in CPU, which the machine's load barely changes."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def main():
@@ -177,7 +219,7 @@ def main():
         b = bench_veil_io(bootstrap, src, dst_b, args.records)
 
         texts = text_corpus(args.text_records)
-        c = bench_text_step_alone(texts)
+        c, c_cpu = bench_text_step_alone(texts)
         names = TopicNames(f"p{run}")
         ensure_topics(client, topic_specs(names))
         cat = catalog()
@@ -189,7 +231,7 @@ def main():
         ]
         produce(bootstrap, names.raw, [cat.encode(MEDIA_RECORD, r) for r in records],
                 [r["subject_key"].encode() for r in records])
-        d = bench_veil_pipeline(bootstrap, names.prefix)
+        d, d_cpu = bench_veil_pipeline(bootstrap, names, len(records))
         # E: the same pipeline on the first SMALL records only; D - E is what the other
         # records cost once everything has started: the steady state.
         small = min(SMALL, len(records))
@@ -197,7 +239,7 @@ def main():
         ensure_topics(client, topic_specs(names_e))
         produce(bootstrap, names_e.raw, [cat.encode(MEDIA_RECORD, r) for r in records[:small]],
                 [r["subject_key"].encode() for r in records[:small]])
-        e = bench_veil_pipeline(bootstrap, names_e.prefix)
+        e, e_cpu = bench_veil_pipeline(bootstrap, names_e, small)
     finally:
         if broker_dir:
             subprocess.run(["bash", str(REPO / "deploy/kafka/kafka.sh"), "stop", broker_dir],
@@ -219,6 +261,14 @@ def main():
     print(f"ratio D/C (whole pipeline incl. start-up vs its text step alone): {c / d:.2f}")
     print(f"ratio (D-E)/C (whole pipeline, steady state, vs its text step alone): "
           f"{(t - small) / max(d - e, 1e-9) / c_rate:.2f}")
+    # CPU per record (user + system, all processes of the case): the machine's load
+    # changes wall-clock rates a lot and CPU time little.
+    steady_cpu = (d_cpu - e_cpu) / (t - small)
+    print(f"CPU ms/record: C {1000 * c_cpu / t:.2f}, D {1000 * d_cpu / t:.2f}, "
+          f"E {1000 * e_cpu / small:.2f}, D-E {1000 * steady_cpu:.2f}")
+    print(f"ratio C/(D-E) CPU per record (text step's share of the steady state's CPU): "
+          f"{c_cpu / t / max(steady_cpu, 1e-9):.2f}")
+    print(f"ratio C/D CPU per record, incl. start-up: {c_cpu / max(d_cpu, 1e-9):.2f}")
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ import logging
 from collections import Counter
 from pathlib import Path
 
+from veil.transforms.audit import steps_of
 from veil.transforms.audit_chain import read_file, read_topic, verify
 from veil.transforms.classification import classify, load_policy
 
@@ -77,10 +78,11 @@ def _fold_audit(events: list, views: dict) -> None:
         view = views.setdefault(_key(event["source"]), RecordView(_key(event["source"])))
         view.record_id = view.record_id or event.get("record_id")
         view.modality = event.get("modality") or view.modality
-        action, stage = event.get("action"), event.get("stage")
-        if stage in PRIVACY_STAGES and action == "ANONYMIZED":
-            view.entity_counts = dict(event.get("entity_counts") or {})
-            view.step_ms = event.get("duration_ms")
+        for step in steps_of(event):  # v2: one event per record, listing its stages
+            if step.get("stage") in PRIVACY_STAGES and step.get("action") == "ANONYMIZED":
+                view.entity_counts = dict(step.get("entity_counts") or {})
+                view.step_ms = step.get("duration_ms")
+        action = event.get("action")
         if action == "PUBLISHED":
             view.outcome = "sanitized"
         elif action == "QUARANTINED":

@@ -79,5 +79,6 @@ def test_structured_side_door_closed(writes, case):
 
 def test_audit_counts_name_only_known_types(writes):
     for w in by_topic(writes, ".audit"):
-        for entity in w.record["entity_counts"]:
-            assert entity.isupper() or entity in ("protected_fields",), entity
+        for counted in [w.record] + list(w.record.get("steps") or ()):  # the steps' too
+            for entity in counted["entity_counts"]:
+                assert entity.isupper() or entity in ("protected_fields",), entity

@@ -47,7 +47,7 @@ def test_report_from_topics_over_a_window(kafka_bootstrap, topic_prefix, tmp_pat
     ]
     assert all(r.sensitivity for r in data.records if r.outcome == "sanitized")
     assert all(r.sanitized_bytes for r in data.records if r.outcome == "sanitized")
-    assert data.chain.ok and data.audit_events >= 10 * 2
+    assert data.chain.ok and data.audit_events >= 10  # one event per record
 
     # A window before the run holds nothing (the chain is still checked from genesis).
     empty = from_topics(

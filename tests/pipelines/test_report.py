@@ -27,6 +27,7 @@ from veil.pipelines.report import RAW_WARNING, SECTIONS, from_directory, write_r
 from veil.pipelines.report.browser import capture, chromium_path
 from veil.pipelines.report.gallery import silenced_spans, text_html
 from veil.pipelines.report_cli import parse_when
+from veil.transforms.audit_chain import chain_id
 
 REPO = Path(__file__).resolve().parents[2]
 SECTION_IDS = {sid for sid, _ in SECTIONS}
@@ -125,12 +126,17 @@ def test_report_shows_a_broken_audit_chain(demo, tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(demo, copy)
     lines = (copy / "audit.jsonl").read_text().splitlines()
-    event = json.loads(lines[5])
+    # An event with a successor on its chain (the demo runs without an audit MAC key, so
+    # only the next link can show an edit; a chain's head needs `--expect-head`).
+    chains = [chain_id(json.loads(line)) for line in lines]
+    index = next(i for i, c in enumerate(chains) if c in chains[i + 1 :])
+    event = json.loads(lines[index])
     event["entity_counts"] = {"PERSON": 99}  # tampered
-    lines[5] = json.dumps(event)
+    lines[index] = json.dumps(event)
     (copy / "audit.jsonl").write_text("\n".join(lines) + "\n")
     data = from_directory(copy)
     assert not data.chain.ok and data.chain.problems
+    assert any("BROKEN_LINK" in p for p in data.chain.problems), data.chain.problems
     html = write_report(tmp_path / "r.html", data).read_text()
     assert "FAILED" in html and 'class="status bad"' in html
 

@@ -64,6 +64,14 @@ AUDIT = {
     "key_id": None,
     "key_version": None,
     "duration_ms": 1.5,
+    "steps": [
+        {"stage": "decode", "action": "ACCEPTED", "outcome": "OK", "reason_code": None,
+         "detectors": {}, "entity_counts": {}, "key_id": None, "key_version": None,
+         "duration_ms": None, "at_ms": T_MS - 2},
+        {"stage": "text", "action": "ANONYMIZED", "outcome": "OK", "reason_code": None,
+         "detectors": {"spacy": "3.8"}, "entity_counts": {"PERSON": 1}, "key_id": "k",
+         "key_version": 2, "duration_ms": 1.5, "at_ms": T_MS},
+    ],
     "chain": {"sequence": 3, "prev_hash": b"\x00" * 4, "mac": b"\x01" * 4, "mac_key_id": "k1"},
 }
 DEAD = {

@@ -10,7 +10,7 @@ import pytest
 
 from veil.pipelines.files import to_json
 from veil.schemas import AUDIT_EVENT, catalog
-from veil.transforms.audit import audit_events
+from veil.transforms.audit import record_event
 from veil.transforms.audit_chain import (
     GENESIS_HASH,
     NO_KEY,
@@ -40,8 +40,10 @@ def _events(partition: int, count: int, topic="veil.raw") -> list[dict]:
     events = []
     for offset in range(count):
         trail = [AuditStep("decode", "ACCEPTED", at_ms=1_700_000_000_000 + offset)]
-        events += audit_events(
-            Source(topic, partition, offset), f"r{partition}-{offset}", "text", trail, "p1", "v1"
+        events.append(
+            record_event(
+                Source(topic, partition, offset), f"r{partition}-{offset}", "text", trail, "p1", "v1"
+            )
         )
     return events
 
@@ -77,6 +79,57 @@ def test_canonical_bytes_survive_avro_and_json_round_trips():
     as_json = json.loads(json.dumps(to_json(AUDIT_EVENT, decoded)))
     assert canonical(from_json(as_json)) == canonical(event)
     assert b'"mac"' not in canonical(event)  # the MAC covers the rest, not itself
+
+
+def test_v1_events_and_v2_events_verify_on_one_chain():
+    """Schema v2 (one event per record, ``steps``) extends v1: an audit topic written by
+    the v1 pipeline and continued by the v2 one is one chain, and an edit inside a v2
+    event's steps breaks its MAC and the next link, found at the event."""
+    import io
+
+    import fastavro
+
+    from veil.schemas import HEADER, MAGIC_BYTE
+
+    v1 = next(v for v in catalog().versions(AUDIT_EVENT) if v.version == 1)
+    assert catalog().latest(AUDIT_EVENT).version == 2
+    old = {k: v for k, v in _events(0, 1)[0].items() if k != "steps"}
+    trail = [
+        AuditStep("decode", "ACCEPTED", at_ms=1_700_000_000_100),
+        AuditStep("text", "ANONYMIZED", entity_counts={"PERSON": 2}, duration_ms=3.25,
+                  detectors={"spacy": "3.8"}, at_ms=1_700_000_000_101),
+        AuditStep("emit", "PUBLISHED", at_ms=1_700_000_000_102),
+    ]  # fmt: skip
+    new = [record_event(Source("veil.raw", 0, o), f"r{o}", "text", trail, "p1", "v1")
+           for o in (1, 2)]  # fmt: skip
+    linked = _chain([old] + new)
+    buf = io.BytesIO()
+    buf.write(HEADER.pack(MAGIC_BYTE, v1.schema_id))
+    fastavro.schemaless_writer(buf, v1.parsed, linked[0])
+    topic = [decode_writer(buf.getvalue())] + [
+        decode_writer(catalog().encode(AUDIT_EVENT, e)) for e in linked[1:]
+    ]
+    assert "steps" not in topic[0] and [s["action"] for s in topic[1]["steps"]] == [
+        "ACCEPTED", "ANONYMIZED", "PUBLISHED"
+    ]  # fmt: skip
+    assert (topic[1]["entity_counts"], topic[1]["duration_ms"]) == ({"PERSON": 2}, 3.25)
+    report = verify(_located(topic), [KEY])
+    assert report.ok and report.events == 3 and report.macs_checked == 3, _kinds(report)
+    topic[1]["steps"][1]["entity_counts"]["PERSON"] = 0  # a count edited inside the steps
+    assert _kinds(verify(_located(topic), [KEY])) == [
+        ("BAD_MAC", 1, "veil.audit/0@1"),
+        ("BROKEN_LINK", 2, "veil.audit/0@2"),
+    ]
+
+
+def test_an_event_without_steps_hashes_the_same_read_back():
+    """Writers of events about no pipeline run (reveal, erasure) build them without
+    ``steps``; decoding with schema v2 fills in ``[]``: the chain must not see a change."""
+    event = {k: v for k, v in _events(0, 1)[0].items() if k != "steps"}
+    linked = _chain([event])[0]
+    decoded = decode_writer(catalog().encode(AUDIT_EVENT, linked))
+    assert decoded["steps"] == [] and canonical(decoded) == canonical(linked)
+    assert verify(_located([decoded]), [KEY]).ok
 
 
 def test_a_clean_chain_verifies_with_and_without_the_key():

@@ -75,6 +75,10 @@ def _view(write) -> tuple:
             record["reason_code"],
             record["policy_version"],
             record["source"],
+            tuple(
+                (st["stage"], st["action"], st["outcome"], st["reason_code"])
+                for st in record["steps"]
+            ),
         )
     else:
         summary = (
@@ -100,31 +104,25 @@ def _headers(record_id, schema):
 
 
 def _audit(record_id, steps, failed_step=None):
-    """Expected audit writes for ``steps`` ((stage, action) pairs, in trail order)."""
-    out = []
-    for index, (stage, action) in enumerate(steps):
-        step = AuditStep(stage, action)
-        eid = event_id(SOURCE, index, step)
-        last_failed = failed_step is not None and index == len(steps) - 1
-        out.append(
-            (
-                f"{PREFIX}.audit",
-                eid.encode(),
-                _headers(record_id, "AuditEvent"),
-                "AuditEvent",
-                (
-                    eid,
-                    record_id,
-                    stage,
-                    action,
-                    "FAILED" if last_failed else "OK",
-                    failed_step if last_failed else None,
-                    POLICY,
-                    SOURCE_DICT,
-                ),
-            )
+    """The expected audit write: one event for the whole trail ``steps`` ((stage, action)
+    pairs in trail order), whose own stage/action/outcome are the last step's."""
+    last = len(steps) - 1
+    eid = event_id(SOURCE, last, AuditStep(*steps[-1]))
+    failed = failed_step is not None
+    listed = tuple(
+        (stage, action, "FAILED" if failed and i == last else "OK",
+         failed_step if failed and i == last else None)
+        for i, (stage, action) in enumerate(steps)
+    )  # fmt: skip
+    return [
+        (
+            f"{PREFIX}.audit",
+            eid.encode(),
+            _headers(record_id, "AuditEvent"),
+            "AuditEvent",
+            (eid, record_id) + listed[-1][:2] + listed[-1][2:] + (POLICY, SOURCE_DICT, listed),
         )
-    return out
+    ]
 
 
 TRAIL_STEPS = [("decode", "ACCEPTED"), ("route", "ROUTED"), ("text", "ANONYMIZED")]
@@ -151,7 +149,8 @@ EXPECTED_SANITIZED = [
 
 @pytest.mark.parametrize("at_ms", [1_000, 9_999_999], ids=["first-run", "replay-later"])
 def test_publish_sanitized(at_ms):
-    """One sanitized write plus one audit write per step; ids do not depend on time."""
+    """One sanitized write plus one audit write listing every step; ids do not depend
+    on time."""
     pipeline = beam_pipeline()
     with pipeline:
         writes = (
@@ -172,9 +171,11 @@ def test_publish_sanitized(at_ms):
 
 
 def test_audit_event_ids_are_distinct_hex():
-    ids = [entry[1].decode() for entry in EXPECTED_SANITIZED[1:]]
-    assert len(set(ids)) == 4
-    assert all(re.fullmatch(r"[0-9a-f]{32}", i) for i in ids)
+    published = _audit("r1", TRAIL_STEPS + [("emit", "PUBLISHED")])[0][1].decode()
+    dead = _audit("r1", TRAIL_STEPS + [("emit", "DEAD_LETTERED")], "x")[0][1].decode()
+    shorter = _audit("r1", [("emit", "DEAD_LETTERED")], "x")[0][1].decode()
+    assert len({published, dead, shorter}) == 3
+    assert all(re.fullmatch(r"[0-9a-f]{32}", i) for i in (published, dead, shorter))
 
 
 def test_unsanitized_item_fails_closed():
@@ -314,7 +315,7 @@ def test_audit_and_dead_letter_values_hold_no_content():
             non_sanitized
             | "Counts" >> beam.Map(lambda w: w.topic)
             | beam.combiners.Count.PerElement(),
-            equal_to([(f"{PREFIX}.audit", 4 + 4 + 4), (f"{PREFIX}.dead-letter", 2)]),
+            equal_to([(f"{PREFIX}.audit", 3), (f"{PREFIX}.dead-letter", 2)]),  # one event each
             label="counts",
         )
         assert_that(
@@ -349,10 +350,8 @@ def test_quarantined_sensitivity_goes_to_the_quarantine_topic():
                 (f"{PREFIX}.quarantine.text", "r-restricted", None),
                 (f"{PREFIX}.sanitized.text", "r-confidential", None),
             ]
-            + [(f"{PREFIX}.audit", "r-restricted", a) for a in ("ACCEPTED", "ROUTED",
-                                                                  "ANONYMIZED", "QUARANTINED")]
-            + [(f"{PREFIX}.audit", "r-confidential", a) for a in ("ACCEPTED", "ROUTED",
-                                                                    "ANONYMIZED", "PUBLISHED")]
+            + [(f"{PREFIX}.audit", "r-restricted", "QUARANTINED"),
+               (f"{PREFIX}.audit", "r-confidential", "PUBLISHED")]
         ),
     )  # fmt: skip
     pipeline.run()
@@ -370,7 +369,8 @@ def test_audit_writes_carry_the_event_their_bytes_encode(duration_ms):
     fn = PublishSanitizedFn(TOPICS, POLICY)
     fn.setup()
     audits = [w for w in fn.process(item) if w.topic == TOPICS.audit]
-    assert len(audits) == len(item.trail) + 1
+    assert len(audits) == 1  # one event per record, listing its steps
+    assert len(audits[0].event["steps"]) == len(item.trail) + 1
     for write in audits:
         assert write.event is not None
         assert canonical(write.event) == canonical(decode_writer(write.value))

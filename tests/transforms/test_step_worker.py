@@ -90,3 +90,75 @@ def test_runner_kills_at_the_limit_and_restarts():
         assert runner.restarts == 1
     finally:
         runner.close()
+
+
+def test_pipelined_records_around_a_stall_flow_and_each_gets_its_limit():
+    """Several records in flight at once: the one that stalls is timed out (after its
+    full limit, not less), the ones queued behind it go to a fresh child, and every
+    outcome comes back, in submission order."""
+    runner = StepRunner(ToyHandler())
+    runner.start()
+    try:
+        payloads = [b"a", b"b", b"sleep", b"c", b"crash", b"d"]
+        items = [_item(p, i) for i, p in enumerate(payloads)]
+        started = time.monotonic()
+        for item in items:
+            runner.submit(item, token=item.source.offset)
+        assert runner.pending == len(items)
+        outcomes = runner.collect(1.0, until=None)  # never blocks
+        outcomes += runner.collect(1.0, until=0)
+        assert time.monotonic() - started >= 1.0
+        assert runner.pending == 0
+        assert [o.token for o in outcomes] == list(range(len(items)))
+        codes = [getattr(o.error, "code", None) for o in outcomes]
+        assert codes == [None, None, "PRIVACY_STEP_TIMEOUT", None, "PRIVACY_STEP_FAILED", None]
+        assert [o.item.sanitized_payload for o in outcomes if o.error is None] == [
+            b"A", b"B", b"C", b"D"
+        ]  # fmt: skip
+        assert all(o.elapsed_ms is not None and o.elapsed_ms < 1000 for o in outcomes
+                   if o.error is None)  # fmt: skip
+        assert runner.restarts == 2
+    finally:
+        runner.close()
+
+
+def test_pipelined_step_keeps_each_records_timestamp():
+    from apache_beam.transforms.window import TimestampedValue
+
+    items = [_item(b"one", 0), _item(b"sleep", 1), _item(b"two", 2)]
+    pipeline = beam_pipeline()
+    with pipeline:
+        out = (
+            pipeline
+            | beam.Create(items, reshuffle=False)
+            | beam.Map(lambda i: TimestampedValue(i, 1000 + i.source.offset))
+            | ApplyPrivacyStep(ToyHandler(), time_limit_s=1.0, preempt=True)
+        )
+        stamp = lambda x, ts=beam.DoFn.TimestampParam: (x.source.offset, int(ts))  # noqa: E731
+        assert_that(out.records | "R" >> beam.Map(stamp), equal_to([(0, 1000), (2, 1002)]),
+                    label="records")  # fmt: skip
+        assert_that(out.dead_letters | "D" >> beam.Map(stamp), equal_to([(1, 1001)]),
+                    label="dead_letters")  # fmt: skip
+
+
+def test_a_reply_that_breaks_the_protocol_fails_its_record_only():
+    """A reply that is not JSON fails the record it answers (the child is replaced);
+    the record queued behind it is answered by the fresh child: none is left out."""
+    import struct
+
+    runner = StepRunner(ToyHandler())
+    runner.start()
+    try:
+        first, second = _item(b"one", 0), _item(b"two", 1)
+        runner.submit(first, token=0)
+        runner.submit(second, token=1)
+        runner._child.rbuf += struct.pack(">I", 3) + b"{x]"  # arrives before any reply
+        outcomes = runner.collect(30.0, until=0)
+        assert [(o.token, getattr(o.error, "code", None)) for o in outcomes] == [
+            (0, "PRIVACY_STEP_FAILED"),
+            (1, None),
+        ]
+        assert second.sanitized_payload == b"TWO" and first.sanitized_payload is None
+        assert runner.restarts == 1
+    finally:
+        runner.close()

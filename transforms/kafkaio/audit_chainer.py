@@ -1,7 +1,8 @@
 """Chains audit events as the sink produces them (see ``veil.transforms.audit_chain``).
 
-``WriteToKafka(..., audit_chain=AuditChainSpec(...))`` hands every write to the audit
-topic to this process's ``AuditChainer`` instead of sending it itself. The chainer
+``WriteToKafka(..., topic_writers=[AuditChainSpec(...)])`` hands every write to the
+audit topic to this process's ``AuditChainer`` (a ``TopicWriter``) instead of sending it
+itself. The chainer
 decodes the event, gives it the next link of its chain (one chain per source partition),
 re-encodes it and sends it, under one lock, to the chain's audit partition: the link is
 assigned in the order the records are produced, and the idempotent producer keeps that
@@ -40,7 +41,7 @@ bundle) only end when the bundle does.
 Example::
 
     spec = AuditChainSpec(topic="veil.audit", key_ref="/etc/veil/audit.key")
-    writes | WriteToKafka(producer_config, audit_chain=spec)
+    writes | WriteToKafka(producer_config, topic_writers=[spec])
 """
 
 from __future__ import annotations

@@ -27,9 +27,12 @@ SASL_PROTOCOLS = ("SASL_PLAINTEXT", "SASL_SSL")
 # OAUTHBEARER need Kerberos or a token provider: not wired in Veil).
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 DEFAULT_PASSWORD_ENV = "VEIL_SASL_PASSWORD"
-# Producers linger this long to fill batches; every bundle ends in a flush, which sends
-# at once, so the linger never delays an acknowledgement a commit waits for.
-LINGER_MS = 50
+# Producers linger this long to fill batches of up to BATCH_BYTES; every bundle ends in a
+# flush, which sends at once, so the linger never delays an acknowledgement a commit
+# waits for. Each new batch wakes kafka-python's I/O thread, which then competes for the
+# GIL: fewer, larger batches leave the pipeline's thread more of it.
+LINGER_MS = 500
+BATCH_BYTES = 1 << 20
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # config key naming a variable -> (kafka-python setting, what it is, for messages)
 _SECRET_ENVS = {"sasl_password_env": ("sasl_plain_password", "SASL password")}

@@ -10,6 +10,11 @@ With ``delivery="exactly_once"`` each write goes into the open Kafka transaction
 source partition it derives from (``KafkaWrite.source``), which ``ReadFromKafka(...,
 exactly_once=True)`` opened in the same bundle and commits on finalization; a write
 with no source or no open transaction fails the bundle (fail closed).
+
+The sink knows nothing about what it writes. A ``TopicWriter`` plugged in for a topic
+(``topic_writers``) is handed that topic's writes and sends them itself on the producer
+the sink gives it, e.g. the audit chainer (``veil.transforms.kafkaio.audit_chainer``),
+which links each event into its hash chain as it is produced.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from typing import Protocol
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
@@ -34,6 +40,21 @@ MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 _GENERATIONS: dict[str, int] = {}
 
 
+class TopicWriter(Protocol):
+    """Sends one topic's writes for the sink (one per process; thread-safe)."""
+
+    topic: str
+
+    def begin_bundle(self) -> None:
+        """Called in every sink DoFn's ``start_bundle``."""
+
+    def send(self, producer, write, txn=None):
+        """Sends ``write`` on ``producer`` (in exactly-once mode: ``txn``'s); the future."""
+
+    def settle(self) -> None:
+        """Called after the bundle's flush, before its futures are checked."""
+
+
 class _SharedProducer:
     """Weak-referenceable holder for one kafka-python producer."""
 
@@ -48,6 +69,7 @@ class _SharedProducer:
             # longer linger only batches more records per request (fewer wake-ups of
             # kafka-python's I/O thread, which competes for the GIL), never delays a commit.
             linger_ms=client.LINGER_MS,
+            batch_size=client.BATCH_BYTES,
             max_request_size=MAX_MESSAGE_BYTES,
             **client.resolve(config),
         )
@@ -60,11 +82,12 @@ class _WriteFn(beam.DoFn):
         shared: Shared,
         flush_timeout_s: float,
         transactional_group: str | None = None,
-        audit_chain=None,
+        topic_writers=(),
     ):
         self._config = producer_config
-        # An ``AuditChainSpec``: writes to its topic are chained (audit_chainer).
-        self._audit_chain = audit_chain
+        # Specs (``.topic``, ``.open(client_config)`` -> ``TopicWriter``) of the topics
+        # whose writes a plugged-in writer sends.
+        self._writer_specs = tuple(topic_writers)
         # Set in exactly-once mode: the consumer group whose source-partition
         # transactions the writes join.
         self._group = transactional_group
@@ -95,15 +118,15 @@ class _WriteFn(beam.DoFn):
     def setup(self):
         if self._group is None:
             self._acquire()
-        self._chainer = self._audit_chain.open(self._config) if self._audit_chain else None
+        self._writers = {spec.topic: spec.open(self._config) for spec in self._writer_specs}
 
     def start_bundle(self):
         self._pending = []
         self._transactions = {}
         if self._group is None and _GENERATIONS.get(self._tag, 0) != self._generation:
             self._acquire()
-        if self._chainer is not None:
-            self._chainer.begin_bundle()
+        for writer in self._writers.values():
+            writer.begin_bundle()
 
     def _transaction(self, write) -> transactions.PartitionTransaction:
         if write.source is None:
@@ -124,11 +147,11 @@ class _WriteFn(beam.DoFn):
         return txn
 
     def process(self, write):
-        if self._chainer is not None and write.topic == self._chainer.topic:
-            # Audit events get their chain link here, in the order they are produced.
+        writer = self._writers.get(write.topic) if self._writers else None
+        if writer is not None:  # e.g. audit events: chained in the order they are produced
             txn = self._transaction(write) if self._group is not None else None
             producer = txn.producer if txn is not None else self._holder.producer
-            future = self._chainer.send(producer, write, txn)
+            future = writer.send(producer, write, txn)
         elif self._group is not None:
             future = self._transaction(write).send(write)
         else:
@@ -149,8 +172,8 @@ class _WriteFn(beam.DoFn):
             self._transactions = {}
         else:
             self._holder.producer.flush(timeout=self._flush_timeout_s)
-        if self._chainer is not None:
-            self._chainer.settle()
+        for writer in self._writers.values():
+            writer.settle()
         failed = [f for f in self._pending if not f.succeeded()]
         self._pending = []
         if failed:
@@ -172,6 +195,8 @@ class WriteToKafka(beam.PTransform):
         writes | WriteToKafka({"bootstrap_servers": "127.0.0.1:9092"})
         # exactly once, with ReadFromKafka(..., group_id="veil", exactly_once=True):
         writes | WriteToKafka(config, delivery="exactly_once", group_id="veil")
+        # audit events hash-chained as they are produced:
+        writes | WriteToKafka(config, topic_writers=[AuditChainSpec("veil.audit")])
 
     Args:
         producer_config: kafka-python settings (bootstrap servers, security).
@@ -179,8 +204,8 @@ class WriteToKafka(beam.PTransform):
         delivery: ``at_least_once`` (the shared idempotent producer) or
             ``exactly_once`` (the source partitions' transactions).
         group_id: exactly-once only: the source's consumer group.
-        audit_chain: an ``AuditChainSpec``: writes to its topic are hash-chained and
-            MACed as they are produced (``veil.transforms.kafkaio.audit_chainer``).
+        topic_writers: specs of ``TopicWriter``s (``.topic`` and ``.open(client_config)``),
+            each handed the writes to its topic to send.
     """
 
     _shared = Shared()
@@ -191,7 +216,7 @@ class WriteToKafka(beam.PTransform):
         flush_timeout_s: float = 60.0,
         delivery: str = transactions.AT_LEAST_ONCE,
         group_id: str | None = None,
-        audit_chain=None,
+        topic_writers=(),
     ):
         super().__init__()
         if delivery not in transactions.DELIVERY_MODES:
@@ -201,7 +226,7 @@ class WriteToKafka(beam.PTransform):
         self._config = dict(producer_config)
         self._flush_timeout_s = flush_timeout_s
         self._group = group_id if delivery == transactions.EXACTLY_ONCE else None
-        self._audit_chain = audit_chain
+        self._topic_writers = tuple(topic_writers)
 
     def expand(self, pcoll):
         return pcoll | "Produce" >> beam.ParDo(
@@ -210,6 +235,6 @@ class WriteToKafka(beam.PTransform):
                 WriteToKafka._shared,
                 self._flush_timeout_s,
                 self._group,
-                audit_chain=self._audit_chain,
+                topic_writers=self._topic_writers,
             )
         )

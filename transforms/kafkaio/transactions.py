@@ -123,6 +123,7 @@ class PartitionTransaction:
             # longer linger only batches more records per request (fewer wake-ups of
             # kafka-python's I/O thread, which competes for the GIL), never delays a commit.
             linger_ms=client.LINGER_MS,
+            batch_size=client.BATCH_BYTES,
             max_request_size=max_request_size,
             **client.resolve(config),
         )

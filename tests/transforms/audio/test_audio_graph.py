@@ -19,6 +19,7 @@ from veil.pipelines.sanitize import build
 from veil.schemas import catalog
 from veil.transforms.audio import AudioHandler
 from veil.transforms.audio.keys import DEFAULT_KEY_ENV
+from veil.transforms.audit import steps_of
 from veil.transforms.classification import load_policy
 from veil.transforms.keys import write_key_file
 from veil.transforms.privacy import ApplyPrivacyStep, _ModelHolder
@@ -108,5 +109,5 @@ def test_veil_sanitize_writes_an_anonymized_wav(keyed_model, tmp_path):
         original.channels,
     )
     audit = [json.loads(line) for line in (out / "audit.jsonl").read_text().splitlines()]
-    stages = [(e["stage"], e["action"]) for e in audit]
+    stages = [(s["stage"], s["action"]) for e in audit for s in steps_of(e)]
     assert ("audio", "ANONYMIZED") in stages and ("emit", "PUBLISHED") in stages

@@ -16,6 +16,7 @@ from veil_testing import framed, media_record, opaque
 from veil.pipelines.options import LOCAL_RUNNER
 from veil.pipelines.sanitize import build
 from veil.schemas import catalog
+from veil.transforms.audit import steps_of
 from veil.transforms.classification import default_policy_path
 from veil.transforms.crypto import DecryptionError, KeyServiceConfig
 from veil.transforms.crypto.protect import ProtectOriginalsFn, protect_item
@@ -155,9 +156,12 @@ def test_graph_publishes_protected_fields(graph_run):
     assert service.decrypt(envelope, ctx._replace(schema_version=BOUND_SCHEMA, binding=binding)) == (
         b"John Smith"
     )
-    audits = [v for t, v in out if t == "veil.audit" and v["stage"] == "protect"]
+    events = [v for t, v in out if t == "veil.audit" and v["record_id"] == record["record_id"]]
+    assert len(events) == 1  # one audit event per record, listing its steps
+    audits = [s for s in steps_of(events[0]) if s["stage"] == "protect"]
     assert len(audits) == 1 and audits[0]["key_id"] == service.subject_key_id("alice")
     assert audits[0]["key_version"] == 1
+    assert (events[0]["key_id"], events[0]["key_version"]) == (audits[0]["key_id"], 1)
 
 
 def test_graph_dead_letter_original_is_encrypted(graph_run):

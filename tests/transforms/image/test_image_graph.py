@@ -17,6 +17,7 @@ from image_testing import (
 )
 
 from veil.pipelines.local import sanitize_files
+from veil.transforms.audit import steps_of
 from veil.transforms.classification import load_policy
 from veil.transforms.image import ImageHandler
 from veil.transforms.privacy import ApplyPrivacyStep, _ModelHolder
@@ -49,15 +50,18 @@ def test_veil_sanitize_covers_the_face_and_strips_metadata(loaded, tmp_path):
     before = decode(photo_path.read_bytes())
     assert np.abs(pixels[230:340, 0:150].astype(int) - before[230:340, 0:150]).mean() < 3
     audit = [json.loads(line) for line in (out / "audit.jsonl").read_text().splitlines()]
-    anonymized = [e for e in audit if (e["stage"], e["action"]) == ("image", "ANONYMIZED")]
+    steps = [s for e in audit for s in steps_of(e)]  # one event per record, its steps listed
+    anonymized = [s for s in steps if (s["stage"], s["action"]) == ("image", "ANONYMIZED")]
     assert len(anonymized) == 1 and anonymized[0]["entity_counts"].get("FACE") == 1
     text = (out / "audit.jsonl").read_text()
     assert SECRET.decode() not in text  # no content
     # No coordinates of the face box: the fields that hold digits by nature (hashes,
     # times, the opaque record id and topic, the chain link) are left out of the check.
     hashed = ("event_id", "event_time", "record_id", "source", "duration_ms", "chain")
-    for event in audit:
-        assert "181" not in json.dumps({k: v for k, v in event.items() if k not in hashed})
+    for event in audit + steps:
+        assert "181" not in json.dumps(
+            {k: v for k, v in event.items() if k not in hashed + ("steps", "at_ms")}
+        )
     dead = [json.loads(line) for line in (out / "dead-letter.jsonl").read_text().splitlines()]
     assert [d["error_code"] for d in dead] == ["IMAGE_TOO_LARGE"]
     reasons = [e["reason_code"] for e in audit if e["action"] == "DEAD_LETTERED"]

@@ -8,6 +8,7 @@ import pytest
 from video_testing import CARPHONE, SECRET, TAGS, build_video, frames_of, require_footage_and_model
 
 from veil.pipelines.local import sanitize_files
+from veil.transforms.audit import steps_of
 from veil.transforms.classification import load_policy
 from veil.transforms.privacy import ApplyPrivacyStep, _ModelHolder
 from veil.transforms.video import VideoHandler
@@ -42,7 +43,8 @@ def test_veil_sanitize_covers_faces_strips_metadata_and_dead_letters_bad_video(l
         assert (frames[0][50:85, 75:105].max(axis=2) < 40).mean() > 0.99
     assert (out / "drive.webm").read_bytes()[:4] == b"\x1a\x45\xdf\xa3"
     audit = [json.loads(line) for line in (out / "audit.jsonl").read_text().splitlines()]
-    anonymized = [e for e in audit if (e["stage"], e["action"]) == ("video", "ANONYMIZED")]
+    steps = [s for e in audit for s in steps_of(e)]  # one event per record, its steps listed
+    anonymized = [s for s in steps if (s["stage"], s["action"]) == ("video", "ANONYMIZED")]
     assert len(anonymized) == 2
     assert all(e["entity_counts"] == {"FACE": 1} for e in anonymized)
     text = (out / "audit.jsonl").read_text() + (out / "dead-letter.jsonl").read_text()
