@@ -213,9 +213,8 @@ def cmd_produce(args, _):
     from kafka import KafkaProducer
 
     from veil.pipelines.files import InputError, encode_record, iter_records
-    from veil.transforms.kafkaio import MAX_MESSAGE_BYTES, client
-
     from veil.schemas import MEDIA_RECORD
+    from veil.transforms.kafkaio import MAX_MESSAGE_BYTES, client
 
     paths = _expand_paths(args.paths)
     schemas = _registry_binding(args, args.topic, MEDIA_RECORD)
@@ -227,7 +226,7 @@ def cmd_produce(args, _):
     )
     sent = failed = 0
     try:
-        for path, line, record in _progress(
+        for _, _, record in _progress(
             iter_records(paths, args.subject, args.modality), desc="produce"
         ):
             if isinstance(record, InputError):
@@ -420,12 +419,10 @@ def _hint(code: str) -> str:
 
 
 def cmd_topics(args, _):
-    from veil.pipelines.topics import topic_specs
+    from veil.pipelines.topics import register_schemas, topic_specs
+    from veil.schemas.registry import RegistryError, resolve_url
     from veil.transforms.emit import TopicNames
     from veil.transforms.kafkaio import ensure_topics
-
-    from veil.pipelines.topics import register_schemas
-    from veil.schemas.registry import RegistryError, resolve_url
 
     names = TopicNames(args.prefix)
     try:  # a bad registry URL fails before any topic is created

@@ -361,7 +361,7 @@ class VeilConfig:
     redistribute: bool = False  # Flink: round robin after the read (veil.pipelines.scaleout)
 
     @classmethod
-    def from_options(cls, options: PipelineOptions) -> "VeilConfig":
+    def from_options(cls, options: PipelineOptions) -> VeilConfig:
         o = options.view_as(VeilOptions)
         _check_choices(o)
         servers = (o.veil_bootstrap_servers or "").strip()

@@ -43,7 +43,8 @@ import hashlib
 import hmac
 import io
 import json
-from typing import Iterable, Iterator, NamedTuple
+from collections.abc import Iterable, Iterator
+from typing import NamedTuple
 
 import fastavro
 
@@ -56,7 +57,7 @@ NO_KEY_ID = "none"
 AUDIT_SCOPE = "audit"
 AUDIT_KEY_ENV = "VEIL_AUDIT_KEY_FILE"
 CHAIN_HEADER = "veil-chain"
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
 class AuditKeyUnavailable(Exception):
@@ -72,7 +73,7 @@ def _millis(value) -> int:
         value = dt.datetime.fromisoformat(value)
     if isinstance(value, dt.datetime):
         if value.tzinfo is None:
-            value = value.replace(tzinfo=dt.timezone.utc)
+            value = value.replace(tzinfo=dt.UTC)
         return (value - _EPOCH) // dt.timedelta(milliseconds=1)
     return int(value)
 
@@ -294,7 +295,7 @@ def read_file(path: str) -> Iterator[Located]:
     if magic == b"Obj\x01":
         yield from _read_avro_file(path)
         return
-    with open(path, "r", encoding="utf-8") as lines:
+    with open(path, encoding="utf-8") as lines:
         for number, line in enumerate(lines, 1):
             if not line.strip():
                 continue

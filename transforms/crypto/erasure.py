@@ -48,7 +48,7 @@ class ErasureListener:
         self._thread = threading.Thread(target=self._run, name="veil-erasure", daemon=True)
 
     @classmethod
-    def start(cls, service, config) -> "ErasureListener":
+    def start(cls, service, config) -> ErasureListener:
         listener = cls(service, config)
         service.erasure_listener = listener
         listener._thread.start()

@@ -83,7 +83,7 @@ class KafkaStoreUrl:
     settings: tuple = ()  # (name, value) pairs from the query: topic creation settings
 
     @classmethod
-    def parse(cls, url: str, default_bootstrap: str | None = None) -> "KafkaStoreUrl":
+    def parse(cls, url: str, default_bootstrap: str | None = None) -> KafkaStoreUrl:
         """``kafka://HOSTS/TOPIC?...`` or ``kafka://TOPIC`` (hosts from the default)."""
         parts = urlsplit(url)
         if parts.scheme != "kafka":
@@ -216,7 +216,7 @@ class KafkaKeyStore:
     @classmethod
     def open_url(
         cls, url: str, default_bootstrap=None, client_config=None, max_staleness_s=60.0
-    ) -> "KafkaKeyStore":
+    ) -> KafkaKeyStore:
         return cls(KafkaStoreUrl.parse(url, default_bootstrap), client_config, max_staleness_s)
 
     # --- plumbing -------------------------------------------------------------------
@@ -279,7 +279,7 @@ class KafkaKeyStore:
                     checked = self._fresh_at = time.monotonic()
                 batch = self._consumer.poll(timeout_ms=100)
                 with self._cond:
-                    for tp, records in batch.items():
+                    for records in batch.values():
                         for rec in records:
                             hit = self._index.apply(rec.key, rec.value)
                             if hit:

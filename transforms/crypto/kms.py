@@ -108,7 +108,7 @@ class LocalKeyring(Kms):
         self._load()
 
     @classmethod
-    def create(cls, path, master_key_env="VEIL_MASTER_KEY", master_key_file=None) -> "LocalKeyring":
+    def create(cls, path, master_key_env="VEIL_MASTER_KEY", master_key_file=None) -> LocalKeyring:
         """Creates a keyring with one KEK (refuses to overwrite an existing file)."""
         path = Path(path)
         master = _master_key(master_key_env, master_key_file)
@@ -426,7 +426,7 @@ class LocalRoleKey(RoleKey):
             raise KmsError("the role secret does not open this role keyring") from None
 
     @classmethod
-    def create(cls, path, role: str, secret_env=None, secret_file=None) -> "LocalRoleKey":
+    def create(cls, path, role: str, secret_env=None, secret_file=None) -> LocalRoleKey:
         """A new key pair for ``role`` (refuses to overwrite an existing file)."""
         secret = _secret(secret_env, secret_file)
         public, private = aead.new_role_keypair()

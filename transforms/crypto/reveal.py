@@ -66,7 +66,7 @@ class RevealPolicy:
     key_pins: dict = dataclasses.field(default_factory=dict)  # role -> "sha256:..."
 
     @classmethod
-    def load(cls, path) -> "RevealPolicy":
+    def load(cls, path) -> RevealPolicy:
         from veil.transforms.classification import default_policy_path
 
         data = Path(path or default_policy_path()).read_bytes()
@@ -112,7 +112,7 @@ class RevealPolicy:
         )
 
     @classmethod
-    def from_pins(cls, pins) -> "RevealPolicy":
+    def from_pins(cls, pins) -> RevealPolicy:
         section = pins[2] if len(pins) > 2 and pins[2] else {"default": (), "regimes": {}}
         return cls(
             version=pins[0],

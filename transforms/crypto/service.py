@@ -146,7 +146,7 @@ class KeyServiceConfig:
     erasure_topic: str | None = None
 
     @classmethod
-    def from_uri(cls, uri: str) -> "KeyServiceConfig":
+    def from_uri(cls, uri: str) -> KeyServiceConfig:
         """``kms:<backend>?store=PATH&keyring=PATH&master_key_env=NAME&...`` (names only).
 
         The form ``veil.transforms.keys.keys_from_config`` accepts in place of a key file
@@ -191,7 +191,7 @@ class KeyServiceConfig:
             )
         return SqliteKeyStore(self.store)
 
-    def open(self) -> "KeyService":
+    def open(self) -> KeyService:
         """This process's key service for this configuration (opened once).
 
         One instance per process and configuration: every DoFn instance of a worker
@@ -581,7 +581,7 @@ class KeyService:
             self._prepared.clear()
             self._primary.clear()
 
-    def secret_keys(self) -> "KmsSecretKeys":
+    def secret_keys(self) -> KmsSecretKeys:
         return KmsSecretKeys(self)
 
 

@@ -53,6 +53,8 @@ import logging
 import threading
 import time
 
+from veil.schemas import AUDIT_EVENT, HEADER
+from veil.schemas.registry import codec
 from veil.transforms.audit_chain import (
     CHAIN_HEADER,
     GENESIS_HASH,
@@ -64,8 +66,6 @@ from veil.transforms.audit_chain import (
     link_event,
     resolve_mac_key,
 )
-from veil.schemas import AUDIT_EVENT, HEADER
-from veil.schemas.registry import codec
 from veil.transforms.kafkaio import client
 
 _LOGGER = logging.getLogger(__name__)
@@ -100,7 +100,7 @@ class AuditChainSpec:
     recover_window: int = 256
     max_recover_records: int = 1_000_000
 
-    def open(self, client_config: dict) -> "AuditChainer":
+    def open(self, client_config: dict) -> AuditChainer:
         """This process's chainer for this spec and cluster (created once)."""
         tag = (self, json.dumps(client_config, sort_keys=True, default=str))
         with _CHAINERS_LOCK:
