@@ -211,8 +211,7 @@ def table(grants: list[Grant]) -> str:
     rows += [(g.principal, g.resource, g.name, g.pattern, g.operation, g.why) for g in grants]
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
     return "\n".join(
-        "  ".join(cell.ljust(w) for cell, w in zip(row[:5], widths)) + "  " + row[5]
-        for row in rows
+        "  ".join(cell.ljust(w) for cell, w in zip(row[:5], widths)) + "  " + row[5] for row in rows
     )
 
 

@@ -71,7 +71,11 @@ def sample_messages() -> list[tuple[bytes | None, bytes, str]]:
             record = record_from_json(json.loads(line), None)
             out.append((record["subject_key"].encode(), encode_record(record), "text"))
     media = [
-        ("structured", "application/json", json.dumps({"patient": {"name": "Maria Garcia", "ssn": "123-45-6789"}}).encode()),
+        (
+            "structured",
+            "application/json",
+            json.dumps({"patient": {"name": "Maria Garcia", "ssn": "123-45-6789"}}).encode(),
+        ),
         ("image", "image/png", _png()),
         ("audio", "audio/wav", _wav()),
         ("video", "video/x-msvideo", _avi()),
@@ -164,7 +168,9 @@ def run_demo(bootstrap: str, prefix: str, beam_argv) -> int:
     messages = sample_messages()
     print(f"[2/4] producing {len(messages)} sample records to {names.raw}")
     producer = KafkaProducer(
-        acks="all", enable_idempotence=True, max_request_size=MAX_MESSAGE_BYTES,
+        acks="all",
+        enable_idempotence=True,
+        max_request_size=MAX_MESSAGE_BYTES,
         **kafka_client.resolve(client),
     )
     for key, value, _ in messages:
@@ -207,11 +213,14 @@ def run_demo(bootstrap: str, prefix: str, beam_argv) -> int:
     print(f"audit events               {len(audit)}")
     for action, n in sorted(actions.items()):
         print(f"  {action:24} {n}")
-    print(f"conservation               {'OK' if total_out == len(messages) else 'BROKEN'}"
-          f" ({total_out} out for {len(messages)} in)")
-    print(f"pipeline time              {pipeline_s:.1f} s (demo total {time.monotonic() - started:.1f} s)")
+    print(
+        f"conservation               {'OK' if total_out == len(messages) else 'BROKEN'}"
+        f" ({total_out} out for {len(messages)} in)"
+    )
+    print(
+        f"pipeline time              {pipeline_s:.1f} s (demo total {time.monotonic() - started:.1f} s)"
+    )
     print("\nSanitized text, as analysts see it:")
     for _, _, value in sanitized[Modality.TEXT][:5]:
         print(f"  [{value['classification']['sensitivity']:12}] {value['payload'].decode()}")
     return 0 if total_out == len(messages) else 1
-

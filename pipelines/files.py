@@ -92,9 +92,13 @@ def iter_records(paths, subject: str | None, modality: str | None = None):
                     try:
                         yield path, number, record_from_json(json.loads(line), subject)
                     except (ValueError, InputError) as exc:
-                        yield path, number, InputError(
-                            f"{path}:{number}: {type(exc).__name__}"
-                            + (f": {exc}" if isinstance(exc, InputError) else "")
+                        yield (
+                            path,
+                            number,
+                            InputError(
+                                f"{path}:{number}: {type(exc).__name__}"
+                                + (f": {exc}" if isinstance(exc, InputError) else "")
+                            ),
                         )
         else:
             yield path, None, record_from_file(path, subject or path.stem, modality)

@@ -82,8 +82,10 @@ def register(sub, with_bootstrap) -> None:
     _store_bootstrap_arg(p)
     p.add_argument("record_id", metavar="RECORD_ID", help="the producer's record id")
     p.add_argument(
-        "--key", default=None, help="record-id key file or kms: URI (default: "
-        "$VEIL_RECORD_ID_KEY_FILE, else the key service named by --store)"
+        "--key",
+        default=None,
+        help="record-id key file or kms: URI (default: "
+        "$VEIL_RECORD_ID_KEY_FILE, else the key service named by --store)",
     )
     p = actions.add_parser("init-keyring", help="create a local keyring (KEK version 1)")
     add_key_service_args(p)
@@ -107,8 +109,9 @@ def register(sub, with_bootstrap) -> None:
     p.add_argument("subject", metavar="SUBJECT", help="subject key")
     p.add_argument("version", type=int, metavar="VERSION", help="data-key version to retire")
     p = actions.add_parser(
-        "add-role", help="create ROLE's key pair on its token (or keyring) and publish its "
-        "public key: protected fields are then sealed to the roles the policy allows"
+        "add-role",
+        help="create ROLE's key pair on its token (or keyring) and publish its "
+        "public key: protected fields are then sealed to the roles the policy allows",
     )
     add_key_service_args(p)
     _store_bootstrap_arg(p)
@@ -476,8 +479,10 @@ def watch_erasures(service, args) -> int:
     count, last = 0, None
     join_deadline = time.monotonic() + JOIN_TIMEOUT_S
     try:
-        while args.idle_timeout is None or last is None or (
-            time.monotonic() - last < args.idle_timeout
+        while (
+            args.idle_timeout is None
+            or last is None
+            or (time.monotonic() - last < args.idle_timeout)
         ):
             batch = consumer.poll(timeout_ms=500)
             if last is None:

@@ -224,9 +224,7 @@ def _write_id_map(path: str, inputs) -> None:
 
 def _has_id_key(argv) -> bool:
     flags = ("--veil_record_id_key", "--veil_key_store")
-    return bool(os.environ.get(ID_KEY_ENV)) or any(
-        str(a).split("=", 1)[0] in flags for a in argv
-    )
+    return bool(os.environ.get(ID_KEY_ENV)) or any(str(a).split("=", 1)[0] in flags for a in argv)
 
 
 def _sort_spool(spool: str, out: Path, inputs, total: int, input_errors, mac_key) -> dict:

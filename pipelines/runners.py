@@ -61,7 +61,9 @@ def flink_job_server_jar() -> Path | None:
     cache = os.environ.get("VEIL_CACHE")
     if cache:
         candidates.append(Path(cache) / "flink" / FLINK_JOB_SERVER_JAR)
-    candidates.append(Path(__file__).resolve().parents[1] / ".cache" / "flink" / FLINK_JOB_SERVER_JAR)
+    candidates.append(
+        Path(__file__).resolve().parents[1] / ".cache" / "flink" / FLINK_JOB_SERVER_JAR
+    )
     return next((c for c in candidates if c.is_file()), None)
 
 

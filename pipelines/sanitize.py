@@ -41,6 +41,7 @@ from veil.transforms.sandbox import NATIVE_DECODERS
 
 _LOGGER = logging.getLogger(__name__)
 
+
 def _handlers(policy, isolation=NATIVE_DECODERS, audio_key_file=None, modalities=None) -> dict:
     """One privacy handler per registered modality (models load later, in setup).
 

@@ -152,9 +152,7 @@ def sink_slots(options: PipelineOptions) -> dict:
         by_subtask.setdefault(flink_subtask(bytes([key]), parallelism, max_parallelism), key)
     if parallelism <= 1:
         by_subtask = {0: 0}
-    return {
-        p: by_subtask.get(p % parallelism, p % 128) for p in range(SLOT_TABLE_PARTITIONS)
-    }
+    return {p: by_subtask.get(p % parallelism, p % 128) for p in range(SLOT_TABLE_PARTITIONS)}
 
 
 class _PinToSlotFn(beam.DoFn):

@@ -18,26 +18,39 @@ def topic_specs(names: TopicNames, partitions: int = 3) -> list[TopicSpec]:
     common = {"max.message.bytes": MAX_MESSAGE_BYTES, "min.insync.replicas": 1}
     specs = [
         # Raw input holds PII: short retention, delete policy.
-        TopicSpec(names.raw, partitions, {**common, "cleanup.policy": "delete",
-                                          "retention.ms": 7 * DAY_MS}),
-        TopicSpec(names.dead_letter, partitions, {**common, "cleanup.policy": "delete",
-                                                  "retention.ms": 30 * DAY_MS}),
+        TopicSpec(
+            names.raw,
+            partitions,
+            {**common, "cleanup.policy": "delete", "retention.ms": 7 * DAY_MS},
+        ),
+        TopicSpec(
+            names.dead_letter,
+            partitions,
+            {**common, "cleanup.policy": "delete", "retention.ms": 30 * DAY_MS},
+        ),
         # The audit log is append-only and kept forever.
-        TopicSpec(names.audit, partitions, {**common, "cleanup.policy": "delete",
-                                            "retention.ms": -1}),
+        TopicSpec(
+            names.audit, partitions, {**common, "cleanup.policy": "delete", "retention.ms": -1}
+        ),
         # Erasure requests are keyed by subject: compaction keeps the latest per subject.
         TopicSpec(names.erasure, 1, {**common, "cleanup.policy": "compact"}),
     ]
     for modality in registered():
         specs.append(
-            TopicSpec(names.sanitized(modality), partitions,
-                      {**common, "cleanup.policy": "delete", "retention.ms": 30 * DAY_MS})
+            TopicSpec(
+                names.sanitized(modality),
+                partitions,
+                {**common, "cleanup.policy": "delete", "retention.ms": 30 * DAY_MS},
+            )
         )
     # Sanitized records the policy routes away from analysts (routing.quarantine).
     for modality in registered():
         specs.append(
-            TopicSpec(names.quarantine(modality), partitions,
-                      {**common, "cleanup.policy": "delete", "retention.ms": 30 * DAY_MS})
+            TopicSpec(
+                names.quarantine(modality),
+                partitions,
+                {**common, "cleanup.policy": "delete", "retention.ms": 30 * DAY_MS},
+            )
         )
     return specs
 

@@ -232,7 +232,9 @@ class RegistryCatalog(SchemaCatalog):
         try:
             parsed = fastavro.parse_schema(json.loads(schema.schema_str), named_schemas={})
         except Exception:  # a registered schema fastavro cannot parse
-            raise FramingError("UNEXPECTED_SCHEMA", f"schema id {schema_id} does not parse") from None
+            raise FramingError(
+                "UNEXPECTED_SCHEMA", f"schema id {schema_id} does not parse"
+            ) from None
         name = parsed.get("name", "") if isinstance(parsed, dict) else ""
         namespace, _, short = name.rpartition(".")
         # Only Veil's own record types (any version) resolve to a Veil reader schema.

@@ -47,8 +47,12 @@ def main(bootstrap: str, in_topic: str, out_topic: str, group: str, crash_at: in
         (
             p
             | ReadFromKafka(
-                config, [in_topic], group_id=group, bounded=True,
-                max_records_per_bundle=5, exactly_once=True,
+                config,
+                [in_topic],
+                group_id=group,
+                bounded=True,
+                max_records_per_bundle=5,
+                exactly_once=True,
             )  # fmt: skip
             | beam.Map(lambda m: KafkaWrite(out_topic, m.key or b"", m.value, (), m.source))
             | beam.ParDo(CrashAt(group, crash_at))

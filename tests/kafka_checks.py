@@ -67,7 +67,9 @@ def veil_run(bootstrap: str, prefix: str, *flags: str, **popen) -> subprocess.Po
     """Starts ``veil -v run``; its output goes to a temporary file (a pipe nobody reads
     would fill up and stall the pipeline). Collect it with ``finish``."""
     argv = [
-        VEIL, "-v", "run",
+        VEIL,
+        "-v",
+        "run",
         f"--veil_bootstrap_servers={bootstrap}",
         f"--veil_topic_prefix={prefix}",
         f"--veil_consumer_group={prefix}-pipeline",

@@ -48,3 +48,9 @@ def test_import_contracts_catch_an_upward_import(tmp_path):
 def test_ruff_check_passes():
     done = _run(str(BIN / "ruff"), "check", "--no-cache", "--output-format", "concise", ".")
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+
+
+def test_the_tree_is_formatted():
+    """`ruff format` (black style, ruff.toml) leaves every file as it is."""
+    done = _run(str(BIN / "ruff"), "format", "--check", "--no-cache", ".")
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]

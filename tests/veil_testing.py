@@ -39,7 +39,9 @@ def media_record(record_id="r1", subject="alice", payload=b"hello", **overrides)
     return record
 
 
-def message(value: bytes | None, offset=0, key: bytes | None = None, topic="veil.raw") -> KafkaMessage:
+def message(
+    value: bytes | None, offset=0, key: bytes | None = None, topic="veil.raw"
+) -> KafkaMessage:
     return KafkaMessage(topic, 0, offset, 0, key, value)
 
 

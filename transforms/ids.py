@@ -39,9 +39,7 @@ _LOGGER = logging.getLogger(__name__)
 
 ID_KEY_ENV = "VEIL_RECORD_ID_KEY_FILE"
 ID_SCOPE = "record-id"
-_OPAQUE = re.compile(
-    r"[0-9a-f]{32}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
-)
+_OPAQUE = re.compile(r"[0-9a-f]{32}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 class IdKeyUnavailable(Exception):

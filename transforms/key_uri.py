@@ -78,7 +78,7 @@ def parse_key_uri(text: str) -> KeyUri:
     match = _SCHEME.match(text)
     if not match or text.startswith(("/", ".")):
         return KeyUri("file", text)
-    scheme, rest = match.group(1).lower(), text[match.end():]
+    scheme, rest = match.group(1).lower(), text[match.end() :]
     if scheme not in SCHEMES:
         raise KeyUriError(
             f"unknown key URI scheme '{scheme}:' (known: "

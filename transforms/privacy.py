@@ -211,9 +211,7 @@ class PrivacyStepFn(beam.DoFn):
             return None
         holder = self._holder
         if holder is None:
-            holder = self._shared.acquire(
-                lambda: _ModelHolder(handler.load()), handler.share_key()
-            )
+            holder = self._shared.acquire(lambda: _ModelHolder(handler.load()), handler.share_key())
             self._detectors = handler.detectors(holder.model)
             self._holder = holder
             _LOGGER.info("%s step: model ready", handler.stage)

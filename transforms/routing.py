@@ -112,7 +112,7 @@ class RouteByModality(beam.PTransform):
 
     def expand(self, items):
         tags = sorted(self._supported)
-        out = items | "SniffAndRoute" >> beam.ParDo(RouteFn(self._supported, self._specs)).with_outputs(
-            DEAD_LETTER, *tags
-        )
+        out = items | "SniffAndRoute" >> beam.ParDo(
+            RouteFn(self._supported, self._specs)
+        ).with_outputs(DEAD_LETTER, *tags)
         return Routed({tag: out[tag] for tag in tags}, out[DEAD_LETTER])

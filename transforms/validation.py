@@ -114,9 +114,7 @@ def _unknown_key(error, where: str, schema: dict) -> str:
     near = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
     hint = f"; did you mean '{path_text([near[0]], where)}'?" if near else ""
     note = f"; {schema['x-note']}" if "x-note" in schema else ""
-    return (
-        f"unknown key '{path_text([key], where)}'{hint} (valid here: {', '.join(known)}){note}"
-    )
+    return f"unknown key '{path_text([key], where)}'{hint} (valid here: {', '.join(known)}){note}"
 
 
 def _generic(error) -> str:

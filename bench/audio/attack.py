@@ -120,9 +120,9 @@ def main(argv=None) -> int:
     utts = [u for group in speakers.values() for u in group]
     labels = np.array([u.speaker for u in utts])
     english = [u for u in utts if u.text]
-    english += [
-        u for u in corpus.asterisk("allison", args.per_speaker + 6) if u.text
-    ][len([u for u in english if u.speaker == "allison"]) :]
+    english += [u for u in corpus.asterisk("allison", args.per_speaker + 6) if u.text][
+        len([u for u in english if u.speaker == "allison"]) :
+    ]
     total_s = sum(len(u.samples) for u in utts) / corpus.RATE
     print(
         f"{len(speakers)} speakers, {len(utts)} utterances, {total_s:.0f} s; "
@@ -199,24 +199,31 @@ def main(argv=None) -> int:
         }
         if asr:
             hyps = [
-                " ".join(w.text for w in asr.transcribe(anonymize(u.samples, f"speaker-{u.speaker}")))
+                " ".join(
+                    w.text for w in asr.transcribe(anonymize(u.samples, f"speaker-{u.speaker}"))
+                )
                 for u in english
             ]
             texts[mode_label] = hyps
             row["wer"] = _wer_total([u.text for u in english], hyps)
             if "original" in texts and "wer_original" not in results[0]:
-                results[0]["wer_original"] = _wer_total([u.text for u in english], texts["original"])
+                results[0]["wer_original"] = _wer_total(
+                    [u.text for u in english], texts["original"]
+                )
         results.append(row)
         print(
-            f"  {mode_label}: " + ", ".join(f"{k} {v:.3f}" for k, v in row.items() if k != "mode")
+            f"  {mode_label}: "
+            + ", ".join(f"{k} {v:.3f}" for k, v in row.items() if k != "mode")
             + (f", wer_original {results[0].get('wer_original', 0):.3f}" if asr else ""),
             file=sys.stderr,
             flush=True,
         )
 
     print()
-    print("| Mode | Ignorant: sim. to own speaker, mean / max | Different speakers, mean / max "
-          "| EER ignorant | EER lazy-informed | WER | Real time per core |")
+    print(
+        "| Mode | Ignorant: sim. to own speaker, mean / max | Different speakers, mean / max "
+        "| EER ignorant | EER lazy-informed | WER | Real time per core |"
+    )
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     ref = [u.text for u in english]
 

@@ -177,9 +177,10 @@ class Ge2eEncoder:
     def mel(self, wav: np.ndarray) -> np.ndarray:
         import librosa
 
-        spec = np.abs(
-            librosa.stft(wav.astype(np.float32), n_fft=WINDOW, hop_length=HOP, center=True)
-        ) ** 2
+        spec = (
+            np.abs(librosa.stft(wav.astype(np.float32), n_fft=WINDOW, hop_length=HOP, center=True))
+            ** 2
+        )
         return (self.mel_basis @ spec).T  # (frames, 40)
 
     def embed(self, wav: np.ndarray, rate: int = RATE, trim: bool = True) -> np.ndarray:

@@ -170,8 +170,10 @@ def main(argv=None) -> int:
                 )
             )
     print()
-    print("| Identifier | Clips | ASR word recall | Detection recall | Words left after Veil "
-          "| Words left, voice change only | Flagged unreliable (quarantined) |")
+    print(
+        "| Identifier | Clips | ASR word recall | Detection recall | Words left after Veil "
+        "| Words left, voice change only | Flagged unreliable (quarantined) |"
+    )
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for case, values in rows.items():
         v = np.array(values, dtype=float)

@@ -45,9 +45,11 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=1)
     args = parser.parse_args()
     handler = ImageHandler(load_policy())
-    model = ApplyPrivacyStep.shared_for(handler).acquire(
-        lambda: _ModelHolder(handler.load()), handler.share_key()
-    ).model
+    model = (
+        ApplyPrivacyStep.shared_for(handler)
+        .acquire(lambda: _ModelHolder(handler.load()), handler.share_key())
+        .model
+    )
     configs = {"single": ImageConfig(ocr_passes=None), "passes": ImageConfig()}
     images = {
         "astronaut": photo(ASTRONAUT),
@@ -86,9 +88,13 @@ def main() -> int:
                 ",".join(sorted(attack(dec(outs[k])))) or "-" for k in ("single", "passes")
             )
         (s, sc), (p, pc) = best["single"], best["passes"]
-        print(f"{name:<11} {s:9.2f} {p:9.2f} {p / s:6.1f} {sc:10.2f} {pc:10.2f} {p - s:8.2f}  {reads}")
-    print(f"total wall: single {total['single']:.1f} s, passes {total['passes']:.1f} s, "
-          f"ratio {total['passes'] / total['single']:.1f}x; load={os.getloadavg()[0]:.1f}")
+        print(
+            f"{name:<11} {s:9.2f} {p:9.2f} {p / s:6.1f} {sc:10.2f} {pc:10.2f} {p - s:8.2f}  {reads}"
+        )
+    print(
+        f"total wall: single {total['single']:.1f} s, passes {total['passes']:.1f} s, "
+        f"ratio {total['passes'] / total['single']:.1f}x; load={os.getloadavg()[0]:.1f}"
+    )
     return 0
 
 

@@ -41,6 +41,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 FLINK_SH = REPO / "deploy" / "flink" / "flink.sh"
+
+
 def _platform_run():
     """bench/platform/run.py, by path: another bench's ``run`` module (bench/text) may
     already sit in ``sys.modules`` under that name when tests import both."""
@@ -90,8 +92,12 @@ class FlinkSession:
 
     def __enter__(self):
         env = dict(os.environ, FLINK_REST_PORT=str(free_port()), FLINK_TM_SLOTS=str(self.slots))
-        out = subprocess.run(["bash", str(FLINK_SH), "cluster-start", self.dir],
-                             capture_output=True, text=True, env=env)
+        out = subprocess.run(
+            ["bash", str(FLINK_SH), "cluster-start", self.dir],
+            capture_output=True,
+            text=True,
+            env=env,
+        )
         if out.returncode != 0:
             raise RuntimeError(f"Flink cluster did not start: {out.stderr[-2000:]}")
         self.master = out.stdout.strip().splitlines()[-1]
@@ -115,12 +121,14 @@ class FlinkSession:
         """``workers``: ``--sdk_worker_parallelism`` (0: ``stage_workers``)."""
         workers = workers or stage_workers(parallelism, redistribute)
         return [
-            "--runner=FlinkRunner", f"--flink_master={self.master}",
-            "--environment_type=EXTERNAL", f"--environment_config=localhost:{self.pool_port}",
-            f"--parallelism={parallelism}", f"--sdk_worker_parallelism={workers}",
+            "--runner=FlinkRunner",
+            f"--flink_master={self.master}",
+            "--environment_type=EXTERNAL",
+            f"--environment_config=localhost:{self.pool_port}",
+            f"--parallelism={parallelism}",
+            f"--sdk_worker_parallelism={workers}",
             f"--veil_redistribute={redistribute}",
         ]
-
 
     def jvms(self) -> dict:
         """The cluster's JVMs and the broker: name -> pid (those found)."""
@@ -251,9 +259,16 @@ def start_worker_pool(port: int, log_path: Path) -> subprocess.Popen:
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     log = open(log_path, "wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "apache_beam.runners.worker.worker_pool_main",
-         f"--service_port={port}"],
-        stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "apache_beam.runners.worker.worker_pool_main",
+            f"--service_port={port}",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,
     )
     deadline = time.monotonic() + 180  # importing Beam on a loaded 2-core box is slow
     while time.monotonic() < deadline:
@@ -303,8 +318,7 @@ def outcomes(bootstrap: str, names) -> tuple[collections.Counter, list[int], col
 def committed_total(bootstrap: str, group: str, topic: str, partitions: int = 3) -> int:
     from kafka import KafkaConsumer, TopicPartition
 
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group,
-                             enable_auto_commit=False)
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
     try:
         return sum(consumer.committed(TopicPartition(topic, p)) or 0 for p in range(partitions))
     finally:
@@ -329,9 +343,15 @@ def run_case(
     cat = catalog()
     values, keys = [], []
     for i, text in enumerate(text_corpus(n)):
-        record = {"record_id": f"r{i}", "subject_key": f"s{i % 50}", "modality": None,
-                  "content_type": "text/plain", "payload": text.encode(), "attributes": {},
-                  "event_time": None}
+        record = {
+            "record_id": f"r{i}",
+            "subject_key": f"s{i % 50}",
+            "modality": None,
+            "content_type": "text/plain",
+            "payload": text.encode(),
+            "attributes": {},
+            "event_time": None,
+        }
         values.append(cat.encode(MEDIA_RECORD, record))
         keys.append(record["subject_key"].encode())
     produce(bootstrap, names.raw, values, keys)
@@ -341,10 +361,19 @@ def run_case(
     started = time.perf_counter()
     with tempfile.TemporaryFile() as log, WorkerCpu(session.pool.pid, session.jvms()) as cpu:
         proc = subprocess.run(
-            [veil, "-v", "run", *session.flags(parallelism, redistribute, workers),
-             f"--veil_bootstrap_servers={bootstrap}", f"--veil_topic_prefix={names.prefix}",
-             f"--veil_consumer_group={group}", "--veil_read_mode=bounded"],
-            stdout=log, stderr=subprocess.STDOUT, timeout=1200,
+            [
+                veil,
+                "-v",
+                "run",
+                *session.flags(parallelism, redistribute, workers),
+                f"--veil_bootstrap_servers={bootstrap}",
+                f"--veil_topic_prefix={names.prefix}",
+                f"--veil_consumer_group={group}",
+                "--veil_read_mode=bounded",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            timeout=1200,
         )
         if proc.returncode != 0:
             log.seek(0)
@@ -384,7 +413,9 @@ def main():
     parser.add_argument("--records", type=int, default=2000)
     parser.add_argument("--bootstrap", default=None)
     parser.add_argument(
-        "--cases", nargs="+", default=["1", "2:off", "2"],
+        "--cases",
+        nargs="+",
+        default=["1", "2:off", "2"],
         help="P[:REDISTRIBUTE[:WORKERS]]: parallelism P, --veil_redistribute auto/on/off "
         "(auto: on at P > 1), --sdk_worker_parallelism (default P); the first case is "
         "the base of the ratios",
@@ -417,27 +448,36 @@ def main():
                 )
     finally:
         if broker_dir:
-            subprocess.run(["bash", str(REPO / "deploy/kafka/kafka.sh"), "stop", broker_dir],
-                           capture_output=True)
-    print(f"{'case':>11} {'records':>8} {'job s':>7} {'steady rec/s':>13} "
-          f"{'workers':>8} {'conserved':>9} {'committed':>9}")
+            subprocess.run(
+                ["bash", str(REPO / "deploy/kafka/kafka.sh"), "stop", broker_dir],
+                capture_output=True,
+            )
+    print(
+        f"{'case':>11} {'records':>8} {'job s':>7} {'steady rec/s':>13} "
+        f"{'workers':>8} {'conserved':>9} {'committed':>9}"
+    )
     for r in results:
-        print(f"{r['case']:>11} {r['records']:>8} {r['seconds']:>7.1f} "
-              f"{r['steady_rps']:>13.0f} {r['workers']:>8} {str(r['conserved']):>9} "
-              f"{r['committed']:>9}")
-        print(f"  {r['case']}: records per subtask into the text step's task: "
-              f"{r['step_subtasks']}; CPU s per SDK worker: {r['worker_cpu_s']}; other CPU s: "
-              f"{r['other_cpu_s']}; machine busy: {r['machine_busy_cores']} of "
-              f"{os.cpu_count()} cores (all processes, other sessions' too)")
+        print(
+            f"{r['case']:>11} {r['records']:>8} {r['seconds']:>7.1f} "
+            f"{r['steady_rps']:>13.0f} {r['workers']:>8} {str(r['conserved']):>9} "
+            f"{r['committed']:>9}"
+        )
+        print(
+            f"  {r['case']}: records per subtask into the text step's task: "
+            f"{r['step_subtasks']}; CPU s per SDK worker: {r['worker_cpu_s']}; other CPU s: "
+            f"{r['other_cpu_s']}; machine busy: {r['machine_busy_cores']} of "
+            f"{os.cpu_count()} cores (all processes, other sessions' too)"
+        )
         if r["dead_letters"]:
-            print(f"  {r['case']}: {r['sanitized']} sanitized, dead letters "
-                  f"{r['dead_letters']}")
+            print(f"  {r['case']}: {r['sanitized']} sanitized, dead letters {r['dead_letters']}")
     if len(results) >= 2:
         base = results[0]
         for r in results[1:]:
-            print(f"ratio {r['case']} / {base['case']}: steady "
-                  f"{r['steady_rps'] / base['steady_rps']:.2f}x, job time "
-                  f"{base['seconds'] / r['seconds']:.2f}x")
+            print(
+                f"ratio {r['case']} / {base['case']}: steady "
+                f"{r['steady_rps'] / base['steady_rps']:.2f}x, job time "
+                f"{base['seconds'] / r['seconds']:.2f}x"
+            )
 
 
 if __name__ == "__main__":

@@ -44,16 +44,30 @@ def main():
     ensure_topics(client, topic_specs(names))
     cat = catalog()
     records = [
-        {"record_id": f"r{i}", "subject_key": f"s{i % 50}", "modality": None,
-         "content_type": "text/plain", "payload": t.encode(), "attributes": {},
-         "event_time": None}
+        {
+            "record_id": f"r{i}",
+            "subject_key": f"s{i % 50}",
+            "modality": None,
+            "content_type": "text/plain",
+            "payload": t.encode(),
+            "attributes": {},
+            "event_time": None,
+        }
         for i, t in enumerate(text_corpus(args.records))
     ]
-    produce(args.bootstrap, names.raw, [cat.encode(MEDIA_RECORD, r) for r in records],
-            [r["subject_key"].encode() for r in records])
-    argv = [f"--veil_bootstrap_servers={args.bootstrap}", f"--veil_topic_prefix={names.prefix}",
-            "--veil_read_mode=bounded", f"--veil_consumer_group={names.prefix}-prof",
-            f"--veil_record_id_key={record_id_key()}"]
+    produce(
+        args.bootstrap,
+        names.raw,
+        [cat.encode(MEDIA_RECORD, r) for r in records],
+        [r["subject_key"].encode() for r in records],
+    )
+    argv = [
+        f"--veil_bootstrap_servers={args.bootstrap}",
+        f"--veil_topic_prefix={names.prefix}",
+        "--veil_read_mode=bounded",
+        f"--veil_consumer_group={names.prefix}-prof",
+        f"--veil_record_id_key={record_id_key()}",
+    ]
     profiler = cProfile.Profile()
     started = time.perf_counter()
     profiler.enable()
@@ -63,8 +77,10 @@ def main():
     if args.out:
         profiler.dump_stats(args.out)
     print(f"outcomes: {outcome_counts(args.bootstrap, names)}")
-    print(f"{args.records} records in {elapsed:.1f} s under cProfile "
-          f"({args.records / elapsed:.0f} records/s)")
+    print(
+        f"{args.records} records in {elapsed:.1f} s under cProfile "
+        f"({args.records / elapsed:.0f} records/s)"
+    )
     for order in ("tottime", "cumulative"):
         buf = io.StringIO()
         pstats.Stats(profiler, stream=buf).strip_dirs().sort_stats(order).print_stats(args.top)

@@ -58,7 +58,9 @@ def start_broker():
     directory = tempfile.mkdtemp(prefix="veil-bench-kafka-")
     out = subprocess.run(
         ["bash", str(REPO / "deploy/kafka/kafka.sh"), "start", directory, "90"],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     )
     return directory, out.stdout.strip().splitlines()[-1]
 
@@ -66,8 +68,9 @@ def start_broker():
 def produce(bootstrap, topic, values, keys=None):
     from kafka import KafkaProducer
 
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True,
-                             linger_ms=5)
+    producer = KafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=5
+    )
     for i, value in enumerate(values):
         producer.send(topic, key=keys[i] if keys else None, value=value)
     producer.flush()
@@ -77,11 +80,16 @@ def produce(bootstrap, topic, values, keys=None):
 def bench_copy_loop(bootstrap, src, dst, n):
     from kafka import KafkaConsumer, KafkaProducer
 
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=f"bench-{uuid.uuid4().hex}",
-                             auto_offset_reset="earliest", enable_auto_commit=False)
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=f"bench-{uuid.uuid4().hex}",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
     consumer.subscribe([src])
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True,
-                             linger_ms=5)
+    producer = KafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=5
+    )
     started = time.perf_counter()
     copied = 0
     while copied < n:
@@ -128,8 +136,13 @@ def bench_text_step_alone(texts):
     items = [
         WorkItem(
             source=Source("bench", 0, i),
-            record={"record_id": f"r{i}", "subject_key": f"s{i % 50}", "payload": t.encode(),
-                    "content_type": "text/plain", "attributes": {}},
+            record={
+                "record_id": f"r{i}",
+                "subject_key": f"s{i % 50}",
+                "payload": t.encode(),
+                "content_type": "text/plain",
+                "attributes": {},
+            },
             modality="text",
         )
         for i, t in enumerate(texts)
@@ -156,8 +169,11 @@ def outcome_counts(bootstrap, names) -> dict:
     consumer = KafkaConsumer(bootstrap_servers=bootstrap)
     try:
         counts = {}
-        for label, topic in (("sanitized", names.sanitized("text")),
-                             ("dead_letters", names.dead_letter), ("audit", names.audit)):
+        for label, topic in (
+            ("sanitized", names.sanitized("text")),
+            ("dead_letters", names.dead_letter),
+            ("audit", names.audit),
+        ):
             tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
             counts[label] = sum(consumer.end_offsets(tps).values()) if tps else 0
         return counts
@@ -170,17 +186,26 @@ def bench_veil_pipeline(bootstrap, names, expected):
     veil = str(Path(sys.executable).with_name("veil"))
     started, cpu = time.perf_counter(), _children_cpu()
     subprocess.run(
-        [veil, "run", f"--veil_bootstrap_servers={bootstrap}",
-         f"--veil_topic_prefix={names.prefix}", "--veil_read_mode=bounded",
-         f"--veil_consumer_group={names.prefix}-bench", f"--veil_record_id_key={record_id_key()}"],
-        check=True, capture_output=True,
+        [
+            veil,
+            "run",
+            f"--veil_bootstrap_servers={bootstrap}",
+            f"--veil_topic_prefix={names.prefix}",
+            "--veil_read_mode=bounded",
+            f"--veil_consumer_group={names.prefix}-bench",
+            f"--veil_record_id_key={record_id_key()}",
+        ],
+        check=True,
+        capture_output=True,
     )
     elapsed, cpu = time.perf_counter() - started, _children_cpu() - cpu
     counts = outcome_counts(bootstrap, names)
     print(f"{names.prefix}: {counts}", flush=True)
     if counts["sanitized"] != expected:
-        raise SystemExit(f"{names.prefix}: {counts['sanitized']} of {expected} sanitized: "
-                         "the case did not measure the text pipeline")
+        raise SystemExit(
+            f"{names.prefix}: {counts['sanitized']} of {expected} sanitized: "
+            "the case did not measure the text pipeline"
+        )
     return elapsed, cpu
 
 
@@ -224,26 +249,42 @@ def main():
         ensure_topics(client, topic_specs(names))
         cat = catalog()
         records = [
-            {"record_id": f"r{i}", "subject_key": f"s{i % 50}", "modality": None,
-             "content_type": "text/plain", "payload": t.encode(), "attributes": {},
-             "event_time": None}
+            {
+                "record_id": f"r{i}",
+                "subject_key": f"s{i % 50}",
+                "modality": None,
+                "content_type": "text/plain",
+                "payload": t.encode(),
+                "attributes": {},
+                "event_time": None,
+            }
             for i, t in enumerate(texts)
         ]
-        produce(bootstrap, names.raw, [cat.encode(MEDIA_RECORD, r) for r in records],
-                [r["subject_key"].encode() for r in records])
+        produce(
+            bootstrap,
+            names.raw,
+            [cat.encode(MEDIA_RECORD, r) for r in records],
+            [r["subject_key"].encode() for r in records],
+        )
         d, d_cpu = bench_veil_pipeline(bootstrap, names, len(records))
         # E: the same pipeline on the first SMALL records only; D - E is what the other
         # records cost once everything has started: the steady state.
         small = min(SMALL, len(records))
         names_e = TopicNames(f"e{run}")
         ensure_topics(client, topic_specs(names_e))
-        produce(bootstrap, names_e.raw, [cat.encode(MEDIA_RECORD, r) for r in records[:small]],
-                [r["subject_key"].encode() for r in records[:small]])
+        produce(
+            bootstrap,
+            names_e.raw,
+            [cat.encode(MEDIA_RECORD, r) for r in records[:small]],
+            [r["subject_key"].encode() for r in records[:small]],
+        )
         e, e_cpu = bench_veil_pipeline(bootstrap, names_e, small)
     finally:
         if broker_dir:
-            subprocess.run(["bash", str(REPO / "deploy/kafka/kafka.sh"), "stop", broker_dir],
-                           capture_output=True)
+            subprocess.run(
+                ["bash", str(REPO / "deploy/kafka/kafka.sh"), "stop", broker_dir],
+                capture_output=True,
+            )
 
     n, t = args.records, args.text_records
     print(f"{'case':58} {'records':>8} {'seconds':>8} {'rec/s':>9}")
@@ -259,15 +300,21 @@ def main():
     c_rate = t / c
     print(f"ratio B/A (Kafka IO vs copy loop): {a / b:.2f}")
     print(f"ratio D/C (whole pipeline incl. start-up vs its text step alone): {c / d:.2f}")
-    print(f"ratio (D-E)/C (whole pipeline, steady state, vs its text step alone): "
-          f"{(t - small) / max(d - e, 1e-9) / c_rate:.2f}")
+    print(
+        f"ratio (D-E)/C (whole pipeline, steady state, vs its text step alone): "
+        f"{(t - small) / max(d - e, 1e-9) / c_rate:.2f}"
+    )
     # CPU per record (user + system, all processes of the case): the machine's load
     # changes wall-clock rates a lot and CPU time little.
     steady_cpu = (d_cpu - e_cpu) / (t - small)
-    print(f"CPU ms/record: C {1000 * c_cpu / t:.2f}, D {1000 * d_cpu / t:.2f}, "
-          f"E {1000 * e_cpu / small:.2f}, D-E {1000 * steady_cpu:.2f}")
-    print(f"ratio C/(D-E) CPU per record (text step's share of the steady state's CPU): "
-          f"{c_cpu / t / max(steady_cpu, 1e-9):.2f}")
+    print(
+        f"CPU ms/record: C {1000 * c_cpu / t:.2f}, D {1000 * d_cpu / t:.2f}, "
+        f"E {1000 * e_cpu / small:.2f}, D-E {1000 * steady_cpu:.2f}"
+    )
+    print(
+        f"ratio C/(D-E) CPU per record (text step's share of the steady state's CPU): "
+        f"{c_cpu / t / max(steady_cpu, 1e-9):.2f}"
+    )
     print(f"ratio C/D CPU per record, incl. start-up: {c_cpu / max(d_cpu, 1e-9):.2f}")
 
 

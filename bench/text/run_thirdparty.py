@@ -117,12 +117,8 @@ def main(argv=None) -> int:
         results[name] = {
             "veil": summary(v_scored, groups),
             "presidio": summary(p_scored, groups),
-            "veil_entities": {
-                e: r for (g, e), r in v_scored["table"].items() if g == "all"
-            },
-            "presidio_entities": {
-                e: r for (g, e), r in p_scored["table"].items() if g == "all"
-            },
+            "veil_entities": {e: r for (g, e), r in v_scored["table"].items() if g == "all"},
+            "presidio_entities": {e: r for (g, e), r in p_scored["table"].items() if g == "all"},
         }
         speed[name] = {"veil": words / v_cpu, "presidio": words / p_cpu}
         print(f"\n## {name}: {len(samples)} records, {words} words")

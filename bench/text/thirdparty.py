@@ -147,7 +147,9 @@ def faker_samples(n: int, seed: int) -> list[Sample]:
             if key == "person":
                 return fake.name()
             if key == "date_of_birth":
-                born = fake.date_between_dates(datetime.date(1940, 1, 1), datetime.date(2005, 12, 31))
+                born = fake.date_between_dates(
+                    datetime.date(1940, 1, 1), datetime.date(2005, 12, 31)
+                )
                 return born.strftime(_DATE_FORMATS[locale])
             if key == "age":
                 return rng.randint(18, 90)
@@ -160,7 +162,9 @@ def faker_samples(n: int, seed: int) -> list[Sample]:
             if key == "us_driver_license":
                 return fake.bothify("?#######").upper()
             if key == "date_time":
-                day = fake.date_between_dates(datetime.date(2015, 1, 1), datetime.date(2025, 12, 31))
+                day = fake.date_between_dates(
+                    datetime.date(2015, 1, 1), datetime.date(2025, 12, 31)
+                )
                 return day.isoformat()
             if key == "ip_address":
                 return fake.ipv4()
@@ -181,7 +185,9 @@ def faker_samples(n: int, seed: int) -> list[Sample]:
 
 
 def fng_samples(n: int, seed: int) -> list[Sample]:
-    rows = list(csv.DictReader(io.StringIO(_raw("FakeNameGenerator.com_3000.csv").lstrip("\ufeff"))))
+    rows = list(
+        csv.DictReader(io.StringIO(_raw("FakeNameGenerator.com_3000.csv").lstrip("\ufeff")))
+    )
     rng = random.Random(seed)
     tpl = templates()
     samples = []

@@ -30,9 +30,7 @@ from pathlib import Path
 BROKER_USER = "veil-broker"
 ADMIN_USER = "admin"
 # The principals the ACL model (deploy/kafka/acls.sh) knows; all get a SCRAM password.
-USERS = (
-    ADMIN_USER, BROKER_USER, "veil-pipeline", "veil-analyst", "veil-producer", "veil-auditor"
-)
+USERS = (ADMIN_USER, BROKER_USER, "veil-pipeline", "veil-analyst", "veil-producer", "veil-auditor")
 MECHANISM = "SCRAM-SHA-512"
 CERT_DAYS = 365
 RENEW_BEFORE_DAYS = 7
@@ -95,9 +93,15 @@ def issue_certificates(now: datetime.datetime | None = None) -> tuple[bytes, byt
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(
             x509.KeyUsage(
-                digital_signature=False, content_commitment=False, key_encipherment=False,
-                data_encipherment=False, key_agreement=False, key_cert_sign=True,
-                crl_sign=True, encipher_only=False, decipher_only=False,
+                digital_signature=False,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
             ),
             critical=True,
         )
@@ -122,9 +126,15 @@ def issue_certificates(now: datetime.datetime | None = None) -> tuple[bytes, byt
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
             x509.KeyUsage(
-                digital_signature=True, content_commitment=False, key_encipherment=False,
-                data_encipherment=False, key_agreement=True, key_cert_sign=False,
-                crl_sign=False, encipher_only=False, decipher_only=False,
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=True,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
             ),
             critical=True,
         )

@@ -243,9 +243,9 @@ def render(data: ReportData, gallery=None, show_originals: bool = False) -> str:
         "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; img-src data:; style-src 'unsafe-inline'\">"
         f'<meta name="viewport" content="width=device-width, initial-scale=1"><title>{_e(title)}</title>'
         f"<style>{_CSS}</style></head>"
-        f"<body class=\"{'raw' if show_originals else ''}\">{banner}"
+        f'<body class="{"raw" if show_originals else ""}">{banner}'
         f'<header class="top"><h1>{_e(title)}</h1><div class="meta">{meta}</div></header>'
-        f"<main><nav class=\"toc\">{nav}</nav>{''.join(parts)}</main></body></html>\n"
+        f'<main><nav class="toc">{nav}</nav>{"".join(parts)}</main></body></html>\n'
     )
 
 

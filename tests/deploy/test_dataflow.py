@@ -117,8 +117,14 @@ def _matches(name: str, value: str) -> bool:
 # Flags a value needs beside it to be valid on its own (VeilConfig checks combinations:
 # a SASL protocol without a SASL user is refused).
 COMPANIONS = {
-    ("veil_security_protocol", "SASL_SSL"): ["--veil_sasl_mechanism=SCRAM-SHA-512", "--veil_sasl_username=u"],
-    ("veil_security_protocol", "SASL_PLAINTEXT"): ["--veil_sasl_mechanism=SCRAM-SHA-512", "--veil_sasl_username=u"],
+    ("veil_security_protocol", "SASL_SSL"): [
+        "--veil_sasl_mechanism=SCRAM-SHA-512",
+        "--veil_sasl_username=u",
+    ],
+    ("veil_security_protocol", "SASL_PLAINTEXT"): [
+        "--veil_sasl_mechanism=SCRAM-SHA-512",
+        "--veil_sasl_username=u",
+    ],
 }
 
 

@@ -138,11 +138,22 @@ def _check(fuzz_record, target: str, started: float, outcome: str) -> None:
 def _framing_seeds() -> list[bytes]:
     records = [
         media_record("r1", "alice", b"Call John at 212-555-0175"),
-        media_record("r-2", "bob", b"\x89PNG\r\n\x1a\n" + bytes(range(64)), modality="image",
-                     content_type="image/png", attributes={"veil.hints": '{"$.a": "PERSON"}'},
-                     event_time=1_700_000_000_000),
-        media_record("x" * 40, "carol", b"{}", content_type="application/json",
-                     attributes={f"k{i}": "v" * i for i in range(8)}),
+        media_record(
+            "r-2",
+            "bob",
+            b"\x89PNG\r\n\x1a\n" + bytes(range(64)),
+            modality="image",
+            content_type="image/png",
+            attributes={"veil.hints": '{"$.a": "PERSON"}'},
+            event_time=1_700_000_000_000,
+        ),
+        media_record(
+            "x" * 40,
+            "carol",
+            b"{}",
+            content_type="application/json",
+            attributes={f"k{i}": "v" * i for i in range(8)},
+        ),
     ]
     return [framed(r) for r in records]
 
@@ -176,9 +187,17 @@ def test_framing_and_avro(decode_fn, fuzz_record, value, keyed):
 
 JSON_SEEDS = [
     json.dumps(
-        {"patient": {"name": "Jane Doe", "email": "jane@example.com", "age": 47,
-                     "visits": [{"date": "2024-03-01", "note": "BP 120/80"}]},
-         "ok": True, "score": 1.5e3, "tags": ["a", None]}
+        {
+            "patient": {
+                "name": "Jane Doe",
+                "email": "jane@example.com",
+                "age": 47,
+                "visits": [{"date": "2024-03-01", "note": "BP 120/80"}],
+            },
+            "ok": True,
+            "score": 1.5e3,
+            "tags": ["a", None],
+        }
     ).encode(),
     b'[1, -2.5e-7, "x", {"\\u00e9\\ud83d\\ude00": [[[]]]}, false]',
     b'{"a": 1}\n{"b": [2, 3]}\n',
@@ -186,9 +205,7 @@ JSON_SEEDS = [
 
 
 def _json_values():
-    scalars = st.one_of(
-        st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=40)
-    )
+    scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=40))
     return st.recursive(
         scalars,
         lambda inner: st.one_of(
@@ -347,8 +364,10 @@ def _video_seeds() -> list[bytes]:
         buffer = io.BytesIO()
         with av.open(buffer, "w", format=fmt) as box:
             stream = box.add_stream(codec, rate=10)
-            stream.width, stream.height, stream.pix_fmt = 48, 32, (
-                "yuvj420p" if codec == "mjpeg" else "yuv420p"
+            stream.width, stream.height, stream.pix_fmt = (
+                48,
+                32,
+                ("yuvj420p" if codec == "mjpeg" else "yuv420p"),
             )
             for i in range(4):
                 pixels = ((rows + 40 * i) % 251).astype(np.uint8)
@@ -369,7 +388,10 @@ def video_sandbox():
     from veil.transforms.sandbox import SandboxConfig
 
     config = SandboxConfig(
-        workers=1, memory_mb=1024, cpu_s=20, timeout_s=30,
+        workers=1,
+        memory_mb=1024,
+        cpu_s=20,
+        timeout_s=30,
         preload=("av", "veil.transforms.video.container", "sandbox_targets"),
     )
     return sandbox_for(config).warm(), sandbox_targets.read_video

@@ -57,7 +57,9 @@ def test_producer_id_absent_from_every_output(graph_writes, rid):
     assert leaks(graph_writes, rid) == []
     # ...and replaced by its opaque id everywhere an id is written.
     want = opaque(rid)
-    sanitized = [w for w in by_topic(graph_writes, ".sanitized.text") if w.record["record_id"] == want]
+    sanitized = [
+        w for w in by_topic(graph_writes, ".sanitized.text") if w.record["record_id"] == want
+    ]
     assert len(sanitized) == 1
     assert sanitized[0].key == want.encode()
     assert dict(sanitized[0].headers)["veil-record-id"] == want.encode()

@@ -33,7 +33,10 @@ def test_utf16_bom_is_text_not_mp3(tmp_path):
         )
     ]
     writes, _ = run_graph(msgs, "--veil_step_isolation=off", tmp=tmp_path)
-    assert leaks(writes, EMAIL) == [] and leaks(writes, EMAIL.encode("utf-16-be").decode("latin-1")) == []
+    assert (
+        leaks(writes, EMAIL) == []
+        and leaks(writes, EMAIL.encode("utf-16-be").decode("latin-1")) == []
+    )
     outcomes = by_topic(writes, ".dead-letter") + by_topic(writes, ".sanitized.text")
     assert len(outcomes) == 1
     assert not any(w.topic.endswith(".audio") for w in writes)

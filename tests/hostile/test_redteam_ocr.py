@@ -97,7 +97,9 @@ def attack(img) -> set:
     """What the attacker recovers: {"email", "phone"} (any pass)."""
     views = []
     for scale in (1, 3):
-        big = img if scale == 1 else cv2.resize(img, None, fx=3, fy=3, interpolation=cv2.INTER_CUBIC)
+        big = (
+            img if scale == 1 else cv2.resize(img, None, fx=3, fy=3, interpolation=cv2.INTER_CUBIC)
+        )
         views += [_turn(big, angle) for angle in (0, 90, 270, 15, -15)]
     with ThreadPoolExecutor(max_workers=2) as pool:
         texts = list(pool.map(_tesseract, views))

@@ -212,7 +212,6 @@ def test_reveal_and_forget_logs_verify(setup, capsys, tmp_path):
     assert main(["audit", "verify", "--file", str(log), "--key", str(audit_key)]) == 1
 
 
-
 # --- roles enforced by the role's key (PKCS#11 token per role; local role keyrings) ---
 
 PO_PIN_ENV, AN_PIN_ENV = "VEIL_REDTEAM_PO_PIN", "VEIL_REDTEAM_AN_PIN"
@@ -232,7 +231,10 @@ def sealed(tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("reveal-roles")
     config = local_config(tmp)
-    for label, pin, env in (("role-po", "31415926", PO_PIN_ENV), ("role-an", "27182818", AN_PIN_ENV)):
+    for label, pin, env in (
+        ("role-po", "31415926", PO_PIN_ENV),
+        ("role-an", "27182818", AN_PIN_ENV),
+    ):
         if not init_softhsm_token(tmp / "hsm", label, pin):
             pytest.fail("SoftHSM2 is missing: run deploy/setup-hsm.sh (make test does)")
         os.environ[env] = pin
@@ -436,12 +438,22 @@ def test_roles_pipeline_key_service_alone_opens_nothing(sealed):
 
 def test_roles_local_role_keyring(sealed, capsys, tmp_path):
     tmp = sealed[0]
-    good = ["--role-keyring", str(tmp / "auditor.json"), "--role-secret-file", str(tmp / "auditor.secret")]
+    good = [
+        "--role-keyring",
+        str(tmp / "auditor.json"),
+        "--role-secret-file",
+        str(tmp / "auditor.secret"),
+    ]
     code, out, _ = _reveal_as(sealed, 0, "auditor", good, capsys)
     assert code == 0 and NAME in out
     (tmp_path / "wrong.secret").write_text(secrets.token_hex(32))
     os.chmod(tmp_path / "wrong.secret", 0o600)
-    bad = ["--role-keyring", str(tmp / "auditor.json"), "--role-secret-file", str(tmp_path / "wrong.secret")]
+    bad = [
+        "--role-keyring",
+        str(tmp / "auditor.json"),
+        "--role-secret-file",
+        str(tmp_path / "wrong.secret"),
+    ]
     code, out, events = _reveal_as(sealed, 0, "auditor", bad, capsys)
     assert code == 1 and out == "" and events[0]["reason_code"].startswith("ROLE_AUTH_FAILED")
     # The auditor's keyring claimed for the privacy officer: refused.
@@ -453,8 +465,16 @@ def test_roles_erasure_shreds_for_every_role(sealed, capsys):
     tmp, config, *_ = sealed
     code, out, _ = _reveal_as(sealed, 2, "privacy-officer", PO_TOKEN, capsys)
     assert code == 0 and "Mary Jones" in out
-    assert main(["keys", "forget", "bob", *_keys(config), "--audit-log", str(tmp / "audit.jsonl")]) == 0
-    auditor = ["--role-keyring", str(tmp / "auditor.json"), "--role-secret-file", str(tmp / "auditor.secret")]
+    assert (
+        main(["keys", "forget", "bob", *_keys(config), "--audit-log", str(tmp / "audit.jsonl")])
+        == 0
+    )
+    auditor = [
+        "--role-keyring",
+        str(tmp / "auditor.json"),
+        "--role-secret-file",
+        str(tmp / "auditor.secret"),
+    ]
     for role, cred in (("privacy-officer", PO_TOKEN), ("auditor", auditor)):
         code, out, events = _reveal_as(sealed, 2, role, cred, capsys)
         assert out == "" and events[0]["action"] == "REVEAL_FAILED"

@@ -46,7 +46,9 @@ def stalled_run(tmp_path_factory):
     records = [_json({EVIL_KEY: "john.smith@example.com"}, "evil-1")]
     records += [_json({"email": f"user{i}@example.com", "n": i}, f"ok-{i}") for i in range(5)]
     records.append(_json({EVIL_KEY: "jane.doe@example.com"}, "evil-2"))
-    records += [media_record(f"t-{i}", "alice", b"Mail john.smith@example.com now.") for i in range(3)]
+    records += [
+        media_record(f"t-{i}", "alice", b"Mail john.smith@example.com now.") for i in range(3)
+    ]
     msgs = [message(framed(r), offset=i, key=b"alice") for i, r in enumerate(records)]
     writes, seconds = run_graph(
         msgs, f"--veil_policy={policy}", f"--veil_step_time_limit_s={LIMIT_S}", tmp=tmp

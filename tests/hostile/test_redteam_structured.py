@@ -67,7 +67,9 @@ def test_structured_side_door_closed(writes, case):
         assert leaks(writes, secret) == [], secret
     dead = [w for w in by_topic(writes, ".dead-letter") if w.record["source"]["offset"] == offset]
     sanitized = [
-        w for w in by_topic(writes, ".sanitized.structured") if w.record["source"]["offset"] == offset
+        w
+        for w in by_topic(writes, ".sanitized.structured")
+        if w.record["source"]["offset"] == offset
     ]
     if code:
         assert [d.record["error_code"] for d in dead] == [code] and sanitized == []

@@ -62,20 +62,30 @@ def audit_key(tmp_path, monkeypatch):
     return str(write_key_file(tmp_path / "audit.key"))
 
 
-def test_sink_chains_over_bundles_restarts_and_other_writers(kafka_bootstrap, topic_prefix, audit_key):
+def test_sink_chains_over_bundles_restarts_and_other_writers(
+    kafka_bootstrap, topic_prefix, audit_key
+):
     names = TopicNames(topic_prefix)
     ensure_topics({"bootstrap_servers": kafka_bootstrap}, topic_specs(names))
     spec = AuditChainSpec(names.audit, key_ref=audit_key, recover_window=4)
     config = {"bootstrap_servers": kafka_bootstrap}
 
-    _write(kafka_bootstrap, spec, _writes(names.audit, 0, range(0, 5)) + _writes(names.audit, 1, range(0, 3)))
+    _write(
+        kafka_bootstrap,
+        spec,
+        _writes(names.audit, 0, range(0, 5)) + _writes(names.audit, 1, range(0, 3)),
+    )
     _write(kafka_bootstrap, spec, _writes(names.audit, 0, range(5, 9)))  # cached heads
     chainer = spec.open(config)
     recoveries = chainer.recoveries
     # Another worker (its own chainer, as in another process) extends chain 1 ...
     _send_as_other_worker(spec, config, _writes(names.audit, 1, range(3, 6)))
     # ... so this process must notice and recover chain 1's head from the topic.
-    _write(kafka_bootstrap, spec, _writes(names.audit, 1, range(6, 8)) + _writes(names.audit, 2, range(2)))
+    _write(
+        kafka_bootstrap,
+        spec,
+        _writes(names.audit, 1, range(6, 8)) + _writes(names.audit, 2, range(2)),
+    )
     assert chainer.recoveries > recoveries
     # A restart (a fresh process has no cache) replays offsets 7-8 of partition 0.
     audit_chainer._CHAINERS.clear()
@@ -215,7 +225,9 @@ _TAMPERS = {
 }
 
 
-def test_exactly_once_chain_survives_a_crash_mid_transaction(kafka_bootstrap, topic_prefix, audit_key):
+def test_exactly_once_chain_survives_a_crash_mid_transaction(
+    kafka_bootstrap, topic_prefix, audit_key
+):
     """Exactly-once mode: a SIGKILL leaves chained events in an open transaction, which is
     aborted; the restart continues every chain after its last committed event."""
     names = TopicNames(topic_prefix)

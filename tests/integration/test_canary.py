@@ -69,9 +69,13 @@ def _png(text: bytes) -> bytes:
     plain = cv2.imencode(".png", np.full((48, 48, 3), 128, np.uint8))[1].tobytes()
 
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
 
-    extra = chunk(b"tEXt", b"Author\x00" + text) + chunk(b"iTXt", b"Comment\x00\x00\x00\x00\x00" + text)
+    extra = chunk(b"tEXt", b"Author\x00" + text) + chunk(
+        b"iTXt", b"Comment\x00\x00\x00\x00\x00" + text
+    )
     return plain[:33] + extra + plain[33:]
 
 
@@ -145,7 +149,9 @@ _DEBUG_RUN = (
 )
 
 
-def test_canary_values_never_reach_audit_dead_letters_or_logs(kafka_bootstrap, topic_prefix, tmp_path):
+def test_canary_values_never_reach_audit_dead_letters_or_logs(
+    kafka_bootstrap, topic_prefix, tmp_path
+):
     names = TopicNames(topic_prefix)
     ensure_topics({"bootstrap_servers": kafka_bootstrap}, topic_specs(names))
     inputs = _inputs()
@@ -153,7 +159,9 @@ def test_canary_values_never_reach_audit_dead_letters_or_logs(kafka_bootstrap, t
     env = {
         **os.environ,
         # the image branch's face model lives in the cache `make test` fills
-        "VEIL_CACHE": os.environ.get("VEIL_CACHE", str(Path(__file__).resolve().parents[2] / ".cache")),
+        "VEIL_CACHE": os.environ.get(
+            "VEIL_CACHE", str(Path(__file__).resolve().parents[2] / ".cache")
+        ),
         "VEIL_AUDIO_KEY_FILE": str(write_key_file(tmp_path / "audio.key")),
         "VEIL_AUDIT_KEY_FILE": str(write_key_file(tmp_path / "audit.key")),
         "VEIL_PSEUDONYM_KEY_FILE": str(write_key_file(tmp_path / "pseudonym.key")),

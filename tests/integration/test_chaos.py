@@ -121,13 +121,17 @@ def chaos_inputs(n: int) -> list[tuple]:
             template = TEMPLATES[i % len(TEMPLATES)]
             text = template.format(name=name, email=email, phone=phone, card=card)
             record = media_record(f"chaos-{i}", subject, f"{text} Ticket {i}.".encode())
-            inputs.append((subject.encode(), framed(record), ("sanitized", opaque(record["record_id"]))))
+            inputs.append(
+                (subject.encode(), framed(record), ("sanitized", opaque(record["record_id"])))
+            )
         elif kind < 8:
             body = {"customer": {"name": name, "email": email}, "phone": phone, "n": i}
             record = media_record(
                 f"chaos-{i}", subject, json.dumps(body).encode(), content_type="application/json"
             )
-            inputs.append((subject.encode(), framed(record), ("sanitized", opaque(record["record_id"]))))
+            inputs.append(
+                (subject.encode(), framed(record), ("sanitized", opaque(record["record_id"])))
+            )
         elif kind == 8 and i % 20 == 8:
             inputs.append((None, f"not avro {i} {email}".encode(), ("dead", "BAD_FRAMING")))
         elif kind == 8:
@@ -295,7 +299,10 @@ def _read(bootstrap: str, topic: str, read_committed: bool) -> list:
     return [
         (rec, value)
         for rec, _, value in consume(
-            {"bootstrap_servers": bootstrap}, topic, idle_timeout_s=10, read_committed=read_committed
+            {"bootstrap_servers": bootstrap},
+            topic,
+            idle_timeout_s=10,
+            read_committed=read_committed,
         )
     ]
 
@@ -314,7 +321,9 @@ def _without(value: dict, *fields) -> str:
     """``value`` without ``fields``, also inside an audit event's ``steps``."""
     kept = {k: v for k, v in value.items() if k not in fields}
     if isinstance(kept.get("steps"), list):
-        kept["steps"] = [{k: v for k, v in step.items() if k not in fields} for step in kept["steps"]]
+        kept["steps"] = [
+            {k: v for k, v in step.items() if k not in fields} for step in kept["steps"]
+        ]
     return json.dumps(kept, sort_keys=True, default=str)
 
 

@@ -23,7 +23,9 @@ def test_bounded_run_ends_with_a_summary(kafka_bootstrap, topic_prefix, tmp_path
         + json.dumps({"subject_key": "bob", "payload": "x", "modality": "hologram"})
         + "\n"
     )
-    assert main(["produce", str(tmp_path / "in"), "--topic", f"{topic_prefix}.raw", *kafka[:2]]) == 0
+    assert (
+        main(["produce", str(tmp_path / "in"), "--topic", f"{topic_prefix}.raw", *kafka[:2]]) == 0
+    )
     capsys.readouterr()
     code = main(
         [
@@ -37,6 +39,5 @@ def test_bounded_run_ends_with_a_summary(kafka_bootstrap, topic_prefix, tmp_path
     out, err = capsys.readouterr()
     assert code == 0, err[-2000:]
     assert out.strip().splitlines()[-1] == (
-        "veil run finished: 2 record(s) read, 1 sanitized, 1 dead-lettered "
-        "(UNKNOWN_MODALITY 1)"
+        "veil run finished: 2 record(s) read, 1 sanitized, 1 dead-lettered (UNKNOWN_MODALITY 1)"
     )

@@ -67,8 +67,14 @@ def test_records_and_offsets_commit_together(kafka_bootstrap, topic_prefix, topi
     with beam_pipeline() as p:
         (
             p
-            | ReadFromKafka(client, [source], group_id=group, bounded=True,
-                            max_records_per_bundle=4, exactly_once=True)  # fmt: skip
+            | ReadFromKafka(
+                client,
+                [source],
+                group_id=group,
+                bounded=True,
+                max_records_per_bundle=4,
+                exactly_once=True,
+            )  # fmt: skip
             | beam.Map(lambda m: KafkaWrite(out, m.key, m.value, (), m.source))
             | WriteToKafka(client, delivery="exactly_once", group_id=group)
         )

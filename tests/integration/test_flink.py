@@ -112,7 +112,10 @@ def test_flink_streaming_job_killed_mid_stream_resumes_without_loss(kafka_bootst
 
     streaming = (*LOCAL, "--veil_read_mode=unbounded", "--checkpointing_interval=2000")
     proc = veil_run(
-        kafka_bootstrap, topic_prefix, *streaming, "--veil_max_records_per_bundle=5",
+        kafka_bootstrap,
+        topic_prefix,
+        *streaming,
+        "--veil_max_records_per_bundle=5",
         start_new_session=True,
     )
     try:
@@ -128,7 +131,9 @@ def test_flink_streaming_job_killed_mid_stream_resumes_without_loss(kafka_bootst
 
     sanitized, dead, _ = read_outputs(kafka_bootstrap, names)
     assert not dead
-    assert {v["record_id"] for _, v in sanitized} == {opaque(r["record_id"]) for r in first + second}
+    assert {v["record_id"] for _, v in sanitized} == {
+        opaque(r["record_id"]) for r in first + second
+    }
     variants = collections.defaultdict(set)
     for rec, v in sanitized:
         variants[v["record_id"]].add((rec.key, v["payload"]))
@@ -146,7 +151,9 @@ def test_flink_standalone_cluster_runs_the_pipeline(kafka_bootstrap, topic_prefi
     env = dict(os.environ, FLINK_REST_PORT=str(_free_port()))
     started = subprocess.run(
         ["bash", str(FLINK_SH), "cluster-start", str(tmp_path / "flink")],
-        capture_output=True, text=True, env=env,
+        capture_output=True,
+        text=True,
+        env=env,
     )
     assert started.returncode == 0, started.stderr[-3000:]
     master = started.stdout.strip().splitlines()[-1]
@@ -155,7 +162,10 @@ def test_flink_standalone_cluster_runs_the_pipeline(kafka_bootstrap, topic_prefi
         texts, bad = text_records(12), _bad_records()
         produce(kafka_bootstrap, names.raw, texts + [(k, v) for k, v, _ in bad])
         proc = veil_run(
-            kafka_bootstrap, topic_prefix, "--runner=FlinkRunner", f"--flink_master={master}",
+            kafka_bootstrap,
+            topic_prefix,
+            "--runner=FlinkRunner",
+            f"--flink_master={master}",
             "--veil_read_mode=bounded",
         )
         _check_bounded_run(kafka_bootstrap, names, proc, texts, bad)

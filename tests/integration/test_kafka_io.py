@@ -66,7 +66,9 @@ def test_read_resumes_from_committed_offsets(kafka_bootstrap, topic_prefix):
     _produce(kafka_bootstrap, topic, 9)
     with beam_pipeline() as p:
         first = p | ReadFromKafka(client, [topic], group_id=group, bounded=True)
-        assert_that(first | beam.Map(lambda m: m.value), equal_to([f"v{i}".encode() for i in range(9)]))
+        assert_that(
+            first | beam.Map(lambda m: m.value), equal_to([f"v{i}".encode() for i in range(9)])
+        )
 
     producer = KafkaProducer(bootstrap_servers=kafka_bootstrap)
     for i in range(9, 12):
@@ -83,14 +85,20 @@ def test_write_produces_keys_values_and_headers(kafka_bootstrap, topic_prefix):
     topic = f"{topic_prefix}.out"
     ensure_topics(client, [TopicSpec(topic, 2)])
     writes = [
-        KafkaWrite(topic, f"key-{i}".encode(), f"value-{i}".encode(), (("veil-record-id", f"r{i}".encode()),))
+        KafkaWrite(
+            topic,
+            f"key-{i}".encode(),
+            f"value-{i}".encode(),
+            (("veil-record-id", f"r{i}".encode()),),
+        )
         for i in range(20)
     ]
     with beam_pipeline() as p:
         p | beam.Create(writes) | WriteToKafka(client)
 
-    consumer = KafkaConsumer(bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest",
-                             consumer_timeout_ms=5000)
+    consumer = KafkaConsumer(
+        bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest", consumer_timeout_ms=5000
+    )
     consumer.subscribe([topic])
     got = {(r.key, r.value, tuple(r.headers)) for r in consumer}
     consumer.close()

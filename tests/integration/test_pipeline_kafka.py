@@ -41,15 +41,32 @@ def _malformed(marker_text: bytes):
         (b"s", framed(media_record("bad-empty", "s", b"")), "EMPTY_PAYLOAD"),
         (
             b"s",
-            framed(media_record("bad-mismatch", "s", b"\x89PNG\r\n\x1a\n" + marker_text, modality="text")),
+            framed(
+                media_record(
+                    "bad-mismatch", "s", b"\x89PNG\r\n\x1a\n" + marker_text, modality="text"
+                )
+            ),
             "MODALITY_MISMATCH",
         ),
-        (b"s", framed(media_record("bad-json", "s", b'{"name": "John Smith"', content_type="application/json")),
-         "STRUCTURED_DECODE_ERROR"),
-        (b"s", framed(media_record("bad-image", "s", b"\x89PNG\r\n\x1a\n" + marker_text)),
-         "IMAGE_DECODE_ERROR"),
-        (b"s", framed(media_record("bad-utf8", "s", b"caf\xc3\x28 " + marker_text, modality="text")),
-         "TEXT_DECODE_ERROR"),
+        (
+            b"s",
+            framed(
+                media_record(
+                    "bad-json", "s", b'{"name": "John Smith"', content_type="application/json"
+                )
+            ),
+            "STRUCTURED_DECODE_ERROR",
+        ),
+        (
+            b"s",
+            framed(media_record("bad-image", "s", b"\x89PNG\r\n\x1a\n" + marker_text)),
+            "IMAGE_DECODE_ERROR",
+        ),
+        (
+            b"s",
+            framed(media_record("bad-utf8", "s", b"caf\xc3\x28 " + marker_text, modality="text")),
+            "TEXT_DECODE_ERROR",
+        ),
         (b"other", framed(media_record("bad-key", "s", marker_text)), "INVALID_RECORD"),
     ]
 
@@ -110,8 +127,11 @@ def test_streaming_run_killed_mid_stream_resumes_without_loss(kafka_bootstrap, t
     produce(kafka_bootstrap, names.raw, first)
 
     proc = veil_run(
-        kafka_bootstrap, topic_prefix, "--veil_read_mode=unbounded",
-        "--veil_max_records_per_bundle=5", start_new_session=True,
+        kafka_bootstrap,
+        topic_prefix,
+        "--veil_read_mode=unbounded",
+        "--veil_max_records_per_bundle=5",
+        start_new_session=True,
     )
     try:
         wait_mid_stream(proc, kafka_bootstrap, names, at_least=20, total=len(first), timeout_s=180)
@@ -121,7 +141,10 @@ def test_streaming_run_killed_mid_stream_resumes_without_loss(kafka_bootstrap, t
     second = text_records(30, "second")
     produce(kafka_bootstrap, names.raw, second)
     proc = veil_run(
-        kafka_bootstrap, topic_prefix, "--veil_read_mode=unbounded", "--veil_idle_stop_s=4",
+        kafka_bootstrap,
+        topic_prefix,
+        "--veil_read_mode=unbounded",
+        "--veil_idle_stop_s=4",
     )
     code, logs = finish(proc, 400)
     assert code == 0, logs.decode(errors="replace")[-3000:]

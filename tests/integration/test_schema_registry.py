@@ -48,7 +48,11 @@ def registry_url(tmp_path_factory):
         # Other teams' schemas first: Veil must use the ids the registry hands out.
         client = SchemaRegistryClient({"url": url})
         for i in range(5):
-            other = {"type": "record", "name": f"Other{i}", "fields": [{"name": "x", "type": "int"}]}
+            other = {
+                "type": "record",
+                "name": f"Other{i}",
+                "fields": [{"name": "x", "type": "int"}],
+            }
             client.register_schema(f"other-team-{i}-value", Schema(json.dumps(other), "AVRO"))
         yield url
 

@@ -18,7 +18,9 @@ def sanitized(tmp_path_factory):
     inputs = root / "in.jsonl"
     inputs.write_text(
         "".join(
-            json.dumps({"record_id": f"r{i}", "subject_key": "s", "payload": f"Call 212-555-01{i:02d}"})
+            json.dumps(
+                {"record_id": f"r{i}", "subject_key": "s", "payload": f"Call 212-555-01{i:02d}"}
+            )
             + "\n"
             for i in range(4)
         )
@@ -66,4 +68,16 @@ def test_usage_errors(capsys, tmp_path):
     assert main(["audit", "verify", "--file", str(tmp_path / "missing.jsonl")]) == 2
     (tmp_path / "a.jsonl").write_text("")
     assert main(["audit", "verify", "--file", str(tmp_path / "a.jsonl"), "--expect-head", "x"]) == 2
-    assert main(["audit", "verify", "--file", str(tmp_path / "a.jsonl"), "--key", str(tmp_path / "nokey")]) == 2
+    assert (
+        main(
+            [
+                "audit",
+                "verify",
+                "--file",
+                str(tmp_path / "a.jsonl"),
+                "--key",
+                str(tmp_path / "nokey"),
+            ]
+        )
+        == 2
+    )

@@ -108,8 +108,18 @@ def test_one_name_per_setting_across_commands(capsys, tmp_path):
         ["keys", "list", "--veil_key_store", "s.db", "--veil_keyring", "k.json"]
     )
     assert (args.store, args.keyring) == ("s.db", "k.json")
-    args = parser().parse_args(["topics", "create", "--veil_bootstrap_servers", "h:1",
-                                "--veil_topic_prefix", "p", "--veil_security_protocol", "SSL"])
+    args = parser().parse_args(
+        [
+            "topics",
+            "create",
+            "--veil_bootstrap_servers",
+            "h:1",
+            "--veil_topic_prefix",
+            "p",
+            "--veil_security_protocol",
+            "SSL",
+        ]
+    )
     assert (args.bootstrap, args.prefix, args.security_protocol) == ("h:1", "p", "SSL")
     args = parser().parse_args(["topics", "create", "--bootstrap", "h:2", "--prefix", "q"])
     assert (args.bootstrap, args.prefix) == ("h:2", "q")
@@ -451,13 +461,17 @@ def test_overwrite_leaves_no_stale_output_of_a_now_dead_lettered_input(tmp_path,
 
 
 def test_sanitize_everything_dead_lettered_is_not_success(tmp_path, capsys):
-    (tmp_path / "bad.jsonl").write_text("not json\n{\"payload\": 3}\n")
+    (tmp_path / "bad.jsonl").write_text('not json\n{"payload": 3}\n')
     code, stdout, err = veil(capsys, "sanitize", tmp_path / "bad.jsonl", "--out", tmp_path / "o")
     assert code == 3
     assert stdout.startswith("2 record(s): 0 sanitized, 2 dead-lettered")
     assert len(_jsonl(tmp_path / "o" / "dead-letter.jsonl")) == 2
     code, _, _ = veil(
-        capsys, "sanitize", tmp_path / "bad.jsonl", "--out", tmp_path / "o2",
+        capsys,
+        "sanitize",
+        tmp_path / "bad.jsonl",
+        "--out",
+        tmp_path / "o2",
         "--allow-dead-letters",
     )
     assert code == 0
@@ -488,7 +502,8 @@ def test_sidecar_envelopes_reveal(tmp_path, capsys, monkeypatch):
     MASTER_ENV = "VEIL_TEST_CLI_MASTER"
     LocalKeyring.create(tmp_path / "keyring.json", MASTER_ENV)
     config = KeyServiceConfig(
-        store=str(tmp_path / "keys.db"), keyring=str(tmp_path / "keyring.json"),
+        store=str(tmp_path / "keys.db"),
+        keyring=str(tmp_path / "keyring.json"),
         master_key_env=MASTER_ENV,
     )
     policy = yaml.safe_load(default_policy_path().read_text())
@@ -499,8 +514,16 @@ def test_sidecar_envelopes_reveal(tmp_path, capsys, monkeypatch):
     keys = ["--veil_key_store", config.store, "--veil_keyring", config.keyring,
             "--veil_master_key_env", MASTER_ENV]  # fmt: skip
     code, _, err = veil(
-        capsys, "sanitize", tmp_path / "in", "--out", tmp_path / "o", "--subject", "alice",
-        "--policy", tmp_path / "enc.yaml", *keys,
+        capsys,
+        "sanitize",
+        tmp_path / "in",
+        "--out",
+        tmp_path / "o",
+        "--subject",
+        "alice",
+        "--policy",
+        tmp_path / "enc.yaml",
+        *keys,
     )
     assert code == 0, err
     assert "Erasure listener" not in err  # no broker is tried (issue 18 item 7)
@@ -508,9 +531,18 @@ def test_sidecar_envelopes_reveal(tmp_path, capsys, monkeypatch):
     (sidecar,) = _jsonl(tmp_path / "o" / "call.txt.veil.json")
     assert [p["field_path"] for p in sidecar["protected"]] == ["payload[5:15]"]
     code, stdout, err = veil(
-        capsys, "reveal", tmp_path / "o" / "call.txt.veil.json", "--principal", "ana",
-        "--role", "privacy-officer", "--audit-log", tmp_path / "reveal.jsonl",
-        "--policy", tmp_path / "enc.yaml", *keys,  # the pipeline's policy: envelopes bind it
+        capsys,
+        "reveal",
+        tmp_path / "o" / "call.txt.veil.json",
+        "--principal",
+        "ana",
+        "--role",
+        "privacy-officer",
+        "--audit-log",
+        tmp_path / "reveal.jsonl",
+        "--policy",
+        tmp_path / "enc.yaml",
+        *keys,  # the pipeline's policy: envelopes bind it
     )
     assert code == 0, err
     assert json.loads(stdout)["value"] == "John Smith"

@@ -65,13 +65,17 @@ def test_defaults_come_from_the_same_variables_as_veil_run(monkeypatch):
     monkeypatch.setenv("VEIL_SASL_PASSWORD_ENV", "PIPELINE_PW")
     command = kafka_args.security(_args("consume", "--topic", "t"))
     run = VeilConfig.from_options(PipelineOptions([])).security
-    assert command == run == {
-        "security_protocol": "SASL_SSL",
-        "ssl_cafile": "/ca.pem",
-        "sasl_mechanism": "SCRAM-SHA-256",
-        "sasl_plain_username": "veil-pipeline",
-        "sasl_password_env": "PIPELINE_PW",
-    }
+    assert (
+        command
+        == run
+        == {
+            "security_protocol": "SASL_SSL",
+            "ssl_cafile": "/ca.pem",
+            "sasl_mechanism": "SCRAM-SHA-256",
+            "sasl_plain_username": "veil-pipeline",
+            "sasl_password_env": "PIPELINE_PW",
+        }
+    )
 
 
 def test_demo_passes_its_flags_on_to_the_pipeline():

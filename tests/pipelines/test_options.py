@@ -266,7 +266,10 @@ def test_key_store_takes_the_whole_key_service_as_one_uri(tmp_path):
         "--veil_key_cache_ttl_s=5",
     ).key_service
     assert (hsm.backend, hsm.pkcs11_token, hsm.pkcs11_pin_env, hsm.cache_ttl_s) == (
-        "pkcs11", "veil", "MY_PIN", 5.0
+        "pkcs11",
+        "veil",
+        "MY_PIN",
+        5.0,
     )
     assert hsm.erasure_topic == "veil.erasure" and hsm.bootstrap == "127.0.0.1:9092"
 

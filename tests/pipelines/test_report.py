@@ -328,9 +328,7 @@ def test_silenced_spans_marks_only_silence_where_there_was_sound():
 def test_parse_when():
     now = dt.datetime(2026, 1, 2, 12, 0, tzinfo=dt.UTC)
     assert parse_when("90m", now) == now - dt.timedelta(minutes=90)
-    assert parse_when("2026-01-02T10:00:00", now) == dt.datetime(
-        2026, 1, 2, 10, tzinfo=dt.UTC
-    )
+    assert parse_when("2026-01-02T10:00:00", now) == dt.datetime(2026, 1, 2, 10, tzinfo=dt.UTC)
     with pytest.raises(ValueError):
         parse_when("yesterday", now)
 

@@ -28,7 +28,10 @@ def _inputs():
         media_record("t1", "alice", b"Call John Smith at 212-555-0175."),
         media_record("t2", "bob", b"Nothing to see."),
     ]
-    msgs = [KafkaMessage("raw", 0, i, 0, r["subject_key"].encode(), framed(r)) for i, r in enumerate(good)]
+    msgs = [
+        KafkaMessage("raw", 0, i, 0, r["subject_key"].encode(), framed(r))
+        for i, r in enumerate(good)
+    ]
     msgs.append(KafkaMessage("raw", 0, 2, 0, None, b"junk"))
     video = media_record("v1", "carol", b"\x00\x00\x00\x18ftypmp42....")
     msgs.append(KafkaMessage("raw", 0, 3, 0, b"carol", framed(video)))

@@ -115,9 +115,7 @@ def test_key_group_hashing_matches_flink(tmp_path):
     )
     assert out.returncode == 0, out.stderr[-2000:]
     rows = [list(map(int, line.split())) for line in out.stdout.strip().splitlines()]
-    expected = [
-        [flink_subtask(bytes([k]), p, 128) for k in range(128)] for p in range(1, 5)
-    ]
+    expected = [[flink_subtask(bytes([k]), p, 128) for k in range(128)] for p in range(1, 5)]
     assert rows == expected
 
 
@@ -127,7 +125,11 @@ def test_pin_passes_every_write_through_once():
         for i in range(12)
     ] + [KafkaWrite("t.dead-letter", b"x", b"v", (), None)]
     with beam_pipeline() as p:
-        out = p | beam.Create(writes) | PinToSinkSlot(sink_slots(PipelineOptions(["--parallelism=2"])))
+        out = (
+            p
+            | beam.Create(writes)
+            | PinToSinkSlot(sink_slots(PipelineOptions(["--parallelism=2"])))
+        )
         assert_that(out, equal_to(writes))
 
 

@@ -29,7 +29,7 @@ TOY_MAGIC = b"TOY1"
 
 
 class ToyHandler(PrivacyHandler[None]):
-    """"Toy" records: ``TOY1`` then UTF-8 text in which every digit run is a phone number.
+    """ "Toy" records: ``TOY1`` then UTF-8 text in which every digit run is a phone number.
 
     No model (the ``load``, ``share_key`` and ``detectors`` defaults apply); the result is
     a ``StepResult``; known failures raise ``PrivacyError`` with an ``ErrorCode``.
@@ -178,8 +178,13 @@ def test_toy_modality_end_to_end(toy_registered):
         ),
         equal_to(
             [
-                (opaque("toy-1"), "toy", "application/x-toy", b"TOY1 call ### #### now",
-                 {"PHONE_NUMBER": 2}),
+                (
+                    opaque("toy-1"),
+                    "toy",
+                    "application/x-toy",
+                    b"TOY1 call ### #### now",
+                    {"PHONE_NUMBER": 2},
+                ),
                 (opaque("toy-2"), "toy", "application/x-toy", b"TOY1 nothing here", {}),
             ]
         ),
@@ -213,9 +218,7 @@ def test_toy_modality_end_to_end(toy_registered):
         | "Terminal" >> beam.Filter(lambda tv: not tv[0].endswith(".audit"))
         | "TerminalId" >> beam.Map(lambda tv: tv[1]["record_id"])
     )
-    assert_that(
-        terminal, equal_to([opaque(r["record_id"]) for r in inputs]), label="conservation"
-    )
+    assert_that(terminal, equal_to([opaque(r["record_id"]) for r in inputs]), label="conservation")
     audits = out | "Audits" >> beam.Filter(lambda tv: tv[0].endswith(".audit"))
     assert_that(
         audits

@@ -42,7 +42,12 @@ def _events(partition: int, count: int, topic="veil.raw") -> list[dict]:
         trail = [AuditStep("decode", "ACCEPTED", at_ms=1_700_000_000_000 + offset)]
         events.append(
             record_event(
-                Source(topic, partition, offset), f"r{partition}-{offset}", "text", trail, "p1", "v1"
+                Source(topic, partition, offset),
+                f"r{partition}-{offset}",
+                "text",
+                trail,
+                "p1",
+                "v1",
             )
         )
     return events

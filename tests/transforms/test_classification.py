@@ -135,7 +135,11 @@ def test_bad_policy_names_the_field(raw, names):
         ("text.", "score_treshold", "'text.score_treshold'; did you mean 'text.score_threshold'?"),
         ("anonymize.text.", "entites", "did you mean 'anonymize.text.entities'?"),
         ("classification.", "no_entity", "did you mean 'classification.no_entities'?"),
-        ("classification.sensitivity.", "RESTRICTD", "did you mean 'classification.sensitivity.RESTRICTED'?"),
+        (
+            "classification.sensitivity.",
+            "RESTRICTD",
+            "did you mean 'classification.sensitivity.RESTRICTED'?",
+        ),
         ("structured.", "scan_value", "did you mean 'structured.scan_values'?"),
         ("video.", "face", "did you mean 'video.faces'?"),
         ("", "zzz_unrelated", "unknown key 'zzz_unrelated' (valid here: version, text,"),
@@ -358,8 +362,10 @@ def test_hipaa_policy_covers_the_18_identifier_classes():
     for entity in ("DATE_TIME", "ZIP_CODE", "AGE"):
         for modality in ("text", "structured"):
             assert policy.operator_for(modality, entity, ["HIPAA_PHI"]).name == "generalize"
-    assert all(policy.operator_for("text", e).name == "replace" for e in phi - {
-        "DATE_TIME", "ZIP_CODE", "AGE"})
+    assert all(
+        policy.operator_for("text", e).name == "replace"
+        for e in phi - {"DATE_TIME", "ZIP_CODE", "AGE"}
+    )
     assert classify({"PERSON": 1}, policy).regimes == ["GDPR", "HIPAA_PHI"]
 
 

@@ -322,8 +322,9 @@ def test_audit_and_dead_letter_values_hold_no_content():
             non_sanitized
             | "Leaks"
             >> beam.Filter(
-                lambda w: MARKER.encode() in w.value
-                or any(MARKER.encode() in v for _, v in w.headers)
+                lambda w: (
+                    MARKER.encode() in w.value or any(MARKER.encode() in v for _, v in w.headers)
+                )
             )
             | "LeakTopics" >> beam.Map(lambda w: w.topic),
             equal_to([]),

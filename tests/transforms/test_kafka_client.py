@@ -48,7 +48,11 @@ SASL = {"mechanism": "SCRAM-SHA-512", "username": "veil-pipeline", "password_env
         ),
     ],
     ids=[
-        "plaintext", "ssl-system-cas", "ssl-ca", "sasl-ssl", "sasl-plaintext-scram",
+        "plaintext",
+        "ssl-system-cas",
+        "ssl-ca",
+        "sasl-ssl",
+        "sasl-plaintext-scram",
         "plain-over-tls",
     ],
 )

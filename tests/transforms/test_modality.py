@@ -47,9 +47,7 @@ def test_bad_time_limit_and_factory_are_refused():
         ModalitySpec("plain", handler_factory=None)
 
 
-@pytest.mark.parametrize(
-    "time_limit, expected", [("step", 10.0), ("media", 600.0), (2.5, 2.5)]
-)
+@pytest.mark.parametrize("time_limit, expected", [("step", 10.0), ("media", 600.0), (2.5, 2.5)])
 def test_limit_s(time_limit, expected):
     assert _spec(time_limit=time_limit).limit_s(10.0, 600.0) == expected
 

@@ -223,8 +223,7 @@ def test_hints_drop_redact_and_ndjson(shared_model):
                 [
                     (
                         "hinted",
-                        b'{"member": {"kids": [{"years": null}, {"years": null}], '
-                        b'"tier": "gold"}}',
+                        b'{"member": {"kids": [{"years": null}, {"years": null}], "tier": "gold"}}',
                         "application/json",
                     ),
                     (
@@ -433,11 +432,15 @@ def test_key_service_pseudonyms_are_per_subject_and_die_with_erasure(
             | "Docs" >> beam.Create(json_items, reshuffle=False)
             | "Structured" >> ApplyPrivacyStep(StructuredHandler(policy))
         )
-        views = (texts.records, docs.records) | beam.Flatten() | beam.Map(
-            lambda i: (i.record_id, i.sanitized_payload.decode())
+        views = (
+            (texts.records, docs.records)
+            | beam.Flatten()
+            | beam.Map(lambda i: (i.record_id, i.sanitized_payload.decode()))
         )
-        dead = (texts.dead_letters, docs.dead_letters) | "Dead" >> beam.Flatten() | beam.Map(
-            lambda f: (f.record_id, f.error_code)
+        dead = (
+            (texts.dead_letters, docs.dead_letters)
+            | "Dead" >> beam.Flatten()
+            | beam.Map(lambda f: (f.record_id, f.error_code))
         )
         assert_that(views, equal_to(want_ok), label="records")
         assert_that(dead, equal_to(want_dead), label="dead")

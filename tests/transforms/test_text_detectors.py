@@ -29,7 +29,10 @@ def _out(model, text, policy=None):
         ("4111 1111\n1111 1111", "4111 1111 1111 1111"),
         ("13/90\n74-600 Otwock", "13/90\n74-600 Otwock"),  # short groups stay apart
         ("j\u043ehn", "john"),  # mixed-script word folded
-        ("\u043c\u043e\u0441\u043a\u0432\u0430", "\u043c\u043e\u0441\u043a\u0432\u0430"),  # Cyrillic word kept
+        (
+            "\u043c\u043e\u0441\u043a\u0432\u0430",
+            "\u043c\u043e\u0441\u043a\u0432\u0430",
+        ),  # Cyrillic word kept
         ("line\\nbreak", "line\nbreak"),
     ],
 )
@@ -118,7 +121,10 @@ def _out_default(model, text):
         # A sentence-initial word that is also an English word, as the subject of a
         # past-tense verb or joined by "and" to a name: a name.
         ("Weaver drove home on Monday.", "<PERSON> drove home on Monday."),
-        ("Any news? Baker and Tshabalala were partners.", "Any news? <PERSON> and <PERSON> were partners."),
+        (
+            "Any news? Baker and Tshabalala were partners.",
+            "Any news? <PERSON> and <PERSON> were partners.",
+        ),
         ("Sales dropped in March.", "Sales dropped in March."),
         ("Time passed slowly.", "Time passed slowly."),
     ],
@@ -137,11 +143,17 @@ def test_names_keep_titles_and_common_words(model, text, expected):
         ("the wind came from the North.", "the wind came from the North."),
         ("Report: Lake levels rose.", "Report: Lake levels rose."),
         # A house number ending the line before the street line.
-        ("We are based at 14/2\nKowalczyk Marg\nPune 411001", "We are based at <STREET_ADDRESS>\n<PERSON>\n<LOCATION> <ZIP_CODE>"),
+        (
+            "We are based at 14/2\nKowalczyk Marg\nPune 411001",
+            "We are based at <STREET_ADDRESS>\n<PERSON>\n<LOCATION> <ZIP_CODE>",
+        ),
         ("see page 12\nThe results", "see page 12\nThe results"),
         ("Total: 42\nThe results", "Total: 42\nThe results"),
         # A postcode ending an address line after a closing parenthesis.
-        ("Harbour Town\nIsland (outer territory) 48213", "<PERSON>\nIsland (outer territory) <ZIP_CODE>"),
+        (
+            "Harbour Town\nIsland (outer territory) 48213",
+            "<PERSON>\nIsland (outer territory) <ZIP_CODE>",
+        ),
     ],
 )
 def test_places_and_postcodes(model, text, expected):

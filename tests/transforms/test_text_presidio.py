@@ -96,7 +96,6 @@ def test_policy_carries_the_recognizers_not_the_path(policy):
     ]
 
 
-
 def test_custom_entity_recognizer_by_import_path(tmp_path):
     module = tmp_path / "acme_recognizers.py"
     module.write_text(
@@ -154,9 +153,7 @@ def test_veil_sanitize_with_a_presidio_recognizer_file(policy_file, tmp_path):
     """End to end: the console script, a policy naming the Presidio YAML file."""
     veil = str(Path(sys.executable).with_name("veil"))
     note = tmp_path / "note.txt"
-    note.write_text(
-        "Badge ACME-654321 was used on project QRS789 by Nightjar.\n", encoding="utf-8"
-    )
+    note.write_text("Badge ACME-654321 was used on project QRS789 by Nightjar.\n", encoding="utf-8")
     out = tmp_path / "out"
     done = subprocess.run(
         [veil, "sanitize", str(note), "--out", str(out), "--policy", str(policy_file)],

@@ -205,8 +205,9 @@ def _wav_truncated(payload: bytes) -> bool:
     """
     offset = 12
     while offset + 8 <= len(payload):
-        chunk, size = payload[offset : offset + 4], int.from_bytes(
-            payload[offset + 4 : offset + 8], "little"
+        chunk, size = (
+            payload[offset : offset + 4],
+            int.from_bytes(payload[offset + 4 : offset + 8], "little"),
         )
         if chunk == b"data":
             return size not in (0, 0xFFFFFFFF) and size > len(payload) - offset - 8

@@ -398,8 +398,14 @@ def mcadams(
     frames = np.lib.stride_tricks.sliding_window_view(padded, width)[::hop][:n_frames]
     frames = frames * window
     out_frames, fallbacks = _transform_frames(
-        np.ascontiguousarray(frames), order, float(alpha), window, padded, hop,
-        float(warp), float(pitch),
+        np.ascontiguousarray(frames),
+        order,
+        float(alpha),
+        window,
+        padded,
+        hop,
+        float(warp),
+        float(pitch),
     )
     if fallbacks:
         _LOGGER.debug("mcadams: %d frames needed the eigenvalue fallback", fallbacks)

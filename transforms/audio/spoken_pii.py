@@ -88,13 +88,15 @@ NAME_CUES = (
     ("professor",),
 )
 NAME_WORDS = 3
-FUNCTION_WORDS = frozenset("""
+FUNCTION_WORDS = frozenset(
+    """
     a an the and or but if of to in on at by for from with about as is are was were be
     been am i you he she it we they me him her us them my your his its our their this
     that these those here there what which who how when where why not no yes so just
     very really calling going here's there's it's i'm you're we're they're that's
     please thanks thank hello hi hey okay ok um uh
-    """.split())
+    """.split()
+)
 TONE_HZ = 1000.0
 TONE_LEVEL = 0.1  # -20 dBFS
 

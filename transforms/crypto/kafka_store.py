@@ -196,9 +196,7 @@ class KafkaKeyStore:
     Same interface as ``SqliteKeyStore``; see the module docstring for the protocol.
     """
 
-    def __init__(
-        self, url: KafkaStoreUrl, client_config: dict | None = None, max_staleness_s=60.0
-    ):
+    def __init__(self, url: KafkaStoreUrl, client_config: dict | None = None, max_staleness_s=60.0):
         self._url = url
         self._max_staleness_s = max_staleness_s
         self._fresh_at = 0.0  # when the index last proved it follows the live topic

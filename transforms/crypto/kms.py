@@ -234,9 +234,7 @@ def init_softhsm_token(directory, label: str, pin: str, so_pin: str = "12345678"
         base = Path(directory)
         (base / "tokens").mkdir(parents=True, exist_ok=True)
         conf = base / "softhsm2.conf"
-        conf.write_text(
-            f"directories.tokendir = {base / 'tokens'}\nobjectstore.backend = file\n"
-        )
+        conf.write_text(f"directories.tokendir = {base / 'tokens'}\nobjectstore.backend = file\n")
         _SOFTHSM_CONF = os.environ["SOFTHSM2_CONF"] = str(conf)
     subprocess.run(
         ["softhsm2-util", "--init-token", "--free", "--label", label,

@@ -78,9 +78,7 @@ def protect_item(service, item: WorkItem, policy=("", "")) -> WorkItem:
             }
     fields, key_id, version = [], None, None
     for field_path, original in item.pending_protection:
-        context = EnvelopeContext(
-            item.record_id, subject_key_id, field_path, BOUND_SCHEMA, binding
-        )
+        context = EnvelopeContext(item.record_id, subject_key_id, field_path, BOUND_SCHEMA, binding)
         envelope, key_id, used = service.encrypt_with_key(original, context, grants)
         version = used if version is None else max(version, used)
         fields.append({"field_path": field_path, "envelope": envelope})
@@ -157,7 +155,7 @@ class ProtectOriginals(beam.PTransform):
         self._policy = tuple(policy)  # the pipeline policy's (version, digest)
 
     def expand(self, items):
-        out = items | "Protect" >> beam.ParDo(ProtectOriginalsFn(self._config, self._policy)).with_outputs(
-            DEAD_LETTER, main="records"
-        )
+        out = items | "Protect" >> beam.ParDo(
+            ProtectOriginalsFn(self._config, self._policy)
+        ).with_outputs(DEAD_LETTER, main="records")
         return ProtectResult(out.records, out[DEAD_LETTER])

@@ -217,7 +217,9 @@ def reveal_record(
     for field_path, envelope in envelopes or ():
         try:
             key = service.envelope_key(envelope)
-            context = EnvelopeContext(record["record_id"], key[0], field_path, BOUND_SCHEMA, binding)
+            context = EnvelopeContext(
+                record["record_id"], key[0], field_path, BOUND_SCHEMA, binding
+            )
             if is_role_envelope(envelope):
                 fields.append((field_path, service.decrypt_for_role(envelope, context, role_key)))
             else:  # sealed before any role had a key: the key service alone opens it

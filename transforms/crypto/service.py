@@ -87,9 +87,7 @@ class EnvelopeContext(NamedTuple):
         return bytes(out)
 
 
-def protection_binding(
-    sensitivity: str, regimes, policy_version: str, policy_digest: str
-) -> str:
+def protection_binding(sensitivity: str, regimes, policy_version: str, policy_digest: str) -> str:
     """What a protected field is bound to besides its record, subject and path: the
     record's classification and the pipeline policy that decides who may reveal it."""
     import json

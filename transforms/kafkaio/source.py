@@ -247,7 +247,9 @@ class _ReadPartitionFn(beam.DoFn, RestrictionProvider):
         """Records behind the partition's high-water mark (gauge ``consumer_lag_p<N>``)."""
         high = self._fetcher.highwater(tp)
         if high is not None:
-            Metrics.gauge("veil.kafka", f"consumer_lag_p{tp.partition}").set(max(0, high - next_offset))
+            Metrics.gauge("veil.kafka", f"consumer_lag_p{tp.partition}").set(
+                max(0, high - next_offset)
+            )
 
     def _idle_stopped(self, tp, position: int, empty_poll_s: float) -> bool:
         """True once the partition is caught up and has been idle for ``idle_stop``."""

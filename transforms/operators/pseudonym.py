@@ -20,8 +20,10 @@ def normalize(value: str) -> str:
 
 def pseudonym(value: str, keys: SecretKeys, length: int = 12, subject_key=None) -> str:
     """HMAC-SHA256 of the normalized value; per subject when the keys are (key service)."""
-    key = keys.key_for("pseudonym") if subject_key is None else keys.key_for_subject(
-        "pseudonym", subject_key
+    key = (
+        keys.key_for("pseudonym")
+        if subject_key is None
+        else keys.key_for_subject("pseudonym", subject_key)
     )
     digest = hmac.new(key, normalize(value).encode(), hashlib.sha256)
     return digest.hexdigest()[:length]

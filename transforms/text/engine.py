@@ -345,8 +345,7 @@ def _subject_name(text: str, c, found: list[Finding]) -> bool:
     joined = _AND_NAME.match(text, c.end)
     if joined:
         return any(
-            f.entity_type == "PERSON" and f.start == joined.end() and f.score >= 0.35
-            for f in found
+            f.entity_type == "PERSON" and f.start == joined.end() and f.score >= 0.35 for f in found
         )
     return False
 

@@ -256,9 +256,7 @@ class VideoHandler(PrivacyHandler[VideoModel]):
         steps: list = []  # the audio track's audit steps
         try:
             if sandbox is None:
-                counts, stats, data, content_type = self._in_process(
-                    model, item, deadline, steps
-                )
+                counts, stats, data, content_type = self._in_process(model, item, deadline, steps)
             else:
                 counts, stats, data, content_type = self._isolated(
                     sandbox, model, item, deadline, steps
@@ -304,9 +302,7 @@ class VideoHandler(PrivacyHandler[VideoModel]):
                 raise PrivacyError(ErrorCode.PRIVACY_STEP_TIMEOUT) from None
         return counts, stats, data, content_type
 
-    def _isolated(
-        self, sandbox, model: VideoModel, item: WorkItem, deadline: float, steps: list
-    ):
+    def _isolated(self, sandbox, model: VideoModel, item: WorkItem, deadline: float, steps: list):
         """The record's FFmpeg and detector work in a sandbox worker; the audio track's
         anonymization (voice key, transcriber) stays here and only its WAV goes in."""
         if model.model_ref is None:  # a model loaded for in-process use: fail closed

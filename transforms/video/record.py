@@ -195,9 +195,7 @@ def sanitize_isolated(payload: bytes, params: dict, wav: bytes) -> dict:
         detector = _detector(params["model"])
         audio = read_wav(wav) if wav else None
         try:
-            stats, data, content_type = encode_covered(
-                reader, detector, settings, audio, deadline
-            )
+            stats, data, content_type = encode_covered(reader, detector, settings, audio, deadline)
         except StreamTimeout:
             raise _Coded(ErrorCode.PRIVACY_STEP_TIMEOUT) from None
         return {

@@ -212,9 +212,27 @@ def riff_list(kind: bytes, data: bytes) -> bytes:
 def avi(width: int, height: int, frames: int = 10, codec: bytes = b"FMP4") -> bytes:
     """An AVI header (avih, strh, strf) with one garbage video chunk."""
     avih = struct.pack("<IIIIIIIIII", 100000, 0, 0, 0x10, frames, 0, 1, 0, width, height)
-    strh = b"vids" + codec + struct.pack(
-        "<IHHIIIIIIIIHHHH", 0, 0, 0, 0, 1, 10, 0, frames, 0, 0xFFFFFFFF, 0, 0, 0,
-        width & 0xFFFF, height & 0xFFFF,
+    strh = (
+        b"vids"
+        + codec
+        + struct.pack(
+            "<IHHIIIIIIIIHHHH",
+            0,
+            0,
+            0,
+            0,
+            1,
+            10,
+            0,
+            frames,
+            0,
+            0xFFFFFFFF,
+            0,
+            0,
+            0,
+            width & 0xFFFF,
+            height & 0xFFFF,
+        )
     )
     size = (width * height * 3) & 0xFFFFFFFF
     strf = struct.pack("<IiiHH4sIiiII", 40, width, height, 1, 24, codec, size, 0, 0, 0, 0)

@@ -99,7 +99,6 @@ def test_warp_parameters_are_keyed_spread_and_leave_the_others_unchanged():
     assert sum(a.f0 == b.f0 for a, b in zip(params, other)) == 0
 
 
-
 def test_key_service_gives_per_subject_voices_that_erasure_destroys(tmp_path, monkeypatch):
     """With a kms: URI as the voice key, each subject's pseudo-voice key is its own
     secret: forgetting the subject makes its audio SUBJECT_ERASED, others go on."""

@@ -43,9 +43,7 @@ def data():
 
 
 def _item(record_id: str, payload: bytes, subject: str, offset: int) -> WorkItem:
-    record = media_record(
-        record_id, subject, payload, modality="audio", content_type="audio/wav"
-    )
+    record = media_record(record_id, subject, payload, modality="audio", content_type="audio/wav")
     return WorkItem(Source("veil.raw", 0, offset), record, "audio")
 
 
@@ -82,8 +80,8 @@ def test_unreliable_speech_is_quarantined_under_the_default_policy(key_file):
             i.trail[-1].entity_counts.get("UNRELIABLE_TRANSCRIPT", 0),
         )
     )
-    data_topics = writes | beam.Filter(lambda w: w.topic != topics.audit) | beam.Map(
-        lambda w: w.topic
+    data_topics = (
+        writes | beam.Filter(lambda w: w.topic != topics.audit) | beam.Map(lambda w: w.topic)
     )
     with pipeline:
         assert_that(

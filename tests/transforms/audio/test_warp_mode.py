@@ -57,7 +57,9 @@ def test_same_subject_same_voice_other_subject_other_voice(key_file):
         out.records
         | beam.Map(lambda i: ("all", (i.record_id, hashlib.sha256(i.sanitized_payload).digest())))
         | beam.GroupByKey()
-        | beam.Map(lambda kv: (dict(kv[1])["a"] == dict(kv[1])["b"], dict(kv[1])["a"] == dict(kv[1])["c"]))
+        | beam.Map(
+            lambda kv: (dict(kv[1])["a"] == dict(kv[1])["b"], dict(kv[1])["a"] == dict(kv[1])["c"])
+        )
     )
     with pipeline:
         assert_that(digests, equal_to([(True, False)]), label="voices")

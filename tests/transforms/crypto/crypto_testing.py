@@ -17,7 +17,9 @@ def local_config(tmp_path, **overrides) -> KeyServiceConfig:
     if not keyring.exists():
         LocalKeyring.create(keyring, MASTER_ENV)
     settings = {
-        "store": str(tmp_path / "keys.db"), "keyring": str(keyring), "master_key_env": MASTER_ENV
+        "store": str(tmp_path / "keys.db"),
+        "keyring": str(keyring),
+        "master_key_env": MASTER_ENV,
     }
     settings.update(overrides)
     return KeyServiceConfig(**settings)

@@ -169,9 +169,7 @@ def test_concurrent_first_use_at_the_same_moment(backend, kafka_config, tmp_path
         live = {}
         for _, _, key, value in _read_topic(bootstrap, topic):
             live[key] = value
-        winners = [
-            k for k, v in live.items() if v is not None and json.loads(k)[0] == CANDIDATE
-        ]
+        winners = [k for k, v in live.items() if v is not None and json.loads(k)[0] == CANDIDATE]
         ids = sorted(json.loads(k)[1] for k in winners)
         assert len(ids) == len(set(ids)) == 3  # veil:index, s:..., p:...
 
@@ -237,9 +235,7 @@ def test_first_wins_and_erasure_survive_compaction(kafka_bootstrap, topic_prefix
             records = _read_topic(kafka_bootstrap, topic)
             values = [v for _, _, _, v in records if v]
             uses_keys = [k for _, _, k, _ in records if json.loads(k)[0] == "u"]
-            if not any(_b64(erased_wrapped).encode() in v for v in values) and len(
-                uses_keys
-            ) < 5:
+            if not any(_b64(erased_wrapped).encode() in v for v in values) and len(uses_keys) < 5:
                 break
             assert time.monotonic() < deadline, "the log cleaner never compacted the topic"
     finally:

@@ -274,6 +274,8 @@ def test_pseudonym_keys_per_subject_are_shredded_with_the_subject(tmp_path):
     assert p_a == "p:" + key_id[2:] and wrapped not in Path(config.store).read_bytes()
     # A key file keeps today's behaviour: one key for every subject.
     file_keys = FileKeys(write_key_file(tmp_path / "p.key"))
-    assert pseudonym("John Smith", file_keys, 12, "subject-a") == pseudonym(
-        "John Smith", file_keys, 12, "subject-b"
-    ) == pseudonym("John Smith", file_keys)
+    assert (
+        pseudonym("John Smith", file_keys, 12, "subject-a")
+        == pseudonym("John Smith", file_keys, 12, "subject-b")
+        == pseudonym("John Smith", file_keys)
+    )

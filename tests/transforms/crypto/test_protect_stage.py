@@ -153,9 +153,9 @@ def test_graph_publishes_protected_fields(graph_run):
         classification["sensitivity"], classification["regimes"], policy.version, policy.digest
     )
     ctx = service.context(record["record_id"], "alice", "payload[5:15]")
-    assert service.decrypt(envelope, ctx._replace(schema_version=BOUND_SCHEMA, binding=binding)) == (
-        b"John Smith"
-    )
+    assert service.decrypt(
+        envelope, ctx._replace(schema_version=BOUND_SCHEMA, binding=binding)
+    ) == (b"John Smith")
     events = [v for t, v in out if t == "veil.audit" and v["record_id"] == record["record_id"]]
     assert len(events) == 1  # one audit event per record, listing its steps
     audits = [s for s in steps_of(events[0]) if s["stage"] == "protect"]
@@ -233,10 +233,25 @@ def test_reveal_cli_and_forget(graph_run, tmp_path, capsys):
     ]
     pinned = ["--policy", str(_policy_path(config))]
     assert (
-        main(["reveal", str(path), "--principal", "ana", "--role", "privacy-officer", *common, *pinned]) == 0
+        main(
+            [
+                "reveal",
+                str(path),
+                "--principal",
+                "ana",
+                "--role",
+                "privacy-officer",
+                *common,
+                *pinned,
+            ]
+        )
+        == 0
     )
     assert json.loads(capsys.readouterr().out)["value"] == "John Smith"
-    assert main(["reveal", str(path), "--principal", "eve", "--role", "analyst", *common, *pinned]) == 1
+    assert (
+        main(["reveal", str(path), "--principal", "eve", "--role", "analyst", *common, *pinned])
+        == 1
+    )
     assert main(["keys", "forget", "alice", *common]) == 0
     assert main(["keys", "list", *common]) == 0
     listing = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
@@ -245,7 +260,19 @@ def test_reveal_cli_and_forget(graph_run, tmp_path, capsys):
     assert "alice" not in json.dumps(listing)
     capsys.readouterr()
     assert (
-        main(["reveal", str(path), "--principal", "ana", "--role", "privacy-officer", *common, *pinned]) == 0
+        main(
+            [
+                "reveal",
+                str(path),
+                "--principal",
+                "ana",
+                "--role",
+                "privacy-officer",
+                *common,
+                *pinned,
+            ]
+        )
+        == 0
     )
     assert capsys.readouterr().out == ""
     events = [json.loads(line) for line in audit.read_text().splitlines()]

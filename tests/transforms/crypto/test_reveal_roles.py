@@ -163,5 +163,7 @@ def test_kek_rotation_leaves_role_keys_alone(tmp_path, roles):
     service.clear_cache()
     assert service.role_public_key("officer") == roles["officer"].public_der
     policy = RevealPolicy.from_pins(("v1", "d" * 64, SECTION))
-    fields, _ = reveal_record(service, policy, _record(item, ("v1",)), "p", "officer", roles["officer"])
+    fields, _ = reveal_record(
+        service, policy, _record(item, ("v1",)), "p", "officer", roles["officer"]
+    )
     assert fields == [("payload", b"John Smith")]

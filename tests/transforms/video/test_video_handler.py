@@ -292,7 +292,7 @@ def test_the_audio_track_is_anonymized_and_muxed_back_when_the_policy_says_so(
     corr = np.corrcoef(resampled[:n], original[:n])[0, 1]
     assert abs(corr) < 0.5
     assert ("video.audio", "AUDIO_ANONYMIZED") in [(s.stage, s.action) for s in item.trail]
-    assert set(container_tags(item.sanitized_payload)) .isdisjoint({"title", "comment", "location"})
+    assert set(container_tags(item.sanitized_payload)).isdisjoint({"title", "comment", "location"})
 
 
 # Words outside PocketSphinx's English vocabulary, which it forces onto English words

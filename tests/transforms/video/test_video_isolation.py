@@ -55,9 +55,7 @@ def test_a_crash_in_the_sandbox_is_one_dead_letter_and_the_next_video_is_sanitiz
     assert_that(
         result.records
         | "Good"
-        >> beam.Map(
-            lambda i: (i.record_id, i.sanitized_content_type, i.trail[-1].entity_counts)
-        ),
+        >> beam.Map(lambda i: (i.record_id, i.sanitized_content_type, i.trail[-1].entity_counts)),
         equal_to([("after", "video/mp4", {"FACE": 1})]),
         label="records",
     )

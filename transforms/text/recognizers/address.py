@@ -49,7 +49,9 @@ _US_STREET = re.compile(
     r"(?:\b" + _UNIT + r",?\s{1,3})?"
     r"\b" + _HOUSE + r"\s{1,3}"
     r"(?:(?:N|S|E|W|NE|NW|SE|SW|North|South|East|West)\.?\s{1,3})?"
-    r"(?:(?:\d{1,3}(?:st|nd|rd|th)|" + _WORD + r")\s{1,3}){1,4}"
+    r"(?:(?:\d{1,3}(?:st|nd|rd|th)|"
+    + _WORD
+    + r")\s{1,3}){1,4}"
     + _STREET_SUFFIX
     + r"(?:\s{1,3}(?:N|S|E|W|NE|NW|SE|SW)\b\.?)?"
     r"(?:,?\s{1,3}" + _UNIT + r")?"
@@ -75,8 +77,13 @@ _WORD_FIRST_STREET = re.compile(
     r"náměstí|namesti|třída|trida|nábřeží|utca|út|tér|odos|leoforos)\b\.?|C/)"
     r"\s{0,3}(?:(?:de|del|de la|de las|de los|da|do|dos|das|di|della|delle|dei|degli|du|"
     r"des|de l'|d'|la|le|les|san|santa|sant'|st\.?|ste\.?)\s{1,3})?"
-    r"(?:" + _WORD + r"|\d{1,2}\.?)(?:[ \-](?:(?:de|del|da|do|di|du|la|le|des|dos)\s)?" + _WORD
-    + r"){0,4},?\s{0,3}(?:(?:n[º°o]\.?|nr\.?|no\.?|num\.?|#)\s{0,2})?" + _HOUSE + r"\b"
+    r"(?:"
+    + _WORD
+    + r"|\d{1,2}\.?)(?:[ \-](?:(?:de|del|da|do|di|du|la|le|des|dos)\s)?"
+    + _WORD
+    + r"){0,4},?\s{0,3}(?:(?:n[º°o]\.?|nr\.?|no\.?|num\.?|#)\s{0,2})?"
+    + _HOUSE
+    + r"\b"
     r"(?:\s{0,3}(?:bis|ter|[a-z]\b))?(?:,?\s{1,3}" + _UNIT + r")?"
 )
 # House number first with the street word after it: "12 rue de la Paix", "5, Avenue Foch".
@@ -85,7 +92,10 @@ _NUMBER_FIRST_STREET = re.compile(
     r"(?i:rue|avenue|av\.|boulevard|bd|chemin|impasse|allée|quai|route|cours|place|"
     r"via|viale|piazza|calle|rua|ulica|ul\.)"
     r"\s{1,3}(?:(?:de la|de l'|du|des|de|d'|di|della|del|da|do)\s{0,3})?"
-    + _WORD + r"(?:[ \-]" + _WORD + r"){0,3}"
+    + _WORD
+    + r"(?:[ \-]"
+    + _WORD
+    + r"){0,3}"
 )
 _FUSED_WORD = (
     r"\b" + _U + r"[" + LOWER + UPPER + r"\-]{1,40} ?"
@@ -130,8 +140,10 @@ _CITY_STATE = re.compile(
     r"\b" + _U + _L + r"+(?:[ \-]" + _U + _L + r"+){0,2},\s{0,3}(?:" + _STATES + r")\b"
     r"(?:\s{1,3}\d{5}(?:-\d{4})?)?"
 )
-_CITY = r"(?P<city>" + _U + r"[" + LOWER + r"\-]{1,30}(?:[ \-](?:am|an|der|sur|en|upon|on|" \
+_CITY = (
+    r"(?P<city>" + _U + r"[" + LOWER + r"\-]{1,30}(?:[ \-](?:am|an|der|sur|en|upon|on|"
     r"nad|pod)?\s?" + _U + r"[" + LOWER + r"\-]{1,30}){0,2})"
+)
 # Postcode shapes that name a country on their own: UK, Canada, the Netherlands.
 _POSTCODE_STRONG = re.compile(
     r"\b(?:[A-Z]{1,2}\d[A-Z\d]?\s?\d[ABD-HJLNP-UW-Z]{2}"  # UK
@@ -190,9 +202,7 @@ PATTERNS: tuple[Pattern, ...] = (
     Pattern(
         "region-code",
         "LOCATION",
-        re.compile(
-            r"(?<=[" + LOWER + r"] )(?:\((?P<v>[A-Z]{2})\)|/ (?P<w>[A-Z]{2})(?![\w/]))"
-        ),
+        re.compile(r"(?<=[" + LOWER + r"] )(?:\((?P<v>[A-Z]{2})\)|/ (?P<w>[A-Z]{2})(?![\w/]))"),
         0.4,
         validate=lambda m: (0.4, "LOCATION", "v" if m.group("v") else "w"),
         needs_digit=False,
@@ -231,7 +241,10 @@ def postcode_findings(text: str) -> list[Finding]:
         first = city.split()[0].lower()
         if first in _NOT_CITY or first in _NOT_CITY_BEFORE:
             continue
-        if re.fullmatch(r"(?:19|20)\d\d", value) and "," not in text[match.start() - 2 : match.start()]:
+        if (
+            re.fullmatch(r"(?:19|20)\d\d", value)
+            and "," not in text[match.start() - 2 : match.start()]
+        ):
             continue  # "in Summer 2019." is a year
         s, e = match.span("v")
         out.append(Finding("ZIP_CODE", 0.5, s, e, "pattern:city-postcode"))

@@ -23,12 +23,8 @@ CONTEXT_WINDOW = 48
 
 #: Upper- and lower-case letters of the Latin, Greek and Cyrillic blocks (``re`` has
 #: no ``\p{Lu}``): names, streets and cities outside ASCII.
-UPPER = "A-Z" + "".join(
-    chr(c) for c in range(0xC0, 0x530) if chr(c).isupper() and chr(c).isalpha()
-)
-LOWER = "a-z" + "".join(
-    chr(c) for c in range(0xC0, 0x530) if chr(c).islower() and chr(c).isalpha()
-)
+UPPER = "A-Z" + "".join(chr(c) for c in range(0xC0, 0x530) if chr(c).isupper() and chr(c).isalpha())
+LOWER = "a-z" + "".join(chr(c) for c in range(0xC0, 0x530) if chr(c).islower() and chr(c).isalpha())
 
 
 class Finding(NamedTuple):

@@ -86,5 +86,3 @@ def lexicon_findings(text: str) -> list[Finding]:
                 Finding(entity, LEXICON_SCORES[entity], match.start(), match.end(), "lexicon")
             )
     return out
-
-

@@ -63,9 +63,7 @@ _USER_FIELD = re.compile(
     r"(?i)\b(?:user(?:[_\- ]?name)?|login|uid|nick(?:name)?|handle|screen[_\- ]?name|"
     r"author|owner|assignee|reporter|account)\s*[=:]\s*[\"'<]?(?P<v>[\w.\-@]{2,64})"
 )
-_USER_PHRASE = re.compile(
-    r"(?i)\b(?:for|by|as)\s+user\s+[\"'<]?(?P<v>[\w.\-@]{2,64})"
-)
+_USER_PHRASE = re.compile(r"(?i)\b(?:for|by|as)\s+user\s+[\"'<]?(?P<v>[\w.\-@]{2,64})")
 # Chat and log lines: "[12:01] anna_k: hi", "<anna_k> hi", "2026-01-02 10:00 anna_k: hi".
 _CHAT_NICK = re.compile(
     r"(?m)^[ \t]*(?:\[[^\]\n]{1,40}\][ \t]*|\d[\d:\-./T ]{4,30}[ \t]+)?<(?P<v>@?[\w.\-]{2,32})>"

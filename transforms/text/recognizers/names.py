@@ -173,13 +173,30 @@ _CALENDAR_WORDS = frozenset(
     "april june july august september october november december today tomorrow".split()
 )
 _NAME_WORD = (
-    r"(?:[" + UPPER + r"]\.|[" + UPPER + r"][" + LOWER + r"]*(?:[" + UPPER + r"][" + LOWER
-    + r"]+)?(?:['’\-][" + UPPER + LOWER + r"]+)*)"
+    r"(?:["
+    + UPPER
+    + r"]\.|["
+    + UPPER
+    + r"]["
+    + LOWER
+    + r"]*(?:["
+    + UPPER
+    + r"]["
+    + LOWER
+    + r"]+)?(?:['’\-]["
+    + UPPER
+    + LOWER
+    + r"]+)*)"
 )
 _PARTICLE = r"(?:van|von|der|den|de|da|das|dos|del|della|di|du|le|la|bin|ibn|al|el|ter|ten|st\.)"
 _NAME_RUN = re.compile(
-    r"(?<![\w@.\-/])" + _NAME_WORD + r"(?:[ \t]{1,3}(?:" + _PARTICLE + r"[ \t]{1,3}){0,2}"
-    + _NAME_WORD + r"){0,3}(?![\w@\-/])"
+    r"(?<![\w@.\-/])"
+    + _NAME_WORD
+    + r"(?:[ \t]{1,3}(?:"
+    + _PARTICLE
+    + r"[ \t]{1,3}){0,2}"
+    + _NAME_WORD
+    + r"){0,3}(?![\w@\-/])"
 )
 _SENTENCE_END = re.compile(r"(?:[.!?:;\"(\[\n\r\t•*>\-]|^)\s*$")
 #: "van der", "de", "da" right before a name belong to it ("van der Ven").
@@ -215,7 +232,8 @@ _TITLE_WORD = re.compile(r"[\w.]+?(?=\.?[ \t])\.?")
 _PLACE_WORDS = frozenset("north south east west new lake port mount fort".split())
 #: A title right before a name, with or without its full stop ("Mrs. ", "Dr ").
 _TITLE_BEFORE = re.compile(
-    r"(?<![\w.])(?i:" + "|".join(re.escape(t) for t in sorted(TITLES, key=len, reverse=True))
+    r"(?<![\w.])(?i:"
+    + "|".join(re.escape(t) for t in sorted(TITLES, key=len, reverse=True))
     + r")\.?[ \t]{1,3}$"
 )
 
@@ -250,9 +268,10 @@ def name_candidates(text: str) -> list[NameCandidate]:
             bare = words[0][2].rstrip(".").lower()
             # After a naming cue, common words stay only beside an uncommon one
             # ("Dear April Okafor", not "Dear Customer Support"); after a title, always.
-            keep = strong and bare not in _FUNCTION_WORDS and (
-                titled
-                or any(w[2].rstrip(".").lower() not in STOP_CAPITALIZED for w in words)
+            keep = (
+                strong
+                and bare not in _FUNCTION_WORDS
+                and (titled or any(w[2].rstrip(".").lower() not in STOP_CAPITALIZED for w in words))
             )
             if bare in _PLACE_WORDS and len(words) > 1:
                 break  # "North Kestrelton", "New Farlow": the start of a place's name
