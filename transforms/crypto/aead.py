@@ -159,6 +159,12 @@ def open_envelope(dek: bytes, envelope: bytes, context: bytes) -> bytes:
         key = prepare(dek)
     except ValueError:
         raise DecryptionError() from None
+    return _open_body(key, envelope, end, context)
+
+
+def _open_body(key: PreparedKey, envelope: bytes, end: int, context: bytes) -> bytes:
+    """Checks the key commitment of the envelope whose header ends at ``end``, then
+    decrypts its body (AAD: header + context); any failure is ``DecryptionError``."""
     head, nonce = envelope[:end], envelope[end : end + NONCE_BYTES]
     commitment = envelope[end + NONCE_BYTES : end + NONCE_BYTES + COMMIT_BYTES]
     if not hmac.compare_digest(commitment, _commitment(key._commit_key, head, nonce)):
@@ -371,11 +377,4 @@ def open_role_envelope(dek, envelope: bytes, context: bytes, secret: bytes) -> b
         key = PreparedKey(keyed_hash(_role_seal_base(dek), secret))
     except ValueError:
         raise DecryptionError() from None
-    head, nonce = envelope[:end], envelope[end : end + NONCE_BYTES]
-    commitment = envelope[end + NONCE_BYTES : end + NONCE_BYTES + COMMIT_BYTES]
-    if not hmac.compare_digest(commitment, _commitment(key._commit_key, head, nonce)):
-        raise DecryptionError()
-    try:
-        return key._gcm.decrypt(nonce, envelope[end + NONCE_BYTES + COMMIT_BYTES :], head + context)
-    except (InvalidTag, ValueError):
-        raise DecryptionError() from None
+    return _open_body(key, envelope, end, context)
