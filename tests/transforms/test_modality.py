@@ -31,7 +31,7 @@ def test_builtins_in_sniffing_order():
     assert registered()[:5] == ("structured", "text", "image", "audio", "video")
     assert [s.name for s in BUILTIN] == list(registered()[:5])
     assert {s.name for s in BUILTIN if s.preempt} == {"text", "structured"}
-    assert {s.name for s in BUILTIN if s.time_limit == MEDIA_LIMIT} == {"audio", "video"}
+    assert {s.name for s in BUILTIN if s.time_limit == MEDIA_LIMIT} == {"image", "audio", "video"}
 
 
 @pytest.mark.parametrize("name", ["", "PDF", "1pdf", "pdf-x", "a" * 33])
