@@ -118,10 +118,12 @@ class VeilOptions(PipelineOptions):
         parser.add_argument(
             "--veil_redistribute",
             choices=("auto", "on", "off"),
-            default="auto",
+            default="off",
             help="Spread the privacy steps round robin over the subtasks after the read, "
-            "whatever the partition assignment (Flink only; auto: on at parallelism > 1; "
-            "see veil.pipelines.scaleout).",
+            "whatever the partition assignment (Flink only; auto: on at parallelism > 1). "
+            "Records between the shuffle and the sink live in Flink's checkpointed state: "
+            "recover from the job's checkpoints, since a fresh submission resumes from the "
+            "committed offsets without them (see veil.pipelines.scaleout).",
         )
         parser.add_argument(
             "--veil_schema_registry",

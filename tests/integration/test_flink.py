@@ -175,8 +175,8 @@ def test_flink_standalone_cluster_runs_the_pipeline(kafka_bootstrap, topic_prefi
 
 def test_flink_parallelism_two_on_separate_sdk_workers(kafka_bootstrap, topic_prefix):
     """A standalone cluster with a Python SDK worker pool (``--environment_type
-    EXTERNAL``), parallelism 2 over the 3-partition raw topic, redistributed (the
-    default above parallelism 1): the job's Python code runs in worker processes the
+    EXTERNAL``), parallelism 2 over the 3-partition raw topic, redistributed (``--veil_redistribute auto``,
+    on above parallelism 1): the job's Python code runs in worker processes the
     pool started (not in the submitting process), the text step's task received records
     on both subtasks, every offset has exactly one outcome, the audit chains verify (one
     writer per chain although the steps ran on both subtasks) and all offsets commit.

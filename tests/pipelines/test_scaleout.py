@@ -31,9 +31,11 @@ def _config(*flags) -> VeilConfig:
     "flags, expected",
     [
         ([], False),  # the local FnApiRunner: offsets must commit after the writes
-        (["--runner=FlinkRunner"], True),  # the cluster's default parallelism
-        (["--runner=FlinkRunner", "--parallelism=2"], True),
-        (["--runner=FlinkRunner", "--parallelism=1"], False),
+        # Off unless asked: a fresh submission would skip records held in the shuffle.
+        (["--runner=FlinkRunner", "--parallelism=2"], False),
+        (["--runner=FlinkRunner", "--veil_redistribute=auto"], True),  # cluster default
+        (["--runner=FlinkRunner", "--parallelism=2", "--veil_redistribute=auto"], True),
+        (["--runner=FlinkRunner", "--parallelism=1", "--veil_redistribute=auto"], False),
         (["--runner=FlinkRunner", "--parallelism=2", "--veil_redistribute=off"], False),
         (["--runner=FlinkRunner", "--parallelism=1", "--veil_redistribute=on"], True),
         (["--runner=DataflowRunner"], False),
