@@ -112,10 +112,12 @@ def _flink_defaults(argv: list[str], options: PipelineOptions) -> list[str]:
     if bounded or veil.veil_idle_stop_s:
         # A drained job's last bundles are finalized (offsets committed) only by a
         # checkpoint that completes before the sources shut down: stay idle for two
-        # checkpoint intervals. (At parallelism 2 a 5 s idle under a 10 s interval
-        # ended jobs with one partition's last offsets uncommitted.)
+        # checkpoint intervals, three when redistributing (commits wait one more
+        # checkpoint there, veil.pipelines.scaleout). (At parallelism 2 a 5 s idle under
+        # a 10 s interval ended jobs with one partition's last offsets uncommitted.)
+        rounds = 2 if veil.veil_redistribute == "off" else 3
         idle_ms = max(
-            FLINK_IDLE_SHUTDOWN_MS, int(veil.veil_idle_stop_s * 1000), 2 * interval + 1000
+            FLINK_IDLE_SHUTDOWN_MS, int(veil.veil_idle_stop_s * 1000), rounds * interval + 1000
         )
         add("shutdown_sources_after_idle_ms", idle_ms)
     if added:

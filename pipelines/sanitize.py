@@ -25,7 +25,7 @@ from apache_beam.runners.runner import PipelineState
 
 from veil.pipelines.options import VeilConfig
 from veil.pipelines.runners import prepare_argv
-from veil.pipelines.scaleout import PinToSinkSlot, sink_slots
+from veil.pipelines.scaleout import PinToSinkSlot, commit_lag_s, sink_slots
 from veil.pipelines.topics import register_schemas
 from veil.transforms.classification import load_policy
 from veil.transforms.codec import DecodeRecords
@@ -103,6 +103,8 @@ def build(
             max_records_per_bundle=config.max_records_per_bundle,
             idle_stop_seconds=config.idle_stop_s,
             exactly_once=config.delivery == "exactly_once",
+            # Redistributed: commit a bundle's offsets one completed checkpoint later.
+            commit_lag_s=commit_lag_s(options) if config.redistribute else 0.0,
         )
     if sink is None:
         # exactly_once: every write joins its source partition's transaction, which the

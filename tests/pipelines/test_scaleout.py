@@ -15,7 +15,13 @@ from veil_testing import beam_pipeline
 
 from veil.pipelines.options import ConfigError, VeilConfig
 from veil.pipelines.runners import flink_job_server_jar
-from veil.pipelines.scaleout import PinToSinkSlot, flink_subtask, sink_slot, sink_slots
+from veil.pipelines.scaleout import (
+    PinToSinkSlot,
+    commit_lag_s,
+    flink_subtask,
+    sink_slot,
+    sink_slots,
+)
 from veil.transforms.records import KafkaWrite, Source
 
 REPO = Path(__file__).resolve().parents[2]
@@ -139,3 +145,16 @@ def test_pin_passes_every_write_through_once():
 def test_slot_table_agrees_with_sink_slot(parallelism):
     slots = sink_slots(PipelineOptions([f"--parallelism={parallelism}"]))
     assert all(slots[p] == sink_slot(p, parallelism, 128) for p in range(64))
+
+
+@pytest.mark.parametrize(
+    "flags, expected",
+    [
+        ([], 5.0),  # FLINK_CHECKPOINT_MS: 10 s
+        (["--checkpointing_interval=2000"], 1.0),
+        (["--checkpointing_interval=400"], 0.5),
+        (["--checkpointing_interval=-1"], 5.0),
+    ],
+)
+def test_commit_lag_is_half_the_checkpoint_interval(flags, expected):
+    assert commit_lag_s(PipelineOptions(["--runner=FlinkRunner", *flags])) == expected

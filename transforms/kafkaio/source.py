@@ -169,11 +169,13 @@ class _ReadPartitionFn(beam.DoFn, RestrictionProvider):
         idle_stop_seconds: float,
         poll_timeout_ms: int,
         exactly_once: bool = False,
+        commit_lag_s: float = 0.0,
     ):
         self._config = consumer_config
         self._group_id = group_id
         self._bounded = bounded
         self._exactly_once = exactly_once
+        self._commit_lag_s = commit_lag_s
         self._offsets = _PartitionOffsets(consumer_config, group_id, bounded, start, exactly_once)
         self._max_records = max_records_per_bundle
         self._max_seconds = max_bundle_seconds
@@ -203,6 +205,7 @@ class _ReadPartitionFn(beam.DoFn, RestrictionProvider):
         self._committer = _consumer(self._config, self._group_id)
         self._topics_read = set()
         self._commit_lock = threading.Lock()
+        self._deferred = _DeferredCommits(self._commit_lag_s) if self._commit_lag_s else None
         # Seconds spent polling a caught-up partition without getting a record, summed
         # across calls: time the runner spends elsewhere between calls does not count.
         self._idle_s = {}
@@ -240,8 +243,17 @@ class _ReadPartitionFn(beam.DoFn, RestrictionProvider):
         from kafka.structs import OffsetAndMetadata
 
         with self._commit_lock:
-            self._committer.commit({tp: OffsetAndMetadata(next_offset, "", -1)})
-        self._commits.inc()
+            if self._deferred is None:
+                due = {tp: next_offset}
+            else:
+                due = self._deferred.finalized(tp, next_offset, time.monotonic())
+            if due:
+                self._committer.commit(
+                    {p: OffsetAndMetadata(offset, "", -1) for p, offset in due.items()}
+                )
+                self._commits.inc(len(due))
+            if self._deferred is not None:
+                self._deferred.done(time.monotonic())
 
     def _report_lag(self, tp, next_offset: int) -> None:
         """Records behind the partition's high-water mark (gauge ``consumer_lag_p<N>``)."""
@@ -351,6 +363,46 @@ class _ReadPartitionFn(beam.DoFn, RestrictionProvider):
                 )
 
 
+class _DeferredCommits:
+    """Holds each finalized bundle's offsets until the *next* completed checkpoint.
+
+    Beam's portable Flink runner finalizes every outstanding bundle when a checkpoint
+    completes (``ExecutableStageDoFnOperator.notifyCheckpointComplete`` calls
+    ``finalizeAllOutstandingBundles``), including bundles that finished after that
+    checkpoint's barrier had passed the read. When the read is fused with the sink that
+    is harmless: a bundle finishes only once its writes were acknowledged. Behind a
+    redistribution it is not: such a bundle's records may still be on their way to
+    another subtask, and committing their offsets then would lose them if the job died
+    and was submitted afresh (a fresh job starts from the committed offsets, not from
+    Flink's state).
+
+    The finalizations of one completed checkpoint arrive together; those of the next
+    arrive at least one checkpoint interval later (or later still). So a finalization
+    that comes more than ``gap_s`` after the previous one (``gap_s`` well under the
+    interval) starts a new round, proving a later checkpoint completed, and that
+    checkpoint's barrier passed the read after every bundle finalized in earlier
+    rounds: their offsets are committed then. Rounds closer together than ``gap_s`` are
+    taken as one, which only commits later. Offsets of the last round before a job
+    stops stay uncommitted and are read again: at-least-once, as before.
+    """
+
+    def __init__(self, gap_s: float):
+        self._gap_s = gap_s
+        self._last = None  # when the previous finalization ended (monotonic seconds)
+        self._round = {}  # tp -> next offset, finalized in the current round
+
+    def finalized(self, tp, next_offset: int, now: float) -> dict:
+        """Records a finalized bundle's offset; returns ``{tp: offset}`` now safe."""
+        due = {}
+        if self._last is not None and now - self._last >= self._gap_s:
+            due, self._round = self._round, {}  # a later checkpoint completed
+        self._round[tp] = max(next_offset, self._round.get(tp, next_offset))
+        return due
+
+    def done(self, now: float) -> None:
+        self._last = now
+
+
 def _advance(estimator, ts: Timestamp) -> None:
     current = estimator.current_watermark()
     if current is None or ts > current:
@@ -404,6 +456,11 @@ class ReadFromKafka(beam.PTransform):
         exactly_once: read ``read_committed`` and commit offsets inside each source
             partition's Kafka transaction; the sink must be a ``WriteToKafka`` with
             ``delivery="exactly_once"`` and the same group, fused into this stage.
+        commit_lag_s: 0 (default): commit a bundle's offsets when it is finalized,
+            right for a sink fused into this stage. Above 0: hold them until a later
+            round of finalizations, at least this many seconds after the previous one,
+            i.e. until the next completed Flink checkpoint; for a read whose records
+            are redistributed before they are written (``_DeferredCommits``).
     """
 
     def __init__(
@@ -418,9 +475,11 @@ class ReadFromKafka(beam.PTransform):
         idle_stop_seconds: float = 0.0,
         poll_timeout_ms: int = 250,
         exactly_once: bool = False,
+        commit_lag_s: float = 0.0,
     ):
         super().__init__()
         self._exactly_once = exactly_once
+        self._commit_lag_s = commit_lag_s
         if start not in ("earliest", "latest"):
             raise ValueError("start must be 'earliest' or 'latest'")
         self._config = dict(consumer_config)
@@ -446,6 +505,7 @@ class ReadFromKafka(beam.PTransform):
             self._start,
             *self._fn_args,
             exactly_once=self._exactly_once,
+            commit_lag_s=self._commit_lag_s,
         )
         return (
             pbegin
