@@ -118,12 +118,11 @@ class VeilOptions(PipelineOptions):
         parser.add_argument(
             "--veil_redistribute",
             choices=("auto", "on", "off"),
-            default="off",
+            default="auto",
             help="Spread the privacy steps round robin over the subtasks after the read, "
             "whatever the partition assignment (Flink only; auto: on at parallelism > 1). "
-            "Records between the shuffle and the sink live in Flink's checkpointed state: "
-            "recover from the job's checkpoints, since a fresh submission resumes from the "
-            "committed offsets without them (see veil.pipelines.scaleout).",
+            "Source offsets then commit one completed checkpoint later, so a job submitted "
+            "afresh after a crash loses nothing (see veil.pipelines.scaleout).",
         )
         parser.add_argument(
             "--veil_schema_registry",

@@ -30,6 +30,7 @@ from pathlib import Path
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from veil.pipelines.options import LOCAL_RUNNER, ConfigError, VeilOptions, check_runner
+from veil.pipelines.scaleout import check_redistribute
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -115,7 +116,10 @@ def _flink_defaults(argv: list[str], options: PipelineOptions) -> list[str]:
         # checkpoint intervals, three when redistributing (commits wait one more
         # checkpoint there, veil.pipelines.scaleout). (At parallelism 2 a 5 s idle under
         # a 10 s interval ended jobs with one partition's last offsets uncommitted.)
-        rounds = 2 if veil.veil_redistribute == "off" else 3
+        redistributed = check_redistribute(
+            options, veil.veil_redistribute, "FlinkRunner", veil.veil_delivery
+        )
+        rounds = 3 if redistributed else 2
         idle_ms = max(
             FLINK_IDLE_SHUTDOWN_MS, int(veil.veil_idle_stop_s * 1000), rounds * interval + 1000
         )
@@ -123,3 +127,16 @@ def _flink_defaults(argv: list[str], options: PipelineOptions) -> list[str]:
     if added:
         _LOGGER.info("FlinkRunner defaults added: %s", " ".join(added))
     return argv + added
+
+
+def commit_lag_s(options: PipelineOptions) -> float:
+    """The pause that separates two rounds of bundle finalization on Flink: half the
+    checkpoint interval (``--checkpointing_interval``, ms), at least half a second."""
+    given = options.get_all_options(retain_unknown_options=True).get("checkpointing_interval")
+    try:
+        interval_ms = int(given) if given is not None else FLINK_CHECKPOINT_MS
+    except (TypeError, ValueError):
+        interval_ms = FLINK_CHECKPOINT_MS
+    if interval_ms <= 0:
+        interval_ms = FLINK_CHECKPOINT_MS
+    return max(0.5, interval_ms / 2000)

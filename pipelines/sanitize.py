@@ -24,8 +24,8 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.runner import PipelineState
 
 from veil.pipelines.options import VeilConfig
-from veil.pipelines.runners import prepare_argv
-from veil.pipelines.scaleout import PinToSinkSlot, commit_lag_s, sink_slots
+from veil.pipelines.runners import commit_lag_s, prepare_argv
+from veil.pipelines.scaleout import PinToSinkSlot, sink_slots
 from veil.pipelines.topics import register_schemas
 from veil.transforms.classification import load_policy
 from veil.transforms.codec import DecodeRecords
@@ -118,6 +118,7 @@ def build(
 
     messages = pipeline | "ReadRaw" >> source
     if config.redistribute:
+        _LOGGER.info("Redistributing after the read (Flink): offsets commit one checkpoint later")
         # Flink: the steps below run round robin on every subtask, not where the
         # partition was read; the writes come back to one subtask per source partition
         # (its audit chain's single writer) before the sink. See veil.pipelines.scaleout.

@@ -5,8 +5,8 @@ Without it, Veil's whole graph is fused into the stage that reads a partition, s
 subtask does all the work of the partitions it reads. On Flink the read (a splittable
 DoFn) is keyed by partition: 3 partitions over 2 subtasks split 2:1 at best, and 3:0
 for about one topic name in four (Flink hashes the partition's element to a subtask).
-``--veil_redistribute on`` (or ``auto``: on Flink above parallelism 1; the default is
-``off``, see the caveat below) composes::
+``--veil_redistribute on`` (or ``auto``, the default: on Flink above parallelism 1)
+composes::
 
     read -> Redistribute (round robin) -> decode -> route -> privacy steps -> emit
          -> KeyBySinkSlot (source partition -> slot) -> sink
@@ -40,7 +40,8 @@ their way to the sink. Committing those offsets at once lost records when a job 
 killed and submitted afresh (seen once in ``test_flink_streaming_job_killed_mid_stream_
 resumes_without_loss``). With redistribution the read therefore holds each finalized
 bundle's offsets until the next round of finalizations, i.e. the next completed
-checkpoint, whose barrier passed the read after that bundle (``commit_lag_s``;
+checkpoint, whose barrier passed the read after that bundle (``veil.pipelines.runners.
+commit_lag_s``;
 ``veil.transforms.kafkaio.source._DeferredCommits``).
 """
 
@@ -55,7 +56,6 @@ from apache_beam.options.pipeline_options import FlinkRunnerOptions, PipelineOpt
 from apache_beam.transforms.userstate import ReadModifyWriteStateSpec
 
 from veil.pipelines.options import ConfigError
-from veil.pipelines.runners import FLINK_CHECKPOINT_MS
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -93,19 +93,6 @@ def check_redistribute(options: PipelineOptions, choice: str, runner: str, deliv
             "still in flight: drop --unaligned_checkpoint_enabled"
         )
     return True
-
-
-def commit_lag_s(options: PipelineOptions) -> float:
-    """The pause that separates two rounds of bundle finalization on Flink: half the
-    checkpoint interval (``--checkpointing_interval``, ms), at least half a second."""
-    given = options.get_all_options(retain_unknown_options=True).get("checkpointing_interval")
-    try:
-        interval_ms = int(given) if given is not None else FLINK_CHECKPOINT_MS
-    except (TypeError, ValueError):
-        interval_ms = FLINK_CHECKPOINT_MS
-    if interval_ms <= 0:
-        interval_ms = FLINK_CHECKPOINT_MS
-    return max(0.5, interval_ms / 2000)
 
 
 # --- Flink's key-group assignment, for VarIntCoder keys below 128 (one byte) ------------

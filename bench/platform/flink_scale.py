@@ -58,7 +58,7 @@ def _platform_run():
 
 
 _run = _platform_run()
-produce, start_broker, text_corpus = _run.produce, _run.start_broker, _run.text_corpus
+start_broker, text_corpus = _run.start_broker, _run.text_corpus
 
 
 def free_port() -> int:
@@ -334,27 +334,12 @@ def run_case(
     workers: int = 0,
 ) -> dict:
     from veil.pipelines.topics import topic_specs
-    from veil.schemas import MEDIA_RECORD, catalog
     from veil.transforms.emit import TopicNames
     from veil.transforms.kafkaio import ensure_topics
 
     names = TopicNames(f"fs{parallelism}{uuid.uuid4().hex[:6]}")
     ensure_topics({"bootstrap_servers": bootstrap}, topic_specs(names))
-    cat = catalog()
-    values, keys = [], []
-    for i, text in enumerate(text_corpus(n)):
-        record = {
-            "record_id": f"r{i}",
-            "subject_key": f"s{i % 50}",
-            "modality": None,
-            "content_type": "text/plain",
-            "payload": text.encode(),
-            "attributes": {},
-            "event_time": None,
-        }
-        values.append(cat.encode(MEDIA_RECORD, record))
-        keys.append(record["subject_key"].encode())
-    produce(bootstrap, names.raw, values, keys)
+    _run.produce_media_records(bootstrap, names.raw, _run.text_media_records(text_corpus(n)))
     group = f"{names.prefix}-pipeline"
     workers_before = session.workers_started()
     veil = str(Path(sys.executable).with_name("veil"))

@@ -22,7 +22,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from run import outcome_counts, produce, record_id_key, text_corpus  # noqa: E402
+from run import (  # noqa: E402
+    outcome_counts,
+    produce_media_records,
+    record_id_key,
+    text_corpus,
+    text_media_records,
+)
 
 
 def main():
@@ -35,32 +41,13 @@ def main():
 
     from veil.pipelines import sanitize
     from veil.pipelines.topics import topic_specs
-    from veil.schemas import MEDIA_RECORD, catalog
     from veil.transforms.emit import TopicNames
     from veil.transforms.kafkaio import ensure_topics
 
     client = {"bootstrap_servers": args.bootstrap}
     names = TopicNames(f"prof{uuid.uuid4().hex[:8]}")
     ensure_topics(client, topic_specs(names))
-    cat = catalog()
-    records = [
-        {
-            "record_id": f"r{i}",
-            "subject_key": f"s{i % 50}",
-            "modality": None,
-            "content_type": "text/plain",
-            "payload": t.encode(),
-            "attributes": {},
-            "event_time": None,
-        }
-        for i, t in enumerate(text_corpus(args.records))
-    ]
-    produce(
-        args.bootstrap,
-        names.raw,
-        [cat.encode(MEDIA_RECORD, r) for r in records],
-        [r["subject_key"].encode() for r in records],
-    )
+    produce_media_records(args.bootstrap, names.raw, text_media_records(text_corpus(args.records)))
     argv = [
         f"--veil_bootstrap_servers={args.bootstrap}",
         f"--veil_topic_prefix={names.prefix}",

@@ -154,6 +154,35 @@ def bench_text_step_alone(texts):
     return time.perf_counter() - started, time.process_time() - cpu
 
 
+def text_media_records(texts) -> list[dict]:
+    """One text/plain MediaRecord per text, over 50 subjects."""
+    return [
+        {
+            "record_id": f"r{i}",
+            "subject_key": f"s{i % 50}",
+            "modality": None,
+            "content_type": "text/plain",
+            "payload": t.encode(),
+            "attributes": {},
+            "event_time": None,
+        }
+        for i, t in enumerate(texts)
+    ]
+
+
+def produce_media_records(bootstrap, topic, records) -> None:
+    """Produces MediaRecords (Avro, Veil's framing), keyed by subject."""
+    from veil.schemas import MEDIA_RECORD, catalog
+
+    cat = catalog()
+    produce(
+        bootstrap,
+        topic,
+        [cat.encode(MEDIA_RECORD, r) for r in records],
+        [r["subject_key"].encode() for r in records],
+    )
+
+
 def record_id_key() -> str:
     """A fresh record-id key file: producer ids such as ``r7`` are accepted only with one
     (without, every record is dead-lettered INVALID_RECORD and the case measures nothing)."""
@@ -224,7 +253,6 @@ def main():
     args = parser.parse_args()
 
     from veil.pipelines.topics import topic_specs
-    from veil.schemas import MEDIA_RECORD, catalog
     from veil.transforms.emit import TopicNames
     from veil.transforms.kafkaio import TopicSpec, ensure_topics
 
@@ -247,37 +275,15 @@ def main():
         c, c_cpu = bench_text_step_alone(texts)
         names = TopicNames(f"p{run}")
         ensure_topics(client, topic_specs(names))
-        cat = catalog()
-        records = [
-            {
-                "record_id": f"r{i}",
-                "subject_key": f"s{i % 50}",
-                "modality": None,
-                "content_type": "text/plain",
-                "payload": t.encode(),
-                "attributes": {},
-                "event_time": None,
-            }
-            for i, t in enumerate(texts)
-        ]
-        produce(
-            bootstrap,
-            names.raw,
-            [cat.encode(MEDIA_RECORD, r) for r in records],
-            [r["subject_key"].encode() for r in records],
-        )
+        records = text_media_records(texts)
+        produce_media_records(bootstrap, names.raw, records)
         d, d_cpu = bench_veil_pipeline(bootstrap, names, len(records))
         # E: the same pipeline on the first SMALL records only; D - E is what the other
         # records cost once everything has started: the steady state.
         small = min(SMALL, len(records))
         names_e = TopicNames(f"e{run}")
         ensure_topics(client, topic_specs(names_e))
-        produce(
-            bootstrap,
-            names_e.raw,
-            [cat.encode(MEDIA_RECORD, r) for r in records[:small]],
-            [r["subject_key"].encode() for r in records[:small]],
-        )
+        produce_media_records(bootstrap, names_e.raw, records[:small])
         e, e_cpu = bench_veil_pipeline(bootstrap, names_e, small)
     finally:
         if broker_dir:

@@ -14,10 +14,9 @@ from apache_beam.testing.util import assert_that, equal_to
 from veil_testing import beam_pipeline
 
 from veil.pipelines.options import ConfigError, VeilConfig
-from veil.pipelines.runners import flink_job_server_jar
+from veil.pipelines.runners import commit_lag_s, flink_job_server_jar
 from veil.pipelines.scaleout import (
     PinToSinkSlot,
-    commit_lag_s,
     flink_subtask,
     sink_slot,
     sink_slots,
@@ -37,8 +36,8 @@ def _config(*flags) -> VeilConfig:
     "flags, expected",
     [
         ([], False),  # the local FnApiRunner: offsets must commit after the writes
-        # Off unless asked: a fresh submission would skip records held in the shuffle.
-        (["--runner=FlinkRunner", "--parallelism=2"], False),
+        (["--runner=FlinkRunner", "--parallelism=2"], True),  # auto, the default
+        (["--runner=FlinkRunner", "--parallelism=1"], False),
         (["--runner=FlinkRunner", "--veil_redistribute=auto"], True),  # cluster default
         (["--runner=FlinkRunner", "--parallelism=2", "--veil_redistribute=auto"], True),
         (["--runner=FlinkRunner", "--parallelism=1", "--veil_redistribute=auto"], False),
