@@ -33,6 +33,8 @@ class ToyHandler(PrivacyHandler):
             raise ValueError("content john.smith@example.com")
         if payload == b"coded":
             raise PrivacyError("TEXT_DECODE_ERROR")
+        if payload == b"pid":  # which child ran it
+            payload = str(os.getpid()).encode()
         return StepResult(
             payload=payload.upper(),
             content_type="text/plain",

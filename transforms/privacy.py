@@ -29,8 +29,11 @@ Example::
 from __future__ import annotations
 
 import abc
+import collections
 import dataclasses
+import hashlib
 import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import Generic, NamedTuple, TypeVar
@@ -158,6 +161,41 @@ class _ModelHolder:
         self.model = model
 
 
+class _StepRunners:
+    """The step workers of this process, lent to a step's DoFn instances one bundle at
+    a time.
+
+    Each step worker's child loads the step's model (spaCy for text: seconds of CPU and
+    ~100 MB). Beam's SDK harness keeps a bundle's processor, DoFn instances included,
+    until the bundle is finalized, and Flink finalizes on completed checkpoints: a
+    reading stage fused with the text step had four processors alive at once on one
+    Flink worker, each with its own child and model load. Lent per bundle, a runner
+    serves whichever instance is processing; instances waiting for a checkpoint hold
+    none. Keyed by the pickled handler, so only identical steps share a worker.
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._idle: dict[str, list] = collections.defaultdict(list)
+
+    def take(self, key: str, factory: Callable[[], object]):
+        with self._lock:
+            idle = self._idle.get(key)
+            if idle:
+                return idle.pop()
+        return factory()
+
+    def give_back(self, key: str, runner) -> None:
+        if runner.pending:  # not settled (cannot happen after a full collect): discard
+            runner.close()
+            return
+        with self._lock:
+            self._idle[key].append(runner)
+
+
+_STEP_RUNNERS = _StepRunners()
+
+
 class PrivacyStepFn(beam.DoFn):
     def __init__(
         self,
@@ -185,11 +223,21 @@ class PrivacyStepFn(beam.DoFn):
         # recognizer, the JIT kernels, the decoder sandbox or a step worker.
         self._holder = None
         self._detectors = None
-        self._runner = None
+        self._runner = None  # a step worker, taken for one bundle (``_StepRunners``)
         if self._preempt:
+            from apache_beam.internal import pickler
+
+            self._runner_key = hashlib.sha256(pickler.dumps(self._handler)).hexdigest()
+
+    def _take_runner(self):
+        """This bundle's step worker (its child starts with the bundle's first record)."""
+        if self._runner is None:
             from veil.transforms.step_worker import StepRunner
 
-            self._runner = StepRunner(self._handler)  # its child starts with the first record
+            handler = self._handler
+            self._runner = _STEP_RUNNERS.take(self._runner_key, lambda: StepRunner(handler))
+            self._detectors = self._runner.detectors  # None until its child has started
+        return self._runner
 
     def _model(self) -> ModelT | None:
         """The handler's model, loaded (once per process, shared) on first use; None when
@@ -200,12 +248,13 @@ class PrivacyStepFn(beam.DoFn):
         closed (``PRIVACY_STEP_FAILED``) instead.
         """
         handler = self._handler
-        if self._runner is not None:
+        if self._preempt:
+            runner = self._take_runner()
             if self._detectors is None:
                 from veil.transforms.step_worker import StepWorkerError
 
                 try:
-                    self._detectors = self._runner.start()  # waits for the child's load
+                    self._detectors = runner.start()  # waits for the child's load
                 except StepWorkerError:
                     _LOGGER.error("%s step worker did not start", handler.stage)
             return None
@@ -221,10 +270,14 @@ class PrivacyStepFn(beam.DoFn):
         self._timeouts.inc(0)  # the series exists before the first time-out (alerting)
 
     def finish_bundle(self):
-        if self._runner is not None and self._runner.pending:
+        runner = self._runner
+        if runner is not None:
             # Every record handed to the step worker in this bundle leaves with it.
-            for outcome in self._runner.collect(self._time_limit_s, until=0):
-                yield self._route(outcome)
+            if runner.pending:
+                for outcome in runner.collect(self._time_limit_s, until=0):
+                    yield self._route(outcome)
+            self._runner = None
+            _STEP_RUNNERS.give_back(self._runner_key, runner)
         self._latency.flush()  # the bundle's step-time buckets, one increment each
 
     def process(
@@ -234,7 +287,7 @@ class PrivacyStepFn(beam.DoFn):
         window=beam.DoFn.WindowParam,
         pane_info=beam.DoFn.PaneInfoParam,
     ):
-        if self._runner is not None:
+        if self._preempt:
             yield from self._pipelined(item, WindowedValue(item, timestamp, (window,), pane_info))
             return
         stage = self._handler.stage
@@ -320,7 +373,7 @@ class PrivacyStepFn(beam.DoFn):
         return item
 
     def teardown(self):
-        if getattr(self, "_runner", None) is not None:
+        if getattr(self, "_runner", None) is not None:  # a bundle that failed: discard
             self._runner.close()
 
     def _fail(self, item: WorkItem, code: str, error_class: str | None, windowed=None):

@@ -8,10 +8,14 @@ import time
 import apache_beam as beam
 import pytest
 from apache_beam.testing.util import assert_that, equal_to
+from apache_beam.transforms.window import GlobalWindow
+from apache_beam.utils.shared import Shared
+from apache_beam.utils.timestamp import Timestamp
+from apache_beam.utils.windowed_value import PANE_INFO_UNKNOWN as PANE
 from step_targets import ToyHandler
 from veil_testing import beam_pipeline, media_record
 
-from veil.transforms.privacy import ApplyPrivacyStep, PrivacyError
+from veil.transforms.privacy import ApplyPrivacyStep, PrivacyError, PrivacyStepFn
 from veil.transforms.records import Source, WorkItem
 from veil.transforms.step_worker import StepFailed, StepRunner
 
@@ -162,3 +166,46 @@ def test_a_reply_that_breaks_the_protocol_fails_its_record_only():
         assert runner.restarts == 1
     finally:
         runner.close()
+
+
+def _bundle(fn: PrivacyStepFn, offsets) -> list:
+    """One bundle through ``fn`` (as the SDK harness drives it): the child pids."""
+    fn.start_bundle()
+    out = [o for offset in offsets for o in _process(fn, offset)]
+    out += list(fn.finish_bundle())
+    return _pids(out)
+
+
+def _process(fn: PrivacyStepFn, offset: int):
+    return fn.process(
+        _item(b"pid", offset), timestamp=Timestamp(0), window=GlobalWindow(), pane_info=PANE
+    )
+
+
+def _pids(outputs) -> list:
+    return [int(o.value.sanitized_payload) for o in outputs]
+
+
+def test_step_instances_share_a_step_worker_one_bundle_at_a_time():
+    """Beam keeps a bundle's DoFn instances until the bundle is finalized (on Flink: a
+    checkpoint), so a step has several instances per process: they borrow one step
+    worker (one model load) per bundle instead of starting a child each."""
+
+    def step():
+        fn = PrivacyStepFn(ToyHandler(), Shared(), time_limit_s=30.0, preempt=True)
+        fn.setup()
+        return fn
+
+    first, second = step(), step()
+    try:
+        pids = _bundle(first, range(3)) + _bundle(second, range(3, 6))
+        assert len(set(pids)) == 1  # the second instance reused the first one's child
+        # Two bundles in progress at once: each has a worker of its own.
+        first.start_bundle()
+        held = list(_process(first, 6))
+        other = _bundle(second, [7])
+        held += list(first.finish_bundle())
+        assert other != _pids(held) and pids[0] in other + _pids(held)
+    finally:
+        for fn in (first, second):
+            fn.teardown()
