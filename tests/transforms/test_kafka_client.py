@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from veil.transforms.kafkaio.client import SecurityConfigError, resolve, security_config
+from veil.transforms.kafkaio.client import (
+    SecurityConfigError,
+    librdkafka_config,
+    resolve,
+    security_config,
+)
 
 SASL = {"mechanism": "SCRAM-SHA-512", "username": "veil-pipeline", "password_env": "PW"}
 
@@ -105,3 +110,88 @@ def test_the_config_names_the_password_and_resolve_reads_it_late(monkeypatch):
     monkeypatch.delenv("PW")
     with pytest.raises(KeyError, match="PW \\(the SASL password\\) is not set"):
         resolve(config)
+
+
+@pytest.mark.parametrize(
+    "protocol, settings, expected",
+    [
+        ("PLAINTEXT", {}, {"security.protocol": "plaintext"}),
+        (
+            "SSL",
+            {"cafile": "/ca.pem"},
+            {
+                "security.protocol": "ssl",
+                "ssl.ca.location": "/ca.pem",
+                "ssl.endpoint.identification.algorithm": "https",
+            },
+        ),
+        (
+            "SSL",
+            {},
+            {"security.protocol": "ssl", "ssl.endpoint.identification.algorithm": "https"},
+        ),
+        (
+            "SASL_SSL",
+            {"cafile": "/ca.pem", **SASL},
+            {
+                "security.protocol": "sasl_ssl",
+                "ssl.ca.location": "/ca.pem",
+                "ssl.endpoint.identification.algorithm": "https",
+                "sasl.mechanism": "SCRAM-SHA-512",
+                "sasl.username": "veil-pipeline",
+                "sasl.password": "s3cret-value",
+            },
+        ),
+        (
+            "SASL_PLAINTEXT",
+            SASL,
+            {
+                "security.protocol": "sasl_plaintext",
+                "sasl.mechanism": "SCRAM-SHA-512",
+                "sasl.username": "veil-pipeline",
+                "sasl.password": "s3cret-value",
+            },
+        ),
+    ],
+    ids=["plaintext", "ssl-ca", "ssl-system-cas", "sasl-ssl", "sasl-plaintext"],
+)
+def test_librdkafka_names_for_every_setting(monkeypatch, protocol, settings, expected):
+    monkeypatch.setenv("PW", "s3cret-value")
+    config = {
+        "bootstrap_servers": ["a:9093", "b:9093"],
+        "client_id": "veil",
+        **security_config(protocol, **settings),
+    }
+    assert librdkafka_config(config) == {
+        "bootstrap.servers": "a:9093,b:9093",
+        "client.id": "veil",
+        **expected,
+    }
+    assert "s3cret-value" not in repr(config)  # the graph's config names it, never holds it
+
+
+def test_librdkafka_config_takes_the_pipelines_client_config(monkeypatch):
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from veil.pipelines.options import VeilConfig
+
+    monkeypatch.setenv("VEIL_TEST_PW", "pw")
+    flags = [
+        "--veil_bootstrap_servers=a:9093,b:9093",
+        "--veil_security_protocol=SASL_SSL",
+        "--veil_ssl_cafile=/ca.pem",
+        "--veil_sasl_mechanism=SCRAM-SHA-512",
+        "--veil_sasl_username=veil-pipeline",
+        "--veil_sasl_password_env=VEIL_TEST_PW",
+    ]
+    got = librdkafka_config(VeilConfig.from_options(PipelineOptions(flags)).client_config())
+    assert got["bootstrap.servers"] == "a:9093,b:9093"
+    assert got["sasl.password"] == "pw" and got["ssl.ca.location"] == "/ca.pem"
+    assert got["ssl.endpoint.identification.algorithm"] == "https"
+
+
+def test_librdkafka_config_refuses_settings_it_cannot_translate():
+    with pytest.raises(SecurityConfigError, match="'ssl_check_hostname' has no librdkafka"):
+        librdkafka_config({"bootstrap_servers": "b:1", "ssl_check_hostname": False})
+    with pytest.raises(SecurityConfigError, match="security_protocol must be one of"):
+        librdkafka_config({"bootstrap_servers": "b:1", "security_protocol": "TLS"})

@@ -1,4 +1,4 @@
-"""kafka-python client settings, with secrets resolved where the client is created.
+"""Kafka client settings, with secrets resolved where the client is created.
 
 Configs travel inside the pipeline graph (pickled into DoFns), so they never hold a
 secret value: a SASL password is named by ``sasl_password_env`` and read from that
@@ -13,6 +13,10 @@ Example::
         "SASL_SSL", cafile="/etc/veil/ca.pem", mechanism="SCRAM-SHA-512",
         username="veil-pipeline", password_env="VEIL_SASL_PASSWORD")}
     consumer = KafkaConsumer(**resolve(config))
+    producer = confluent_kafka.Producer(librdkafka_config(config))
+
+Settings use kafka-python's names; ``librdkafka_config`` translates them for the
+librdkafka (confluent-kafka) clients.
 """
 
 from __future__ import annotations
@@ -134,3 +138,51 @@ def resolve(config: dict) -> dict:
                 raise KeyError(f"environment variable {env_name} (the {what}) is not set")
             resolved[secret_key] = os.environ[env_name]
     return resolved
+
+
+# kafka-python setting -> librdkafka property, for every setting a Veil config can hold
+# (``security_config``, ``VeilConfig.client_config``, ``resolve``).
+_LIBRDKAFKA_NAMES = {
+    "bootstrap_servers": "bootstrap.servers",
+    "client_id": "client.id",
+    "security_protocol": "security.protocol",
+    "ssl_cafile": "ssl.ca.location",
+    "sasl_mechanism": "sasl.mechanism",
+    "sasl_plain_username": "sasl.username",
+    "sasl_plain_password": "sasl.password",
+}
+
+
+def librdkafka_config(config: dict) -> dict:
+    """The librdkafka (confluent-kafka) properties for ``config``, secrets resolved.
+
+    Fails closed: a setting with no translation here is an error, not a setting silently
+    dropped. TLS always verifies the broker's certificate and host name, as kafka-python
+    does (``ssl.endpoint.identification.algorithm=https``).
+
+    Example::
+
+        librdkafka_config({"bootstrap_servers": ["a:9093", "b:9093"],
+                           "security_protocol": "SSL", "ssl_cafile": "/ca.pem"})
+        # {"bootstrap.servers": "a:9093,b:9093", "security.protocol": "ssl",
+        #  "ssl.ca.location": "/ca.pem", "ssl.endpoint.identification.algorithm": "https"}
+    """
+    out = {}
+    for key, value in resolve(config).items():
+        if value is None:
+            continue
+        name = _LIBRDKAFKA_NAMES.get(key)
+        if name is None:
+            raise SecurityConfigError(f"Kafka client setting {key!r} has no librdkafka equivalent")
+        if key == "bootstrap_servers" and not isinstance(value, str):
+            value = ",".join(value)
+        elif key == "security_protocol":
+            if value not in PROTOCOLS:
+                raise SecurityConfigError(
+                    f"security_protocol must be one of {', '.join(PROTOCOLS)}"
+                )
+            value = value.lower()
+        out[name] = value
+    if config.get("security_protocol") in TLS_PROTOCOLS:
+        out["ssl.endpoint.identification.algorithm"] = "https"
+    return out

@@ -1,7 +1,8 @@
 """``WriteToKafka``: produce ``KafkaWrite`` elements with an idempotent producer.
 
-One producer per worker process (``apache_beam.utils.shared.Shared``), ``acks=all`` and
-idempotence on. Each DoFn instance remembers the futures of its bundle and
+One producer per worker process (``apache_beam.utils.shared.Shared``): librdkafka's
+(``veil.transforms.kafkaio.producer``), ``acks=all``, idempotence on, Java's partitioner.
+Each DoFn instance remembers the futures of its bundle and
 ``finish_bundle`` flushes and checks them all, so no bundle completes (and no source
 offset is committed) before the broker acknowledged every record it produced. A failed
 send fails the bundle, which the runner retries: at-least-once, with deterministic keys.
@@ -28,15 +29,17 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.utils.shared import Shared
 
-from veil.transforms.kafkaio import client, transactions
+from veil.transforms.kafkaio import transactions
+from veil.transforms.kafkaio.producer import MAX_MESSAGE_BYTES, FlushTimeout, IdempotentProducer
 
 _LOGGER = logging.getLogger(__name__)
 
-MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+__all__ = ["MAX_MESSAGE_BYTES", "TopicWriter", "WriteToKafka"]
 
 # Per producer config (tag): how many times a failed bundle retired the shared producer.
-# A kafka-python idempotent producer whose batch the broker refused can stay in an error
-# state; every DoFn instance of the process moves to a fresh producer at its next bundle.
+# An idempotent producer whose batch the broker refused may be left in an error state
+# (librdkafka: a fatal idempotence error); every DoFn instance of the process moves to a
+# fresh producer at its next bundle.
 _GENERATIONS: dict[str, int] = {}
 
 
@@ -56,23 +59,12 @@ class TopicWriter(Protocol):
 
 
 class _SharedProducer:
-    """Weak-referenceable holder for one kafka-python producer."""
+    """Weak-referenceable holder for one process-wide ``IdempotentProducer``."""
 
     def __init__(self, config: dict):
-        from kafka import KafkaProducer
-
-        self.producer = KafkaProducer(
-            acks="all",
-            enable_idempotence=True,
-            max_in_flight_requests_per_connection=5,
-            # Bundles end in a flush, which sends at once whatever linger holds: a
-            # longer linger only batches more records per request (fewer wake-ups of
-            # kafka-python's I/O thread, which competes for the GIL), never delays a commit.
-            linger_ms=client.LINGER_MS,
-            batch_size=client.BATCH_BYTES,
-            max_request_size=MAX_MESSAGE_BYTES,
-            **client.resolve(config),
-        )
+        # linger.ms and batch.size: client.LINGER_MS and BATCH_BYTES (a bundle's flush
+        # sends at once whatever linger holds); requests up to MAX_MESSAGE_BYTES.
+        self.producer = IdempotentProducer(config)
 
 
 class _WriteFn(beam.DoFn):
@@ -171,7 +163,10 @@ class _WriteFn(beam.DoFn):
                 txn.flush(self._flush_timeout_s)
             self._transactions = {}
         else:
-            self._holder.producer.flush(timeout=self._flush_timeout_s)
+            try:
+                self._holder.producer.flush(timeout=self._flush_timeout_s)
+            except FlushTimeout:
+                pass  # the records still unacknowledged fail the bundle below
         for writer in self._writers.values():
             writer.settle()
         failed = [f for f in self._pending if not f.succeeded()]
@@ -179,11 +174,13 @@ class _WriteFn(beam.DoFn):
         if failed:
             if self._group is None:
                 self._retire_producer()
-            # kafka-python's errors name the broker condition, not the payload.
+            # Errors name the broker condition (librdkafka's error name, kafka-python's
+            # error class), never the payload.
             error = failed[0].exception if failed[0].is_done else None
+            condition = getattr(error, "condition", None) or type(error).__name__
             raise RuntimeError(
                 f"{len(failed)} record(s) not acknowledged by the broker: "
-                f"{type(error).__name__ if error else 'flush timed out'}"
+                f"{condition if error else 'flush timed out'}"
             )
 
 
@@ -199,7 +196,8 @@ class WriteToKafka(beam.PTransform):
         writes | WriteToKafka(config, topic_writers=[AuditChainSpec("veil.audit")])
 
     Args:
-        producer_config: kafka-python settings (bootstrap servers, security).
+        producer_config: client settings, kafka-python names (bootstrap servers,
+            security; ``veil.transforms.kafkaio.client``).
         flush_timeout_s: how long ``finish_bundle`` waits for acknowledgements.
         delivery: ``at_least_once`` (the shared idempotent producer) or
             ``exactly_once`` (the source partitions' transactions).
