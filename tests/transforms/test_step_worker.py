@@ -13,7 +13,7 @@ from veil_testing import beam_pipeline, media_record
 
 from veil.transforms.privacy import ApplyPrivacyStep, PrivacyError
 from veil.transforms.records import Source, WorkItem
-from veil.transforms.step_worker import StepFailed, StepRunner
+from veil.transforms.step_worker import StepFailed, StepRunner, dump_handler
 
 
 def _item(payload: bytes, offset=0) -> WorkItem:
@@ -160,5 +160,28 @@ def test_a_reply_that_breaks_the_protocol_fails_its_record_only():
         ]
         assert second.sanitized_payload == b"TWO" and first.sanitized_payload is None
         assert runner.restarts == 1
+    finally:
+        runner.close()
+
+
+class _LambdaHandler(ToyHandler):
+    """A handler plain pickle cannot carry (it holds a lambda)."""
+
+    def __init__(self):
+        self.shout = lambda data: data.upper() + b"!"
+
+    def process(self, model, item):
+        result = super().process(model, item)
+        return result.__class__(**{**vars(result), "payload": self.shout(item.record["payload"])})
+
+
+def test_a_handler_plain_pickle_cannot_carry_still_runs_through_beams_pickler():
+    handler = _LambdaHandler()
+    assert dump_handler(handler)[:1] == b"B"
+    runner = StepRunner(handler)
+    try:
+        item = _item(b"hey")
+        assert runner.run(item, 60.0) == {"TOY": 1}
+        assert item.sanitized_payload == b"HEY!"
     finally:
         runner.close()

@@ -49,7 +49,7 @@ from veil.transforms.keys import (
     keys_from_config,
 )
 from veil.transforms.operators import DROP, OperatorContext, apply_operator
-from veil.transforms.privacy import PrivacyError, PrivacyHandler, StepResult, entity_counts
+from veil.transforms.privacy_handler import PrivacyError, PrivacyHandler, StepResult, entity_counts
 from veil.transforms.records import ErrorCode, WorkItem
 from veil.transforms.text.normalize import normalize
 from veil.transforms.text.recognizers import (
