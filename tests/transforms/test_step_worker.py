@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import apache_beam as beam
@@ -162,6 +163,29 @@ def test_a_reply_that_breaks_the_protocol_fails_its_record_only():
         assert runner.restarts == 1
     finally:
         runner.close()
+
+
+def test_the_text_step_workers_child_imports_no_beam_and_no_presidio():
+    """The child unpickles the text handler and loads spaCy without importing Apache
+    Beam (the handler travels as plain pickle; the handler interface lives apart from
+    the Beam transform) or Presidio (spaCy's entry-point factories are skipped), nor any
+    other modality's decoders: each is start-up CPU a text record does not need."""
+    from step_import_probe import HEAVY_MODULES, ImportProbeHandler
+
+    from veil.transforms.classification import load_policy
+
+    handler = ImportProbeHandler(load_policy())
+    assert dump_handler(handler)[:1] == b"P"
+    runner = StepRunner(handler)
+    try:
+        runner.start()
+        item = _item(b"Contact John Smith at john.smith@example.com about the invoice.")
+        runner.run(item, 120.0)
+    finally:
+        runner.close()
+    report = json.loads(item.sanitized_payload)
+    assert report["sanitized"] == "Contact <PERSON> at <EMAIL_ADDRESS> about the invoice."
+    assert report["modules"] == {**dict.fromkeys(HEAVY_MODULES, False), "spacy": True}
 
 
 class _LambdaHandler(ToyHandler):

@@ -230,3 +230,14 @@ def test_text_longer_than_max_chars_is_too_large(text_handler):
             equal_to([("over", "PAYLOAD_TOO_LARGE", None)]),
             label="dead_letters",
         )
+
+
+def test_the_packaged_models_tokenizer_is_the_one_the_engine_builds():
+    """``load_text_model`` does not read the model's serialized tokenizer (spaCy builds
+    English's default one anyway): that is only right while the two are the same."""
+    import spacy
+
+    from veil.transforms.text.engine import UNUSED_COMPONENTS, load_text_model, spacy_model_path
+
+    packaged = spacy.load(spacy_model_path(), exclude=[*UNUSED_COMPONENTS, "ner"]).tokenizer
+    assert load_text_model().nlp.tokenizer.to_bytes() == packaged.to_bytes()

@@ -34,6 +34,7 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import re
@@ -172,12 +173,41 @@ def _load_text_model(ner: bool, recognizers: tuple) -> TextModel:
         import spacy
 
         model_path = spacy_model_path()
-        nlp = spacy.load(model_path, exclude=[c for c in UNUSED_COMPONENTS if c != "lemmatizer"])
+        # The tokenizer is not read from the model: spaCy builds English's default one
+        # in ``Language()`` anyway, and the packaged model's serialized tokenizer is that
+        # same one (``tests/transforms/test_text.py`` compares them), so reading it again
+        # would only add its 1,300 special cases a second time (0.2 CPU-seconds).
+        exclude = [c for c in UNUSED_COMPONENTS if c != "lemmatizer"] + ["tokenizer"]
+        with _without_entry_point_factories():
+            nlp = spacy.load(model_path, exclude=exclude)
         lexicon = EnglishLexicon(nlp.get_pipe("lemmatizer").lookups)
         nlp.remove_pipe("lemmatizer")
         versions["spacy"] = spacy.__version__
         versions[SPACY_MODEL_PACKAGE] = model_path.name.rsplit("-", 1)[-1]
     return TextModel(nlp, versions, plugins=plugins, lexicon=lexicon)
+
+
+@contextlib.contextmanager
+def _without_entry_point_factories():
+    """spaCy's ``Language()`` imports every package that offers a pipeline component
+    through the ``spacy_factories`` entry point, whether the pipeline uses it or not.
+    Presidio offers one (a Hugging Face token pipe), so every model load imported all of
+    ``presidio_analyzer`` and compiled its hundreds of patterns: about 0.6 CPU-seconds of
+    each step worker's start-up. The packaged model's components (``ner``,
+    ``lemmatizer``) are spaCy's own, so the entry points are left alone while it loads:
+    a pipeline that did name an entry-point component would fail to load (its step
+    fails closed), never run without it. Called under ``_MODELS_LOCK``."""
+    from spacy import util
+
+    registry = getattr(util.registry, "_entry_point_factories", None)
+    if registry is None or not hasattr(registry, "entry_points"):
+        yield  # another spaCy: load as it does
+        return
+    saved, registry.entry_points = registry.entry_points, False
+    try:
+        yield
+    finally:
+        registry.entry_points = saved
 
 
 def _ner_spans(model: TextModel, sentences: list[tuple[int, str]]) -> list[tuple[int, int, str]]:
