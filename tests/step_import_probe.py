@@ -10,7 +10,7 @@ from veil.transforms.privacy_handler import StepResult
 from veil.transforms.text import TextHandler
 
 #: Modules a step-worker child has no use for (``ImportProbeHandler`` reports them).
-HEAVY_MODULES = ("apache_beam", "presidio_analyzer", "cv2", "librosa", "av")
+HEAVY_MODULES = ("apache_beam", "presidio_analyzer", "jsonschema", "cv2", "librosa", "av")
 
 
 class ImportProbeHandler(TextHandler):
