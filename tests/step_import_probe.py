@@ -9,8 +9,9 @@ import sys
 from veil.transforms.privacy_handler import StepResult
 from veil.transforms.text import TextHandler
 
-#: Modules a step-worker child has no use for (``ImportProbeHandler`` reports them).
-HEAVY_MODULES = ("apache_beam", "presidio_analyzer", "jsonschema", "cv2", "librosa", "av")
+#: Modules a step-worker child has no use for (``ImportProbeHandler`` reports them);
+#: typer stands for spaCy's command line (``veil.transforms.text.engine._import_spacy``).
+HEAVY_MODULES = ("apache_beam", "presidio_analyzer", "jsonschema", "typer", "cv2", "librosa", "av")
 
 
 class ImportProbeHandler(TextHandler):

@@ -241,3 +241,27 @@ def test_the_packaged_models_tokenizer_is_the_one_the_engine_builds():
 
     packaged = spacy.load(spacy_model_path(), exclude=[*UNUSED_COMPONENTS, "ner"]).tokenizer
     assert load_text_model().nlp.tokenizer.to_bytes() == packaged.to_bytes()
+
+
+def test_spacy_imported_without_its_command_line_keeps_it_reachable():
+    """``load_text_model`` imports spaCy without ``spacy.cli`` (typer, weasel, requests);
+    ``spacy.info()`` and a later ``import spacy.cli`` still get spaCy's own. In a fresh
+    interpreter: this one may have imported spaCy already."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "from veil.transforms.text.engine import load_text_model\n"
+        "load_text_model()\n"
+        "assert 'typer' not in sys.modules and 'spacy.cli' not in sys.modules\n"
+        "import spacy\n"
+        "assert spacy.info()['spacy_version'] == spacy.__version__\n"
+        "import spacy.cli\n"
+        "assert callable(spacy.cli.download) and 'typer' in sys.modules\n"
+        "print('ok')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300
+    )
+    assert done.stdout.strip() == "ok", done.stderr[-2000:]

@@ -170,8 +170,7 @@ def _load_text_model(ner: bool, recognizers: tuple) -> TextModel:
         versions["presidio-recognizers"] = str(len(plugins))
     nlp = None
     if ner:
-        import spacy
-
+        spacy = _import_spacy()
         model_path = spacy_model_path()
         # The tokenizer is not read from the model: spaCy builds English's default one
         # in ``Language()`` anyway, and the packaged model's serialized tokenizer is that
@@ -185,6 +184,52 @@ def _load_text_model(ner: bool, recognizers: tuple) -> TextModel:
         versions["spacy"] = spacy.__version__
         versions[SPACY_MODEL_PACKAGE] = model_path.name.rsplit("-", 1)[-1]
     return TextModel(nlp, versions, plugins=plugins, lexicon=lexicon)
+
+
+def _import_spacy():
+    """``import spacy``, without importing spaCy's command line first.
+
+    ``spacy/__init__`` imports ``spacy.cli.info`` only to export ``spacy.info``, and
+    ``spacy.cli`` imports every command with typer, weasel, requests, httpx, jinja2 and
+    rich: about 0.3 CPU-seconds of a step worker's start-up, for a process that never
+    runs a spaCy command. While spaCy is first imported, ``spacy.cli.info`` is a
+    stand-in whose ``info`` imports and calls the real one; the stand-ins leave
+    ``sys.modules`` right after, so ``spacy.info()`` and any later ``import spacy.cli``
+    get spaCy's own. If spaCy's import needs more of ``spacy.cli`` than that, it is
+    imported again the ordinary way. Called under ``_MODELS_LOCK``."""
+    import sys
+    import types
+
+    if "spacy" in sys.modules:
+        import spacy
+
+        return spacy
+
+    def info(*args, **kwargs):
+        from spacy.cli.info import info as spacy_info
+
+        return spacy_info(*args, **kwargs)
+
+    cli = types.ModuleType("spacy.cli")
+    cli.__path__ = []  # a package with no submodules but the one below
+    cli_info = types.ModuleType("spacy.cli.info")
+    cli_info.info = info
+    sys.modules["spacy.cli"], sys.modules["spacy.cli.info"] = cli, cli_info
+    try:
+        import spacy
+    except ImportError:
+        spacy = None
+    finally:
+        for name, stub in (("spacy.cli.info", cli_info), ("spacy.cli", cli)):
+            if sys.modules.get(name) is stub:
+                del sys.modules[name]
+        package = sys.modules.get("spacy")
+        if package is not None and getattr(package, "cli", None) is cli:
+            del package.cli
+    if spacy is None:  # another spaCy: import it as it is
+        sys.modules.pop("spacy", None)
+        import spacy
+    return spacy
 
 
 @contextlib.contextmanager
