@@ -265,3 +265,31 @@ def test_spacy_imported_without_its_command_line_keeps_it_reachable():
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=300
     )
     assert done.stdout.strip() == "ok", done.stderr[-2000:]
+
+
+def test_spacy_import_falls_back_to_the_ordinary_one():
+    """If spaCy's import fails with the stand-in ``spacy.cli`` in place (a future spaCy
+    needing more of it), spaCy is imported again the ordinary way, with its own CLI."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "class Once:\n"
+        "    done = False\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'spacy.glossary' and not Once.done and 'spacy.cli' in sys.modules\\\n"
+        "                and not hasattr(sys.modules['spacy.cli'], 'setup_cli'):\n"
+        "            Once.done = True\n"
+        "            raise ImportError('needs more of spacy.cli')\n"
+        "sys.meta_path.insert(0, Once())\n"
+        "from veil.transforms.text.engine import _import_spacy\n"
+        "spacy = _import_spacy()\n"
+        "assert Once.done and spacy.Language is not None\n"
+        "assert hasattr(sys.modules['spacy.cli'], 'setup_cli')  # the real one\n"
+        "print('ok')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300
+    )
+    assert done.stdout.strip() == "ok", done.stderr[-2000:]
