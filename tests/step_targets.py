@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 
-from veil.transforms.privacy import PrivacyError, PrivacyHandler, StepResult
+from veil.transforms.privacy_handler import PrivacyError, PrivacyHandler, StepResult
 from veil.transforms.records import Classification
 
 

@@ -33,7 +33,6 @@ import yaml
 
 from veil.transforms import operators
 from veil.transforms.operators import OperatorSpec, spec_of
-from veil.transforms.validation import first_error
 
 SENSITIVITY_LEVELS = ("PUBLIC", "INTERNAL", "CONFIDENTIAL", "RESTRICTED")
 DEFAULT_POLICY = "policy-default.yaml"
@@ -358,6 +357,8 @@ def load_policy(path: str | Path | None = None) -> Policy:
 
 def parse_policy(raw, where: str = "policy", base_dir: Path | None = None) -> Policy:
     """Validates ``raw`` (the YAML document) against the schema and builds the ``Policy``."""
+    from veil.transforms.validation import first_error  # jsonschema: only here
+
     problem = first_error(policy_schema(), raw)
     if problem:
         raise PolicyError(f"{where}: {problem}")
@@ -416,6 +417,8 @@ def parse_policy(raw, where: str = "policy", base_dir: Path | None = None) -> Po
 
 def _parse_video(raw, where: str) -> VideoPolicy:
     """The ``video`` section alone (kept for callers that validate only it)."""
+    from veil.transforms.validation import first_error  # jsonschema: only here
+
     problem = first_error(policy_schema()["properties"]["video"], raw, prefix="video")
     if problem:
         raise PolicyError(f"{where}: {problem}")

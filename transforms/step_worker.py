@@ -41,7 +41,7 @@ import threading
 import time
 from typing import NamedTuple
 
-from veil.transforms.records import AuditStep, Classification, ErrorCode, WorkItem
+from veil.transforms.records import AuditStep, Classification, ErrorCode, PrivacyError, WorkItem
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -90,6 +90,49 @@ def _read_frame(fd: int, deadline: float | None, limit: int = MAX_REPLY_BYTES) -
     return _read_exact(fd, size, deadline)
 
 
+# --- the handler's journey ---------------------------------------------------------------
+
+# The first byte of the handler frame: how the rest was pickled.
+_PLAIN = b"P"  # the standard library's pickle: classes by reference, no Beam needed
+_BEAM = b"B"  # Beam's pickler (dill), for what plain pickle cannot carry
+
+
+def dump_handler(handler) -> bytes:
+    """``handler`` as the child's first frame.
+
+    Plain pickle when it can carry the handler (module-level classes, policies, compiled
+    patterns: every handler of the graph), so the child unpickles it without importing
+    Beam; otherwise (a lambda, a local class, anything defined in ``__main__``, which
+    the child's ``__main__`` does not hold) Beam's pickler, as before.
+    """
+    import pickle
+    import pickletools
+
+    try:
+        blob = pickle.dumps(handler, protocol=5)
+    except Exception:  # noqa: BLE001 - whatever it is, Beam's pickler gets its turn
+        blob = None
+    if blob is not None and not any(arg == "__main__" for _, arg, _ in pickletools.genops(blob)):
+        return _PLAIN + blob
+    from apache_beam.internal import pickler
+
+    return _BEAM + pickler.dumps(handler)
+
+
+def load_handler(frame: bytes):
+    """The handler from ``dump_handler``'s frame (in the child)."""
+    import pickle
+
+    kind, blob = frame[:1], frame[1:]
+    if kind == _PLAIN:
+        return pickle.loads(blob)
+    if kind == _BEAM:
+        from apache_beam.internal import pickler
+
+        return pickler.loads(blob)
+    raise ValueError("unknown handler encoding")
+
+
 # --- the child ---------------------------------------------------------------------------
 
 
@@ -115,7 +158,9 @@ def _serve() -> None:  # pragma: no cover - runs in the child process
     """The child's loop: load the handler's model once, then one record per request."""
     import pickle
 
-    from veil.transforms.privacy import PrivacyError, settle
+    # Not ``veil.transforms.privacy``: that module is the Beam transform, and importing
+    # Beam would cost this process about a CPU-second for nothing.
+    from veil.transforms.privacy_handler import settle
 
     rfd, wfd = sys.stdin.fileno(), sys.stdout.fileno()
     # Nothing the handler prints may reach the parent's channel.
@@ -123,9 +168,7 @@ def _serve() -> None:  # pragma: no cover - runs in the child process
     rfd, wfd = os.dup(rfd), os.dup(wfd)
     os.dup2(devnull, 1)
     os.dup2(devnull, 2)
-    from apache_beam.internal import pickler
-
-    handler = pickler.loads(_read_frame(rfd, None, 1 << 30))
+    handler = load_handler(_read_frame(rfd, None, 1 << 30))
     model = handler.load()
     _write_frame(wfd, json.dumps({"ready": True, "detectors": handler.detectors(model)}).encode())
     while True:
@@ -311,9 +354,7 @@ class StepRunner:
     """
 
     def __init__(self, handler, startup_s: float = 300.0, window: int = 32):
-        from apache_beam.internal import pickler
-
-        self._blob = pickler.dumps(handler)  # Beam's pickler: handlers hold policies
+        self._blob = dump_handler(handler)
         self._startup_s = startup_s
         self._child: _Child | None = None
         self._lock = threading.Lock()
@@ -476,8 +517,6 @@ class StepRunner:
 
     def _settle(self, child: _Child, data: bytes, out: list) -> None:
         """The head record's reply: checked field by field, never unpickled."""
-        from veil.transforms.privacy import PrivacyError
-
         # Not JSON: a protocol break; the caller replaces the child and fails the head
         # record (this one, still in flight), so no record is left without an outcome.
         reply = json.loads(data)
@@ -506,8 +545,6 @@ class StepRunner:
         out.append(StepOutcome(entry.token, entry.item, counts, error, float(elapsed)))
 
     def _fail_head(self, out: list, code: str) -> None:
-        from veil.transforms.privacy import PrivacyError
-
         entry = self._inflight.popleft()
         out.append(StepOutcome(entry.token, entry.item, None, PrivacyError(code), None))
 

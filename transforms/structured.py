@@ -40,7 +40,7 @@ from veil.transforms.keys import (
     keys_from_config,
 )
 from veil.transforms.operators import DROP, OperatorContext, apply_operator
-from veil.transforms.privacy import PrivacyError, PrivacyHandler, StepResult
+from veil.transforms.privacy_handler import PrivacyError, PrivacyHandler, StepResult
 from veil.transforms.records import ErrorCode, WorkItem
 from veil.transforms.text import TextHandler, TextModel, anonymize_spans, detect, select_spans
 from veil.transforms.text.recognizers import pattern_findings

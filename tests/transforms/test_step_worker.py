@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import apache_beam as beam
@@ -17,7 +18,7 @@ from veil_testing import beam_pipeline, media_record
 
 from veil.transforms.privacy import ApplyPrivacyStep, PrivacyError, PrivacyStepFn
 from veil.transforms.records import Source, WorkItem
-from veil.transforms.step_worker import StepFailed, StepRunner
+from veil.transforms.step_worker import StepFailed, StepRunner, dump_handler
 
 
 def _item(payload: bytes, offset=0) -> WorkItem:
@@ -209,3 +210,49 @@ def test_step_instances_share_a_step_worker_one_bundle_at_a_time():
     finally:
         for fn in (first, second):
             fn.teardown()
+
+
+def test_the_text_step_workers_child_imports_no_beam_and_no_presidio():
+    """The child unpickles the text handler and loads spaCy without importing Apache
+    Beam (the handler travels as plain pickle; the handler interface lives apart from
+    the Beam transform) or Presidio (spaCy's entry-point factories are skipped), nor any
+    other modality's decoders: each is start-up CPU a text record does not need."""
+    from step_import_probe import HEAVY_MODULES, ImportProbeHandler
+
+    from veil.transforms.classification import load_policy
+
+    handler = ImportProbeHandler(load_policy())
+    assert dump_handler(handler)[:1] == b"P"
+    runner = StepRunner(handler)
+    try:
+        runner.start()
+        item = _item(b"Contact John Smith at john.smith@example.com about the invoice.")
+        runner.run(item, 120.0)
+    finally:
+        runner.close()
+    report = json.loads(item.sanitized_payload)
+    assert report["sanitized"] == "Contact <PERSON> at <EMAIL_ADDRESS> about the invoice."
+    assert report["modules"] == {**dict.fromkeys(HEAVY_MODULES, False), "spacy": True}
+
+
+class _LambdaHandler(ToyHandler):
+    """A handler plain pickle cannot carry (it holds a lambda)."""
+
+    def __init__(self):
+        self.shout = lambda data: data.upper() + b"!"
+
+    def process(self, model, item):
+        result = super().process(model, item)
+        return result.__class__(**{**vars(result), "payload": self.shout(item.record["payload"])})
+
+
+def test_a_handler_plain_pickle_cannot_carry_still_runs_through_beams_pickler():
+    handler = _LambdaHandler()
+    assert dump_handler(handler)[:1] == b"B"
+    runner = StepRunner(handler)
+    try:
+        item = _item(b"hey")
+        assert runner.run(item, 60.0) == {"TOY": 1}
+        assert item.sanitized_payload == b"HEY!"
+    finally:
+        runner.close()

@@ -230,3 +230,66 @@ def test_text_longer_than_max_chars_is_too_large(text_handler):
             equal_to([("over", "PAYLOAD_TOO_LARGE", None)]),
             label="dead_letters",
         )
+
+
+def test_the_packaged_models_tokenizer_is_the_one_the_engine_builds():
+    """``load_text_model`` does not read the model's serialized tokenizer (spaCy builds
+    English's default one anyway): that is only right while the two are the same."""
+    import spacy
+
+    from veil.transforms.text.engine import UNUSED_COMPONENTS, load_text_model, spacy_model_path
+
+    packaged = spacy.load(spacy_model_path(), exclude=[*UNUSED_COMPONENTS, "ner"]).tokenizer
+    assert load_text_model().nlp.tokenizer.to_bytes() == packaged.to_bytes()
+
+
+def test_spacy_imported_without_its_command_line_keeps_it_reachable():
+    """``load_text_model`` imports spaCy without ``spacy.cli`` (typer, weasel, requests);
+    ``spacy.info()`` and a later ``import spacy.cli`` still get spaCy's own. In a fresh
+    interpreter: this one may have imported spaCy already."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "from veil.transforms.text.engine import load_text_model\n"
+        "load_text_model()\n"
+        "assert 'typer' not in sys.modules and 'spacy.cli' not in sys.modules\n"
+        "import spacy\n"
+        "assert spacy.info()['spacy_version'] == spacy.__version__\n"
+        "import spacy.cli\n"
+        "assert callable(spacy.cli.download) and 'typer' in sys.modules\n"
+        "print('ok')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300
+    )
+    assert done.stdout.strip() == "ok", done.stderr[-2000:]
+
+
+def test_spacy_import_falls_back_to_the_ordinary_one():
+    """If spaCy's import fails with the stand-in ``spacy.cli`` in place (a future spaCy
+    needing more of it), spaCy is imported again the ordinary way, with its own CLI."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "class Once:\n"
+        "    done = False\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'spacy.glossary' and not Once.done and 'spacy.cli' in sys.modules\\\n"
+        "                and not hasattr(sys.modules['spacy.cli'], 'setup_cli'):\n"
+        "            Once.done = True\n"
+        "            raise ImportError('needs more of spacy.cli')\n"
+        "sys.meta_path.insert(0, Once())\n"
+        "from veil.transforms.text.engine import _import_spacy\n"
+        "spacy = _import_spacy()\n"
+        "assert Once.done and spacy.Language is not None\n"
+        "assert hasattr(sys.modules['spacy.cli'], 'setup_cli')  # the real one\n"
+        "print('ok')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300
+    )
+    assert done.stdout.strip() == "ok", done.stderr[-2000:]

@@ -48,7 +48,7 @@ from veil.transforms.classification import (
 )
 from veil.transforms.fixes import fix_for
 from veil.transforms.keys import KeyUnavailable, SubjectKeyErased, keys_from_config
-from veil.transforms.privacy import PrivacyError, PrivacyHandler, StepResult, entity_counts
+from veil.transforms.privacy_handler import PrivacyError, PrivacyHandler, StepResult, entity_counts
 from veil.transforms.records import ErrorCode, WorkItem
 from veil.transforms.sandbox import NATIVE_DECODERS, SandboxConfig, sandbox_for
 

@@ -39,7 +39,7 @@ from veil.transforms.image.ocr import OcrPasses
 from veil.transforms.media.faces import CenterFace, DetectorConfig
 from veil.transforms.media.models import CENTERFACE, ModelError, model_path
 from veil.transforms.media.regions import RegionStyle, cover
-from veil.transforms.privacy import PrivacyError, PrivacyHandler, StepResult
+from veil.transforms.privacy_handler import PrivacyError, PrivacyHandler, StepResult
 from veil.transforms.records import AuditStep, ErrorCode, WorkItem
 from veil.transforms.sandbox import NATIVE_DECODERS, SandboxConfig, sandbox_for
 

@@ -23,7 +23,6 @@ import dataclasses
 from typing import ClassVar
 
 from veil.transforms.keys import SecretKeys
-from veil.transforms.validation import first_error
 
 
 class OperatorError(ValueError):
@@ -142,6 +141,8 @@ def operator_schema() -> dict:
 
 def parse_operator(raw, where: str) -> OperatorSpec:
     """Validates ``{"operator": name, ...params}`` (or a bare name) from the policy."""
+    from veil.transforms.validation import first_error  # jsonschema: only here
+
     problem = first_error(operator_schema(), raw, prefix=where)
     if problem:
         raise OperatorError(problem)

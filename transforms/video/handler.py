@@ -49,7 +49,7 @@ from veil.transforms.fixes import fix_for
 from veil.transforms.media.faces import CenterFace
 from veil.transforms.media.models import CENTERFACE, ModelError, model_path, verify
 from veil.transforms.media.regions import RegionStyle
-from veil.transforms.privacy import PrivacyError, PrivacyHandler, StepResult
+from veil.transforms.privacy_handler import PrivacyError, PrivacyHandler, StepResult
 from veil.transforms.records import AuditStep, ErrorCode, WorkItem
 from veil.transforms.sandbox import SandboxConfig, run_isolated, sandbox_for
 from veil.transforms.video.container import (
