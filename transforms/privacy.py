@@ -82,12 +82,25 @@ class _StepRunners:
     reading stage fused with the text step had four processors alive at once on one
     Flink worker, each with its own child and model load. Lent per bundle, a runner
     serves whichever instance is processing; instances waiting for a checkpoint hold
-    none. Keyed by the pickled handler, so only identical steps share a worker.
+    none. Keyed by the pickled handler, so only identical steps share a worker. When the
+    last instance of a step is torn down, its idle workers are stopped (and reaped).
     """
 
     def __init__(self):
         self._lock = threading.Lock()
         self._idle: dict[str, list] = collections.defaultdict(list)
+        self._users: collections.Counter = collections.Counter()
+
+    def attach(self, key: str) -> None:
+        with self._lock:
+            self._users[key] += 1
+
+    def detach(self, key: str) -> None:
+        with self._lock:
+            self._users[key] -= 1
+            idle = self._idle.pop(key, []) if self._users[key] <= 0 else []
+        for runner in idle:
+            runner.close()
 
     def take(self, key: str, factory: Callable[[], object]):
         with self._lock:
@@ -140,6 +153,7 @@ class PrivacyStepFn(beam.DoFn):
 
             # The frame the step worker's child gets: equal frames, interchangeable runners.
             self._runner_key = hashlib.sha256(dump_handler(self._handler)).hexdigest()
+            _STEP_RUNNERS.attach(self._runner_key)
 
     def _take_runner(self):
         """This bundle's step worker (its child starts with the bundle's first record)."""
@@ -287,6 +301,9 @@ class PrivacyStepFn(beam.DoFn):
     def teardown(self):
         if getattr(self, "_runner", None) is not None:  # a bundle that failed: discard
             self._runner.close()
+            self._runner = None
+        if self._preempt and hasattr(self, "_runner_key"):
+            _STEP_RUNNERS.detach(self._runner_key)
 
     def _fail(self, item: WorkItem, code: str, error_class: str | None, windowed=None):
         Metrics.counter(f"veil.{self._handler.stage}", f"dead_letter_{code}").inc()

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 
 import apache_beam as beam
@@ -210,6 +211,10 @@ def test_step_instances_share_a_step_worker_one_bundle_at_a_time():
     finally:
         for fn in (first, second):
             fn.teardown()
+    # The last instance's teardown stopped (and reaped) the idle workers.
+    for pid in set(pids + other):
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
 
 
 def test_the_text_step_workers_child_imports_no_beam_and_no_presidio():
