@@ -58,7 +58,7 @@ def _platform_run():
 
 
 _run = _platform_run()
-start_broker, text_corpus = _run.start_broker, _run.text_corpus
+bench_broker, text_corpus = _run.bench_broker, _run.text_corpus
 
 
 def free_port() -> int:
@@ -420,23 +420,14 @@ def main():
 
         key = Path(tempfile.mkdtemp(prefix="veil-bench-ids-")) / "record-id.key"
         os.environ["VEIL_RECORD_ID_KEY_FILE"] = str(write_key_file(key))
-    broker_dir, bootstrap = None, args.bootstrap
-    if bootstrap is None:
-        broker_dir, bootstrap = start_broker()
     results = []
-    try:
+    with bench_broker(args.bootstrap) as (bootstrap, broker_dir):
         with FlinkSession(slots=max(p for p, _, _ in cases)) as session:
             session.broker_hint = broker_dir or ""
             for parallelism, redistribute, workers in cases:
                 results.append(
                     run_case(bootstrap, session, parallelism, args.records, redistribute, workers)
                 )
-    finally:
-        if broker_dir:
-            subprocess.run(
-                ["bash", str(REPO / "deploy/kafka/kafka.sh"), "stop", broker_dir],
-                capture_output=True,
-            )
     print(
         f"{'case':>11} {'records':>8} {'job s':>7} {'steady rec/s':>13} "
         f"{'workers':>8} {'conserved':>9} {'committed':>9}"

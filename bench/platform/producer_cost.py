@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from run import start_broker  # noqa: E402
+from run import bench_broker  # noqa: E402
 
 BUNDLE = 1000
 
@@ -80,11 +80,7 @@ def main():
 
     from veil.transforms.kafkaio import TopicSpec, ensure_topics
 
-    broker_dir = None
-    bootstrap = args.bootstrap
-    if bootstrap is None:
-        broker_dir, bootstrap = start_broker()
-    try:
+    with bench_broker(args.bootstrap) as (bootstrap, _):
         topic = f"p{uuid.uuid4().hex[:8]}.cost"
         ensure_topics({"bootstrap_servers": bootstrap}, [TopicSpec(topic, 3)])
         records = [(f"subject-{i % 500}".encode(), b"x" * 200) for i in range(args.records)]
@@ -107,15 +103,6 @@ def main():
             )
         k, r = totals["K kafka-python"], totals["R librdkafka"]
         print(f"ratio CPU K/R: {k[0] / r[0]:.2f}, sending thread K/R: {k[1] / r[1]:.2f}")
-    finally:
-        if broker_dir:
-            import subprocess
-
-            subprocess.run(
-                ["bash", str(Path(__file__).resolve().parents[2] / "deploy/kafka/kafka.sh"),
-                 "stop", broker_dir],
-                capture_output=True,
-            )  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ ratios, not absolute numbers.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import resource
 import subprocess
 import sys
@@ -63,6 +64,23 @@ def start_broker():
         text=True,
     )
     return directory, out.stdout.strip().splitlines()[-1]
+
+
+@contextlib.contextmanager
+def bench_broker(bootstrap=None):
+    """Yields ``(bootstrap, broker_dir)``: the broker given, or one started here (in a
+    temporary directory, ``broker_dir``) and stopped on the way out."""
+    if bootstrap is not None:
+        yield bootstrap, None
+        return
+    directory, bootstrap = start_broker()
+    try:
+        yield bootstrap, directory
+    finally:
+        subprocess.run(
+            ["bash", str(REPO / "deploy/kafka/kafka.sh"), "stop", directory],
+            capture_output=True,
+        )
 
 
 def produce(bootstrap, topic, values, keys=None):
@@ -256,11 +274,7 @@ def main():
     from veil.transforms.emit import TopicNames
     from veil.transforms.kafkaio import TopicSpec, ensure_topics
 
-    broker_dir = None
-    bootstrap = args.bootstrap
-    if bootstrap is None:
-        broker_dir, bootstrap = start_broker()
-    try:
+    with bench_broker(args.bootstrap) as (bootstrap, _):
         client = {"bootstrap_servers": bootstrap}
         run = uuid.uuid4().hex[:8]
         src, dst_a, dst_b = f"b{run}.src", f"b{run}.a", f"b{run}.b"
@@ -285,12 +299,6 @@ def main():
         ensure_topics(client, topic_specs(names_e))
         produce_media_records(bootstrap, names_e.raw, records[:small])
         e, e_cpu = bench_veil_pipeline(bootstrap, names_e, small)
-    finally:
-        if broker_dir:
-            subprocess.run(
-                ["bash", str(REPO / "deploy/kafka/kafka.sh"), "stop", broker_dir],
-                capture_output=True,
-            )
 
     n, t = args.records, args.text_records
     print(f"{'case':58} {'records':>8} {'seconds':>8} {'rec/s':>9}")
