@@ -30,7 +30,6 @@ from pathlib import Path
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from veil.pipelines.options import LOCAL_RUNNER, ConfigError, VeilOptions, check_runner
-from veil.pipelines.scaleout import check_redistribute
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -113,15 +112,12 @@ def _flink_defaults(argv: list[str], options: PipelineOptions) -> list[str]:
     if bounded or veil.veil_idle_stop_s:
         # A drained job's last bundles are finalized (offsets committed) only by a
         # checkpoint that completes before the sources shut down: stay idle for two
-        # checkpoint intervals, three when redistributing (commits wait one more
-        # checkpoint there, veil.pipelines.scaleout). (At parallelism 2 a 5 s idle under
-        # a 10 s interval ended jobs with one partition's last offsets uncommitted.)
-        redistributed = check_redistribute(
-            options, veil.veil_redistribute, "FlinkRunner", veil.veil_delivery
-        )
-        rounds = 3 if redistributed else 2
+        # checkpoint intervals. (At parallelism 2 a 5 s idle under a 10 s interval
+        # ended jobs with one partition's last offsets uncommitted.) Redistributed, a
+        # partition's last offsets wait for its next records instead (or for the commit
+        # after a bounded job is done): idling longer would not commit them.
         idle_ms = max(
-            FLINK_IDLE_SHUTDOWN_MS, int(veil.veil_idle_stop_s * 1000), rounds * interval + 1000
+            FLINK_IDLE_SHUTDOWN_MS, int(veil.veil_idle_stop_s * 1000), 2 * interval + 1000
         )
         add("shutdown_sources_after_idle_ms", idle_ms)
     if added:

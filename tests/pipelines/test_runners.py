@@ -17,26 +17,14 @@ def _flag(argv, name):
 @pytest.mark.parametrize(
     "extra, interval, idle",
     [
-        # Parallelism unset: redistributed (auto), so commits wait one more checkpoint.
-        (["--veil_read_mode=bounded"], 2000, 7000),
-        (["--veil_read_mode=bounded", "--parallelism=1"], 2000, 5000),
-        (["--veil_read_mode=bounded", "--veil_redistribute=off"], 2000, 5000),
-        (["--veil_read_mode=bounded", "--checkpointing_interval", "5000"], None, 16000),
-        (["--veil_read_mode=unbounded", "--veil_idle_stop_s=30"], 10000, 31000),
+        (["--veil_read_mode=bounded"], 2000, 5000),
+        (["--veil_read_mode=bounded", "--checkpointing_interval", "5000"], None, 11000),
+        (["--veil_read_mode=unbounded", "--veil_idle_stop_s=30"], 10000, 30000),
         (["--veil_read_mode=unbounded"], 10000, None),
     ],
-    ids=[
-        "bounded",
-        "bounded-p1",
-        "bounded-fused",
-        "bounded-own-interval",
-        "idle-stop",
-        "streaming",
-    ],
+    ids=["bounded", "bounded-own-interval", "idle-stop", "streaming"],
 )
-def test_sources_stay_idle_for_the_checkpoints_that_commit(extra, interval, idle):
-    """Two checkpoint intervals (the last bundles' finalization), three when
-    redistributed (commits wait for the next checkpoint, ``_DeferredCommits``)."""
+def test_sources_stay_idle_for_two_checkpoint_intervals(extra, interval, idle):
     argv = prepare_argv(["--runner=FlinkRunner", JAR, *extra])
     assert _flag(argv, "checkpointing_interval") == interval  # None: the user's, kept
     assert _flag(argv, "shutdown_sources_after_idle_ms") == idle
