@@ -165,8 +165,8 @@ def _load_text_model(ner: bool, recognizers: tuple) -> TextModel:
         spacy = _import_spacy()
         model_path = spacy_model_path()
         # The tokenizer is read from the model although spaCy's ``Language()`` has just
-        # built English's default one (0.2 CPU-seconds twice): in the full suite the two
-        # differed (a clean-clone run), so the packaged model's own rules are kept.
+        # built English's default one (0.2 CPU-seconds twice): the packaged model's own
+        # rules, whatever spaCy's defaults (tests/transforms/test_text.py compares them).
         exclude = [c for c in UNUSED_COMPONENTS if c != "lemmatizer"]
         with _without_entry_point_factories():
             nlp = spacy.load(model_path, exclude=exclude)
