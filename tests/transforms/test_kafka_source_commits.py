@@ -56,7 +56,7 @@ def test_a_partition_commits_its_highest_offset_of_the_round():
     commits = _DeferredCommits(gap_s=0.5)
     _finalize(commits, P0, 30, now=1.0)
     _finalize(commits, P0, 12, now=1.1)  # an older bundle's finalization, later
-    assert _finalize(commits, P0, None, now=3.0) == 30
+    assert _finalize(commits, P0, 31, now=3.0) == 30
 
 
 def test_one_instance_per_process_and_group():

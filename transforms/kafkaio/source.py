@@ -241,7 +241,7 @@ class _ReadPartitionFn(beam.DoFn, RestrictionProvider):
         txn.commit(next_offset)
         self._commits.inc()
 
-    def _commit(self, tp, next_offset: int | None) -> None:
+    def _commit(self, tp, next_offset: int) -> None:
         """Commits ``tp`` up to ``next_offset`` on finalization (deferred: what an
         earlier round finalized, ``_DeferredCommits``)."""
         from kafka.structs import OffsetAndMetadata
@@ -399,15 +399,14 @@ class _DeferredCommits:
         self._held: dict = {}  # tp -> next offset, finalized in tp's current round
         self._last: dict = {}  # tp -> when tp's previous finalization ended (monotonic)
 
-    def finalized(self, tp, next_offset: int | None, now: float) -> int | None:
-        """Records a finalization of ``tp`` up to ``next_offset`` (None: nothing new);
-        returns the offset now safe to commit for ``tp``, if any."""
+    def finalized(self, tp, next_offset: int, now: float) -> int | None:
+        """Records a finalization of ``tp`` up to ``next_offset``; returns the offset
+        now safe to commit for ``tp``, if any."""
         due = None
         last = self._last.get(tp)
         if last is not None and now - last >= self._gap_s:
             due = self._held.pop(tp, None)  # a later checkpoint completed
-        if next_offset is not None:
-            self._held[tp] = max(next_offset, self._held.get(tp, next_offset))
+        self._held[tp] = max(next_offset, self._held.get(tp, next_offset))
         return due
 
     def done(self, tp, now: float) -> None:
