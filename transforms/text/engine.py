@@ -164,12 +164,9 @@ def _load_text_model(ner: bool, recognizers: tuple) -> TextModel:
     if ner:
         spacy = _import_spacy()
         model_path = spacy_model_path()
-        # The tokenizer is read from the model although spaCy's ``Language()`` has just
-        # built English's default one (0.2 CPU-seconds twice): the packaged model's own
-        # rules, whatever spaCy's defaults (tests/transforms/test_text.py compares them).
         exclude = [c for c in UNUSED_COMPONENTS if c != "lemmatizer"]
-        with _without_entry_point_factories():
-            nlp = spacy.load(model_path, exclude=exclude)
+        with _without_entry_points(spacy):
+            nlp = spacy.load(model_path, exclude=exclude, config=_tokenizer_config(model_path))
         lexicon = EnglishLexicon(nlp.get_pipe("lemmatizer").lookups)
         nlp.remove_pipe("lemmatizer")
         versions["spacy"] = spacy.__version__
@@ -223,27 +220,54 @@ def _import_spacy():
     return spacy
 
 
-@contextlib.contextmanager
-def _without_entry_point_factories():
-    """spaCy's ``Language()`` imports every package that offers a pipeline component
-    through the ``spacy_factories`` entry point, whether the pipeline uses it or not.
-    Presidio offers one (a Hugging Face token pipe), so every model load imported all of
-    ``presidio_analyzer`` and compiled its hundreds of patterns: about 0.6 CPU-seconds of
-    each step worker's start-up. The packaged model's components (``ner``,
-    ``lemmatizer``) are spaCy's own, so the entry points are left alone while it loads:
-    a pipeline that did name an entry-point component would fail to load (its step
-    fails closed), never run without it. Called under ``_MODELS_LOCK``."""
-    from spacy import util
+#: Builds an empty tokenizer for ``spacy.load`` to fill from the model's own files.
+SERIALIZED_TOKENIZER = "veil.SerializedTokenizer.v1"
 
-    registry = getattr(util.registry, "_entry_point_factories", None)
-    if registry is None or not hasattr(registry, "entry_points"):
-        yield  # another spaCy: load as it does
-        return
-    saved, registry.entry_points = registry.entry_points, False
+
+def _tokenizer_config(model_path: Path) -> dict:
+    """``spacy.load``'s config overrides: the tokenizer starts empty when the model holds
+    a serialized one. spaCy's ``Language()`` would first build English's default tokenizer
+    (its affix patterns compiled, 2,694 special cases added) and ``from_disk`` then reset
+    all of it and read the model's: 0.1-0.2 CPU-seconds of every step worker's start-up
+    spent on a tokenizer nobody uses. ``Tokenizer.from_bytes`` resets every setting before
+    reading the file, so the result is the packaged model's tokenizer either way
+    (tests/transforms/test_text.py compares the bytes). A model without a tokenizer
+    file keeps spaCy's default."""
+    if not (model_path / "tokenizer").is_file():
+        return {}
+    from spacy import util
+    from spacy.tokenizer import Tokenizer
+
+    def create():
+        return lambda nlp: Tokenizer(nlp.vocab)
+
+    if SERIALIZED_TOKENIZER not in util.registry.tokenizers:
+        util.registry.tokenizers.register(SERIALIZED_TOKENIZER, func=create)
+    return {"nlp": {"tokenizer": {"@tokenizers": SERIALIZED_TOKENIZER}}}
+
+
+@contextlib.contextmanager
+def _without_entry_points(spacy):
+    """spaCy's registries look their names up in the installed packages' entry points
+    too: ``Language()`` imports every package that offers a pipeline component through
+    ``spacy_factories`` whether the pipeline uses it or not (Presidio offers one, a
+    Hugging Face token pipe: all of ``presidio_analyzer`` and its hundreds of patterns,
+    about 0.6 CPU-seconds), and every other lookup scans all entry points again (about
+    75 scans per load). The packaged model names spaCy's own functions only
+    (``spacy.*`` in its config.cfg), so entry points are left alone while it loads: a
+    pipeline that did name an entry-point function would fail to load (its step fails
+    closed), never run without it. Called under ``_MODELS_LOCK``."""
+    util = spacy.util
+    registries = [getattr(util.registry, name) for name in util.registry.get_registry_names()]
+    registries.append(getattr(util.registry, "_entry_point_factories", None))
+    switched = [r for r in registries if getattr(r, "entry_points", False) is True]
+    for registry in switched:
+        registry.entry_points = False
     try:
         yield
     finally:
-        registry.entry_points = saved
+        for registry in switched:
+            registry.entry_points = True
 
 
 def _ner_spans(model: TextModel, sentences: list[tuple[int, str]]) -> list[tuple[int, int, str]]:
