@@ -343,16 +343,44 @@ def default_policy_path() -> Path:
     return Path(__file__).resolve().parent.parent / "pipelines" / "data" / DEFAULT_POLICY
 
 
+#: libyaml's safe loader where PyYAML was built with it (PyPI's wheels are): a tenth of the
+#: pure-Python loader's CPU, which every ``veil`` process paid once per policy read.
+_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def load_yaml(text: str):
+    """``yaml.safe_load`` through libyaml when available (the same safe constructors)."""
+    return yaml.load(text, Loader=_SAFE_LOADER)  # noqa: S506 - a safe loader, see above
+
+
+#: Policies already parsed in this process, by file and text: a run reads its policy
+#: more than once (``veil sanitize`` checks it before building the graph, which reads it
+#: again). Only those that read no other file (no Presidio recognizer files).
+_PARSED: dict = {}
+_PARSED_MAX = 8
+
+
 def load_policy(path: str | Path | None = None) -> Policy:
     """Reads and validates a policy file (the packaged default when ``path`` is None)."""
     path = Path(path) if path else default_policy_path()
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise PolicyError(f"policy file {path} cannot be read: {exc.strerror}") from None
+    key = (str(path.resolve()), text)
+    policy = _PARSED.get(key)
+    if policy is not None:
+        return policy
+    try:
+        raw = load_yaml(text)
     except yaml.YAMLError as exc:
         raise PolicyError(f"policy file {path} is not valid YAML: {exc}") from None
-    return parse_policy(raw, str(path), path.parent)
+    policy = parse_policy(raw, str(path), path.parent)
+    if not policy.text.recognizers:
+        if len(_PARSED) >= _PARSED_MAX:
+            _PARSED.clear()
+        _PARSED[key] = policy
+    return policy
 
 
 def parse_policy(raw, where: str = "policy", base_dir: Path | None = None) -> Policy:

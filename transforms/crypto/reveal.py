@@ -41,8 +41,6 @@ import secrets
 import time
 from pathlib import Path
 
-import yaml
-
 from veil.transforms.crypto.aead import DecryptionError, is_role_envelope
 from veil.transforms.crypto.service import (
     BOUND_SCHEMA,
@@ -50,6 +48,7 @@ from veil.transforms.crypto.service import (
     KeyService,
     protection_binding,
 )
+from veil.transforms.policy import load_yaml
 from veil.transforms.version import __version__ as PIPELINE_VERSION
 
 STAGE = "reveal"
@@ -70,7 +69,7 @@ class RevealPolicy:
         from veil.transforms.classification import default_policy_path
 
         data = Path(path or default_policy_path()).read_bytes()
-        raw = yaml.safe_load(data.decode("utf-8"))
+        raw = load_yaml(data.decode("utf-8"))
         section = (raw or {}).get("reidentification") or {}
         if not isinstance(section, dict):
             raise ValueError("reidentification must be a mapping")

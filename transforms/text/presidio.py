@@ -41,6 +41,8 @@ from typing import TYPE_CHECKING
 
 import yaml
 
+from veil.transforms.policy import load_yaml
+
 if TYPE_CHECKING:
     from veil.transforms.text.recognizers.base import Finding
 
@@ -76,7 +78,7 @@ def parse_recognizer_entries(raw, where: str, base_dir: Path | None) -> tuple:
             if not path.is_absolute() and base_dir is not None:
                 path = base_dir / path
             try:
-                loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+                loaded = load_yaml(path.read_text(encoding="utf-8"))
             except OSError as exc:
                 raise _policy_error(f"{at}: {path} cannot be read: {exc.strerror}") from None
             except yaml.YAMLError:
