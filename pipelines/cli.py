@@ -785,6 +785,9 @@ HANDLERS = {
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    # Before Beam's import loads numpy: the driver multiplies no matrices, and OpenBLAS's
+    # thread pool (one thread per core, started as numpy loads) costs every command CPU.
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     try:
         top = parser()
         split = next((i for i, a in enumerate(argv) if not a.startswith("-")), None)

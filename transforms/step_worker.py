@@ -235,6 +235,9 @@ class _Child:
     def __init__(self, handler_blob: bytes, startup_s: float):
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+        # One record at a time: OpenBLAS's thread pool (started, one thread per core, when
+        # numpy loads) only costs the child CPU at start-up (~0.04 CPU-s here).
+        env.setdefault("OPENBLAS_NUM_THREADS", "1")
         self.proc = subprocess.Popen(
             [sys.executable, "-c", "from veil.transforms.step_worker import _serve; _serve()"],
             stdin=subprocess.PIPE,
