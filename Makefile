@@ -26,7 +26,11 @@ $(VENV)/.installed: setup.py requirements/models.txt requirements/constraints.tx
 	$(PY) -m pip install -q -c requirements/constraints.txt -e ".[test]"
 	@touch $@
 
+# Veil's own modules are byte-compiled as pip does for an installed wheel: the editable
+# install leaves them to be compiled on import, and with PYTHONDONTWRITEBYTECODE set (as in
+# containers and CI) every process compiles them again (~0.1 CPU-s per `veil` start-up).
 venv: $(VENV)/.installed
+	@$(PY) -m compileall -q pipelines transforms schemas >/dev/null
 
 broker-fetch: prereqs
 	@bash deploy/kafka/kafka.sh fetch
