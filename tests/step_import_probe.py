@@ -11,7 +11,16 @@ from veil.transforms.text import TextHandler
 
 #: Modules a step-worker child has no use for (``ImportProbeHandler`` reports them);
 #: typer stands for spaCy's command line (``veil.transforms.text.engine._import_spacy``).
-HEAVY_MODULES = ("apache_beam", "presidio_analyzer", "jsonschema", "typer", "cv2", "librosa", "av")
+HEAVY_MODULES = (
+    "apache_beam",
+    "presidio_analyzer",
+    "jsonschema",
+    "yaml",
+    "typer",
+    "cv2",
+    "librosa",
+    "av",
+)
 
 
 class ImportProbeHandler(TextHandler):

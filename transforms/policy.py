@@ -29,8 +29,6 @@ import hashlib
 import re
 from pathlib import Path
 
-import yaml
-
 from veil.transforms import operators
 from veil.transforms.operators import OperatorSpec, spec_of
 
@@ -343,14 +341,14 @@ def default_policy_path() -> Path:
     return Path(__file__).resolve().parent.parent / "pipelines" / "data" / DEFAULT_POLICY
 
 
-#: libyaml's safe loader where PyYAML was built with it (PyPI's wheels are): a tenth of the
-#: pure-Python loader's CPU, which every ``veil`` process paid once per policy read.
-_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
 def load_yaml(text: str):
-    """``yaml.safe_load`` through libyaml when available (the same safe constructors)."""
-    return yaml.load(text, Loader=_SAFE_LOADER)  # noqa: S506 - a safe loader, see above
+    """``yaml.safe_load`` through libyaml's safe loader where PyYAML was built with it
+    (PyPI's wheels are): the same safe constructors at a tenth of the pure-Python
+    loader's CPU. PyYAML is imported here, not with the module: step workers unpickle
+    policies and never read one (~0.03 CPU-s)."""
+    import yaml
+
+    return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506
 
 
 #: Policies already parsed in this process, by file and text: a run reads its policy
@@ -371,6 +369,8 @@ def load_policy(path: str | Path | None = None) -> Policy:
     policy = _PARSED.get(key)
     if policy is not None:
         return policy
+    import yaml
+
     try:
         raw = load_yaml(text)
     except yaml.YAMLError as exc:
